@@ -1,0 +1,34 @@
+# One command each: `make demo` and `make test` build their own virtual
+# environment on a fresh machine, install what they need and run.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+WAN22 := wan22==2.2.11
+
+.PHONY: demo test test-all venv-base venv-test venv-demo clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+venv-demo: $(BIN)/python
+	$(PIP) install -q -e ".[demo]"
+
+# wan22 (the official Wan code) must be installed without its dependencies:
+# they pin a CUDA torch and packages that do not build here.
+venv-test: $(BIN)/python
+	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q --no-deps $(WAN22)
+
+demo: venv-demo
+	$(BIN)/gvc demo --out demo_out
+
+test: venv-test
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
+
+test-all: venv-test
+	$(BIN)/python -m pytest -q -m "" --durations=15
+
+clean:
+	rm -rf $(VENV) demo_out

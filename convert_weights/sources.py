@@ -1,0 +1,216 @@
+"""Lazy, code-free readers for checkpoint files.
+
+Every reader yields ``(key, loader)`` pairs where ``loader()`` returns one
+tensor as a NumPy array, so converters can stream a checkpoint tensor by
+tensor and keep host memory near one copy of the weights.
+
+* ``safetensors`` files (single, or sharded with ``*.index.json``).
+* PyTorch ``.pth``/``.pt`` zip archives, read with a restricted unpickler
+  that only rebuilds tensors and plain containers: no pickled code runs.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import pickle
+import zipfile
+from typing import Callable, Iterator
+
+import ml_dtypes
+import numpy as np
+
+Loader = Callable[[], np.ndarray]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or has unexpected content."""
+
+
+# ----------------------------------------------------------------- safetensors
+_ST_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16,
+    "BF16": ml_dtypes.bfloat16, "I64": np.int64, "I32": np.int32,
+    "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+
+
+def _safetensors_header(path: str) -> tuple[dict, int]:
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise CheckpointError(f"{path}: truncated safetensors header")
+        n = int.from_bytes(raw, "little")
+        if n <= 0 or n > 100 * 2**20:
+            raise CheckpointError(f"{path}: implausible safetensors header size {n}")
+        try:
+            header = json.loads(f.read(n))
+        except ValueError as e:
+            raise CheckpointError(f"{path}: corrupt safetensors header ({e})") from None
+    return header, 8 + n
+
+
+def iter_safetensors(path: str) -> Iterator[tuple[str, Loader]]:
+    """Yields the tensors of one ``.safetensors`` file, memory-mapped."""
+    header, base = _safetensors_header(path)
+    size = os.path.getsize(path)
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        dtype = _ST_DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise CheckpointError(f"{path}: tensor {key!r} has unsupported dtype {info['dtype']}")
+        start, stop = info["data_offsets"]
+        shape = tuple(info["shape"])
+        if base + stop > size:
+            raise CheckpointError(f"{path}: tensor {key!r} runs past the end of the file")
+
+        def load(start=start, stop=stop, shape=shape, dtype=dtype):
+            mm = np.memmap(path, dtype=np.uint8, mode="r", offset=base + start,
+                           shape=(stop - start,))
+            return np.asarray(mm).view(dtype).reshape(shape)
+
+        yield key, load
+
+
+def safetensors_files(folder_or_file: str, prefix: str = "diffusion_pytorch_model") -> list[str]:
+    """Resolves a folder (sharded or not) or a file to a list of shard paths."""
+    if os.path.isfile(folder_or_file):
+        return [folder_or_file]
+    if not os.path.isdir(folder_or_file):
+        raise CheckpointError(f"{folder_or_file}: no such file or folder")
+    index = [f for f in os.listdir(folder_or_file) if f.endswith(".safetensors.index.json")]
+    if index:
+        with open(os.path.join(folder_or_file, sorted(index)[0])) as f:
+            weight_map = json.load(f)["weight_map"]
+        files = sorted(set(weight_map.values()))
+    else:
+        files = sorted(f for f in os.listdir(folder_or_file) if f.endswith(".safetensors"))
+        pref = [f for f in files if f.startswith(prefix)]
+        files = pref or files
+    if not files:
+        raise CheckpointError(f"{folder_or_file}: no .safetensors files found")
+    paths = [os.path.join(folder_or_file, f) for f in files]
+    for p in paths:
+        if not os.path.isfile(p):
+            raise CheckpointError(f"{p}: shard listed in the index is missing")
+    return paths
+
+
+def iter_safetensors_folder(folder_or_file: str, prefix: str = "diffusion_pytorch_model"
+                            ) -> Iterator[tuple[str, Loader]]:
+    for path in safetensors_files(folder_or_file, prefix):
+        yield from iter_safetensors(path)
+
+
+# --------------------------------------------------------- torch zip (.pth)
+_TORCH_STORAGE_DTYPES = {
+    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+    "BFloat16Storage": ml_dtypes.bfloat16, "LongStorage": np.int64, "IntStorage": np.int32,
+    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+}
+
+
+class _StorageRef:
+    def __init__(self, zf: zipfile.ZipFile, name: str, dtype, numel: int):
+        self.zf, self.name, self.dtype, self.numel = zf, name, dtype, numel
+
+
+class _LazyTensor:
+    def __init__(self, storage: _StorageRef, offset: int, size, stride):
+        self.storage, self.offset = storage, int(offset)
+        self.size, self.stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+
+    def load(self) -> np.ndarray:
+        st = self.storage
+        raw = st.zf.read(st.name)
+        flat = np.frombuffer(raw, dtype=st.dtype)
+        if flat.size < st.numel:
+            raise CheckpointError(f"storage {st.name} is truncated")
+        item = flat.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            flat[self.offset:], shape=self.size, strides=[s * item for s in self.stride])
+        return np.array(view)  # own the memory; the zip buffer is freed
+
+
+def _rebuild_tensor(storage, offset, size, stride, *unused):
+    return _LazyTensor(storage, offset, size, stride)
+
+
+def _rebuild_parameter(data, *unused):
+    return data
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Rebuilds tensors and containers only; any other global is refused."""
+
+    _ALLOWED = {
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        ("builtins", "set"): set,
+        ("builtins", "frozenset"): frozenset,
+    }
+
+    def __init__(self, f, zf: zipfile.ZipFile, root: str):
+        super().__init__(f)
+        self.zf, self.root = zf, root
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return self._ALLOWED[(module, name)]
+        if module == "torch" and name in _TORCH_STORAGE_DTYPES:
+            return name
+        if module == "torch" and name in ("bfloat16", "float32", "float16", "float64"):
+            return name
+        raise CheckpointError(f"refusing to load pickled global {module}.{name}")
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
+            raise CheckpointError(f"unsupported persistent id {pid!r}")
+        _, storage_type, key, _location, numel = pid
+        dtype = _TORCH_STORAGE_DTYPES.get(storage_type)
+        if dtype is None:
+            raise CheckpointError(f"unsupported storage type {storage_type!r}")
+        return _StorageRef(self.zf, f"{self.root}/data/{key}", dtype, int(numel))
+
+
+def _flatten_tensors(obj, prefix="") -> Iterator[tuple[str, _LazyTensor]]:
+    if isinstance(obj, _LazyTensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _flatten_tensors(v, f"{prefix}.{k}" if prefix else str(k))
+
+
+def iter_torch_zip(path: str, subtree: str | None = None) -> Iterator[tuple[str, Loader]]:
+    """Yields tensors of a PyTorch zip checkpoint without executing pickle code.
+
+    Nested dicts are flattened with '.'; ``subtree`` selects e.g. ``"state_dict"``.
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise CheckpointError(f"{path}: not a PyTorch zip checkpoint (legacy pickle files "
+                              "are refused: they could run code)") from None
+    pkl = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+    if not pkl:
+        raise CheckpointError(f"{path}: no data.pkl inside the archive")
+    root = pkl[0].rsplit("/", 1)[0] if "/" in pkl[0] else ""
+    with zf.open(pkl[0]) as f:
+        try:
+            obj = _SafeUnpickler(f, zf, root).load()
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+        except Exception as e:  # malformed pickle stream
+            raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e})") from None
+    if subtree is not None:
+        if not isinstance(obj, dict) or subtree not in obj:
+            raise CheckpointError(f"{path}: no {subtree!r} entry")
+        obj = obj[subtree]
+    for key, t in _flatten_tensors(obj):
+        yield key, t.load
