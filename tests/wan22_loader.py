@@ -1,0 +1,79 @@
+"""Imports modules of the official Wan code (PyPI ``wan22``) for parity tests.
+
+The package's ``__init__`` pulls in the whole pipeline stack (torchvision,
+CUDA calls at import time). We never edit the installed package: instead we
+register empty parent packages so ``wan.modules.<name>`` can be imported on
+its own, stub ``torchvision.transforms`` (only referenced, never used by the
+code paths we test), and let ``torch.cuda.current_device`` answer 0 while a
+module is being imported (``t5.py`` calls it in a default argument).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import types
+
+import pytest
+
+
+def _package_dir() -> str:
+    if "wan" in sys.modules and getattr(sys.modules["wan"], "__path__", None):
+        return list(sys.modules["wan"].__path__)[0]
+    spec = importlib.util.find_spec("wan")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("wan22 (official Wan code) is not installed")
+    return list(spec.submodule_search_locations)[0]
+
+
+def _stub_package(name: str, path: str) -> None:
+    if name in sys.modules:
+        return
+    mod = types.ModuleType(name)
+    mod.__path__ = [path]
+    sys.modules[name] = mod
+
+
+def _stub_torchvision() -> None:
+    try:
+        import torchvision.transforms  # noqa: F401
+        return
+    except Exception:
+        pass
+    for name in ("torchvision", "torchvision.transforms"):
+        sys.modules.pop(name, None)
+    import importlib.machinery as machinery
+
+    tv = types.ModuleType("torchvision")
+    tv.__spec__ = machinery.ModuleSpec("torchvision", None)
+    tr = types.ModuleType("torchvision.transforms")
+    tr.__spec__ = machinery.ModuleSpec("torchvision.transforms", None)
+
+    def _missing(*a, **k):
+        raise RuntimeError("torchvision is stubbed in the tests")
+
+    for attr in ("Compose", "Normalize", "Resize", "ToTensor", "CenterCrop", "InterpolationMode"):
+        setattr(tr, attr, _missing)
+    tv.transforms = tr
+    sys.modules["torchvision"] = tv
+    sys.modules["torchvision.transforms"] = tr
+
+
+def load_wan22(module: str):
+    """Returns ``wan.modules.<module>`` (e.g. ``"model"``, ``"vae2_1"``,
+    ``"t5"``, ``"animate.clip"``) imported without the package ``__init__``."""
+    import torch
+
+    root = _package_dir()
+    _stub_package("wan", root)
+    _stub_package("wan.modules", os.path.join(root, "modules"))
+    if module.startswith("animate"):
+        _stub_package("wan.modules.animate", os.path.join(root, "modules", "animate"))
+    _stub_torchvision()
+    saved = torch.cuda.current_device
+    torch.cuda.current_device = lambda: 0
+    try:
+        return importlib.import_module(f"wan.modules.{module}")
+    finally:
+        torch.cuda.current_device = saved
