@@ -1,0 +1,1 @@
+"""Model and codec configurations: one module per family, each with ``get_config(arg)``."""
