@@ -1,0 +1,162 @@
+"""JAX codebook: addressable atoms, chunked top-M selection and signed combination (DESIGN §3).
+
+Bit-identical to :mod:`gvc_jax.codebook.reference` (same Threefry words, layout and table); all
+functions are jit-able with seed/gop/step traced uint32/int32 scalars.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from gvc_jax.codebook.table import MAX_EXACT_ATOMS, QUANTILES
+from gvc_jax.codebook.threefry import INIT_FRAME, INIT_STEP, address_key, threefry2x32
+
+U32 = jnp.uint32
+# Upper bound on the [F, chunk, D] float32 atoms of one selection chunk, were XLA to materialise them.
+CHUNK_BUDGET_BYTES = 256 << 20
+
+
+def _u32(x):
+    if isinstance(x, (int, np.integer)):
+        if not 0 <= int(x) < 2 ** 32:
+            raise ValueError(f"address component {int(x)} is not in [0, 2^32)")
+        return jnp.asarray(np.uint32(x))
+    return jnp.asarray(x).astype(U32)
+
+
+def _size(shape) -> tuple[tuple[int, ...], int]:
+    shape = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
+    return shape, math.prod(shape)
+
+
+def _key(seed, gop, step, frame):
+    return address_key(_u32(seed), _u32(gop), _u32(step), _u32(frame), U32)
+
+
+def _table():
+    return jnp.asarray(QUANTILES)
+
+
+def _atoms_c4(key, k, nc: int):
+    """Atoms of key for atom numbers k (uint32 [...]) as float32 [..., nc, 4] (4 per call)."""
+    c = lax.broadcasted_iota(U32, k.shape + (nc,), k.ndim)
+    w0, w1 = threefry2x32(key[0], key[1], c, k[..., None], U32)
+    b = jnp.stack([w0 >> 16, w0 & U32(0xFFFF), w1 >> 16, w1 & U32(0xFFFF)], axis=-1)
+    return _table()[b.astype(jnp.int32)]
+
+
+def atoms(seed, gop, step, frame, indices, shape):
+    """float32 atoms [len(indices), *shape] of address (seed, gop, step, frame) (DESIGN §3)."""
+    shape, d = _size(shape)
+    k = jnp.asarray(indices).reshape(-1).astype(U32)
+    nc = -(-d // 4)
+    a = _atoms_c4(_key(seed, gop, step, frame), k, nc).reshape(k.shape[0], nc * 4)
+    return a[:, :d].reshape((k.shape[0],) + shape)
+
+
+def init_noise(seed, gop, shape):
+    """The seeded x_T (float32 ``shape``): atom 0 of the reserved address step = frame = 2^32-1."""
+    return atoms(seed, gop, INIT_STEP, INIT_FRAME, jnp.zeros((1,), U32), shape)[0]
+
+
+def auto_chunk(K: int, F: int, D: int, budget: int = CHUNK_BUDGET_BYTES) -> int:
+    """Atoms per selection chunk so that F * chunk * D float32 stay under ``budget`` bytes."""
+    per_atom = F * 4 * (-(-D // 4)) * 4
+    c = max(1, budget // per_atom)
+    c = 1 << (c.bit_length() - 1)            # power of two
+    return int(min(c, K))
+
+
+def scores(seed, gop, step, r_fd, K: int, chunk: int):
+    """float32 scores [F, ceil(K/chunk)*chunk] = <atom(seed, gop, step, f, k), r_f>; k >= K junk."""
+    F, D = r_fd.shape
+    nc = -(-D // 4)
+    r = jnp.pad(r_fd.astype(jnp.float32), ((0, 0), (0, nc * 4 - D))).reshape(F, 1, nc, 4)
+    keys = jax.vmap(lambda f: _key(seed, gop, step, f))(jnp.arange(F, dtype=U32))  # ([F], [F])
+    n_chunks = -(-K // chunk)
+
+    def one(start):
+        k = start + lax.broadcasted_iota(U32, (F, chunk), 1)
+        a = _atoms_c4((keys[0][:, None, None], keys[1][:, None, None]), k, nc)       # [F, chunk, nc, 4]
+        return jnp.sum(a * r, axis=(2, 3))                                 # fused generate-dot
+
+    starts = jnp.arange(n_chunks, dtype=U32) * U32(chunk)
+    s = lax.map(one, starts)                                               # [n_chunks, F, chunk]
+    return jnp.moveaxis(s, 0, 1).reshape(F, n_chunks * chunk)
+
+
+def select_topm(seed, gop, step, r_fd, K: int, m_max: int, *, chunk: int | None = None):
+    """Top-``m_max`` atoms by |<atom_k, r_f>| per latent frame f (address frame = f).
+
+    Returns (idx int32 [F, m_max], sign bool [F, m_max]) ordered by |s| descending, ties by
+    smaller k; sign = s >= 0. Atoms are generated and dotted ``chunk`` at a time (default from
+    :func:`auto_chunk`), so the K x D atoms are never held together.
+    """
+    F, D = r_fd.shape
+    if not 0 < m_max <= K <= 2 ** 32:
+        raise ValueError(f"need 0 < m_max <= K, got m_max={m_max}, K={K}")
+    chunk = auto_chunk(K, F, D) if chunk is None else int(chunk)
+    s = scores(seed, gop, step, r_fd, K, chunk)
+    n = s.shape[1]
+    k = lax.broadcasted_iota(jnp.int32, (F, n), 1)
+    key = jnp.where(k < K, -jnp.abs(s), jnp.inf)
+    _, k_sorted = lax.sort((key, k), dimension=1, num_keys=2)
+    idx = k_sorted[:, :m_max]
+    sign = jnp.take_along_axis(s, idx, axis=1) >= 0
+    return idx, sign
+
+
+def _normalise(z, m_per_frame, norm: str):
+    if norm == "sqrt_m":
+        c = np.array([1.0 / math.sqrt(m) for m in m_per_frame], np.float32)
+        return z * jnp.asarray(c)[:, None]
+    if norm == "std":
+        return z / jnp.std(z, axis=1, keepdims=True)
+    raise ValueError(f"unknown norm {norm!r}")
+
+
+def combine(seed, gop, step, idx_fm, sign_fm, m_per_frame: Sequence[int], shape_d,
+            norm: str = "std"):
+    """z_f = normalise(Σ_{j<M_f} ±atom(seed, gop, step, f, idx[f, j])) as float32 [F, D].
+
+    Only the M_f chosen atoms of each frame are generated (frames sharing one M are batched);
+    entries j >= M_f are ignored. The signed sums are exact in any order (table grid), so they
+    equal :func:`gvc_jax.codebook.reference.combine_numpy` bit for bit.
+    """
+    _, d = _size(shape_d)
+    F, m_cap = idx_fm.shape
+    m_per_frame = tuple(int(m) for m in m_per_frame)
+    if len(m_per_frame) != F:
+        raise ValueError("m_per_frame needs one entry per frame")
+    for f, m in enumerate(m_per_frame):
+        if not 0 < m <= min(m_cap, MAX_EXACT_ATOMS):
+            raise ValueError(f"M={m} for frame {f} is outside [1, {min(m_cap, MAX_EXACT_ATOMS)}]")
+    nc = -(-d // 4)
+    idx = jnp.asarray(idx_fm).astype(U32)
+    w_all = jnp.where(jnp.asarray(sign_fm), jnp.float32(1), jnp.float32(-1))
+    z = jnp.zeros((F, nc * 4), jnp.float32)
+    for m in sorted(set(m_per_frame)):
+        frames = np.array([f for f in range(F) if m_per_frame[f] == m])
+        keys = jax.vmap(lambda f: _key(seed, gop, step, f))(jnp.asarray(frames, U32))
+        nf = len(frames)
+        jc = max(1, min(m, CHUNK_BUDGET_BYTES // (nf * nc * 16)))
+        n_j = -(-m // jc)
+        pad = n_j * jc - m
+        k = jnp.pad(idx[frames, :m], ((0, 0), (0, pad)))
+        w = jnp.pad(w_all[frames, :m], ((0, 0), (0, pad)))         # padded atoms weigh 0
+        k = k.reshape(nf, n_j, jc).transpose(1, 0, 2)
+        w = w.reshape(nf, n_j, jc).transpose(1, 0, 2)
+
+        def body(acc, kw):
+            kk, ww = kw
+            a = _atoms_c4((keys[0][:, None, None], keys[1][:, None, None]), kk, nc)   # [nf, jc, nc, 4]
+            return acc + jnp.sum(a * ww[:, :, None, None], axis=1), None
+
+        acc, _ = lax.scan(body, jnp.zeros((nf, nc, 4), jnp.float32), (k, w))
+        z = z.at[frames].set(acc.reshape(nf, nc * 4))
+    return _normalise(z[:, :d], m_per_frame, norm)
