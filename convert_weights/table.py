@@ -203,3 +203,49 @@ def fingerprint(arrays: Mapping[str, np.ndarray], name: str = "") -> str:
         h.update(f"{path}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def check_coverage(key_shapes: Iterable[tuple[str, tuple[int, ...]]], rules: list[Rule],
+                   targets: Mapping[str, tuple[tuple[int, ...], object]],
+                   *, ignore: Iterable[str] = ()) -> None:
+    """Dry run of :func:`convert` on ``(key, shape)`` pairs, allocating nothing.
+
+    Transforms run on zero-stride placeholder arrays, so full-size tables
+    (e.g. umT5-XXL, 24 x 4096 x 10240) can be checked in a unit test. Raises
+    :class:`ConversionError` exactly where :func:`convert` would.
+    """
+    ignore_re = [re.compile(p) for p in ignore]
+    filled: dict[str, set] = {}
+    unmapped = []
+    for key, shape in key_shapes:
+        if any(r.fullmatch(key) for r in ignore_re):
+            continue
+        hit = map_key(key, rules)
+        if hit is None:
+            unmapped.append(key)
+            continue
+        path, layer, rule = hit
+        if path not in targets:
+            raise ConversionError(f"{key!r} maps to {path!r}, which the model does not have")
+        tshape = tuple(targets[path][0])
+        dummy = np.lib.stride_tricks.as_strided(np.zeros(1, np.int8), tuple(shape), (0,) * len(shape))
+        got = tuple(rule.fn()(dummy).shape)
+        want = tshape[1:] if layer is not None else tshape
+        if got != want:
+            raise ConversionError(f"{key!r} -> {path!r}: shape {got} after transform, model expects {want}")
+        seen = filled.setdefault(path, set())
+        if (layer in seen) or (layer is None and seen) or (layer is not None and None in seen):
+            raise ConversionError(f"{key!r}: {path!r} (layer {layer}) written twice")
+        if layer is not None and layer >= tshape[0]:
+            raise ConversionError(f"{key!r}: layer {layer} out of range (model has {tshape[0]})")
+        seen.add(layer)
+    if unmapped:
+        raise ConversionError(f"{len(unmapped)} checkpoint tensor(s) match no rule, e.g. "
+                              + ", ".join(repr(k) for k in unmapped[:5]))
+    missing = sorted(set(targets) - set(filled))
+    if missing:
+        raise ConversionError(f"{len(missing)} model parameter(s) not in the checkpoint, e.g. "
+                              + ", ".join(repr(k) for k in missing[:5]))
+    for path, seen in filled.items():
+        if None not in seen and len(seen) != tuple(targets[path][0])[0]:
+            raise ConversionError(f"{path!r}: layers missing from the checkpoint")

@@ -41,6 +41,11 @@ def _stub_torchvision() -> None:
         return
     except Exception:
         pass
+    try:  # transformers caches this probe; answer it before the stub exists
+        from transformers.utils import import_utils
+        import_utils.is_torchvision_available()
+    except Exception:
+        pass
     for name in ("torchvision", "torchvision.transforms"):
         sys.modules.pop(name, None)
     import importlib.machinery as machinery
