@@ -47,10 +47,16 @@ def _ln(src: str, dst: str) -> list[Rule]:
     return [Rule(src + r"\.weight", dst + "/scale"), Rule(src + r"\.bias", dst + "/bias")]
 
 
-_B = r"blocks\.(\d+)\."
-_L = "@{0}"  # stacked layer index from the first regex group
+_B = r"blocks\.(\d+)\."  # every block rule writes layer {0} of the stacked param
 
-OFFICIAL_RULES: list[Rule] = [
+
+def _stacked(rules: list[Rule]) -> list[Rule]:
+    """Appends ``@{0}`` (the block index) to the templates of block rules."""
+    return [Rule(r.pattern, r.template + "@{0}", r.transform) if r.pattern.startswith(_B) else r
+            for r in rules]
+
+
+OFFICIAL_RULES: list[Rule] = _stacked([
     Rule(r"patch_embedding\.weight", "patch_embedding/kernel", _patch),
     Rule(r"patch_embedding\.bias", "patch_embedding/bias"),
     *_lin(r"text_embedding\.0", "text_embedding/fc1"),
@@ -76,10 +82,10 @@ OFFICIAL_RULES: list[Rule] = [
     *_lin(r"img_emb\.proj\.3", "img_emb/mlp/fc2"),
     *_ln(r"img_emb\.proj\.4", "img_emb/norm2"),
     Rule(r"img_emb\.emb_pos", "img_emb/emb_pos", _squeeze0),
-]
+])
 
 _DIFF_ATTN = (("to_q", "q"), ("to_k", "k"), ("to_v", "v"), (r"to_out\.0", "o"))
-DIFFUSERS_RULES: list[Rule] = [
+DIFFUSERS_RULES: list[Rule] = _stacked([
     Rule(r"patch_embedding\.weight", "patch_embedding/kernel", _patch),
     Rule(r"patch_embedding\.bias", "patch_embedding/bias"),
     *_lin(r"condition_embedder\.text_embedder\.linear_1", "text_embedding/fc1"),
@@ -104,7 +110,7 @@ DIFFUSERS_RULES: list[Rule] = [
     *_lin(r"condition_embedder\.image_embedder\.ff\.net\.2", "img_emb/mlp/fc2"),
     *_ln(r"condition_embedder\.image_embedder\.norm2", "img_emb/norm2"),
     Rule(r"condition_embedder\.image_embedder\.pos_embed", "img_emb/emb_pos", _squeeze0),
-]
+])
 # Documented extra tensor diffusers itself drops on load (``_keys_to_ignore_on_load_unexpected``).
 DIFFUSERS_IGNORE = (r"blocks\.\d+\.attn2\.norm_added_q\.weight",)
 
