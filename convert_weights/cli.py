@@ -10,6 +10,8 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "dit": ("convert_weights.dit", "cli_convert"),
+    "t5": ("convert_weights.t5", "cli_convert"),
+    "clip": ("convert_weights.clip", "cli_convert"),
 }
 
 

@@ -20,16 +20,14 @@ Keys deliberately dropped (:func:`ignored`), each for a stated reason:
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
-import sys
 
 import numpy as np
 
 from convert_weights.sources import (CheckpointError, iter_safetensors_folder,
                                      iter_torch_zip)
-from convert_weights.table import (ConversionError, Rule, abstract_targets,
+from convert_weights.table import (Rule, abstract_targets,
                                    convert, fingerprint, load_into)
 
 OFFICIAL_FILE = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
@@ -173,20 +171,13 @@ def load_clip(path: str, cfg, layout: str = "auto"):
 
 
 def cli_convert(argv=None) -> int:
-    """``gvc-convert clip CKPT -o OUT.safetensors [--config vit-h-14] [--layout auto]``."""
+    """``gvc-convert clip SRC OUT [--config vit-h-14] [--layout auto]``."""
     from configs.wan_clip import get_config
-    from convert_weights.t5 import save_arrays
-    ap = argparse.ArgumentParser(prog="gvc-convert clip", description=cli_convert.__doc__)
-    ap.add_argument("checkpoint", help=f"{OFFICIAL_FILE}, a model folder, or an image_encoder/ folder")
-    ap.add_argument("-o", "--out", required=True, help="output .safetensors (flat NNX paths)")
-    ap.add_argument("--config", default="vit-h-14")
-    ap.add_argument("--layout", default="auto", choices=("auto", "official", "diffusers"))
-    a = ap.parse_args(argv)
-    try:
-        arrays = convert_clip(a.checkpoint, get_config(a.config), a.layout)
-    except (CheckpointError, ConversionError) as e:
-        print(f"gvc-convert: error: {e}", file=sys.stderr)
-        return 3
-    fp = save_arrays(a.out, arrays, name=f"clip:{a.config}")
-    print(f"{a.out}: {len(arrays)} tensors, fingerprint {fp}")
-    return 0
+    from convert_weights.t5 import run_cli
+
+    def conv(src, cfg, layout):
+        layout = resolve(src, layout)[1]
+        return convert_clip(src, cfg, layout), layout
+
+    return run_cli(argv, family="clip", prog="gvc-convert clip", what="CLIP ViT-H/14 vision",
+                   convert_fn=conv, get_config=get_config, default_config="vit-h-14")

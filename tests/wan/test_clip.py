@@ -185,7 +185,11 @@ def test_official_converter_on_real_keys_drops_text_tower(official):
 
 
 def test_cli_convert(official, tmp_path):
+    from safetensors import safe_open
+    from convert_weights.cli import main
     out = tmp_path / "clip.safetensors"
-    assert cclip.cli_convert([str(official[0]), "-o", str(out), "--config", "tiny"]) == 0
-    assert out.stat().st_size > 0
-    assert cclip.cli_convert([str(tmp_path / "nope"), "-o", str(out), "--config", "tiny"]) == 3
+    assert main(["clip", str(official[0]), str(out), "--config", "tiny"]) == 0
+    with safe_open(str(out), "np") as f:
+        assert f.metadata()["fingerprint"] == cclip.load_clip(str(official[0]), CFG)[1]
+        assert f.get_tensor("blocks/q").shape == (CFG.used_layers, CFG.dim, CFG.heads, CFG.dim // CFG.heads)
+    assert main(["clip", str(tmp_path / "nope"), str(out), "--config", "tiny"]) == 3

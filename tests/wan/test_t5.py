@@ -203,11 +203,45 @@ def _other_cfg():
     return c
 
 
-def test_cli_convert(official_file, tmp_path):
-    out = tmp_path / "t5.safetensors"
-    assert ct5.cli_convert([str(official_file[0]), "-o", str(out), "--config", "tiny"]) == 0
-    from safetensors import safe_open
-    with safe_open(str(out), "np") as f:
-        assert f.metadata()["fingerprint"] == ct5.fingerprint(ct5.convert_t5(str(official_file[0]), CFG),
-                                                              name="umt5:tiny")
-    assert ct5.cli_convert([str(tmp_path / "nope"), "-o", str(out), "--config", "tiny"]) == 3
+def test_cli_convert(official_file, tmp_path, capsys):
+    import json
+    from convert_weights.cli import main
+    from convert_weights.dit import load_orbax
+    out = tmp_path / "t5_orbax"
+    assert main(["t5", str(official_file[0]), str(out), "--config", "tiny"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    arrays = ct5.convert_t5(str(official_file[0]), CFG)
+    assert report["fingerprint"] == ct5.fingerprint(arrays, name="umt5:tiny") == ct5.load_t5(
+        str(official_file[0]), CFG)[1]
+    assert report["layout"] == "official"
+    back = load_orbax(str(out))
+    assert back.keys() == arrays.keys()
+    np.testing.assert_array_equal(back["blocks/q"], arrays["blocks/q"])
+    assert main(["t5", str(tmp_path / "nope"), str(out), "--config", "tiny"]) == 3
+
+
+def test_prompt_encoder_uses_cache_and_loads_lazily(official_file, tmp_path):
+    d, enc = official_file
+    fp = "tinyfp"
+
+    def tokenizer(prompts):  # stand-in: prompt length -> that many tokens, then </s>
+        ids, mask = np.zeros((len(prompts), CFG.text_len), np.int32), np.zeros((len(prompts), CFG.text_len), np.int32)
+        for i, p in enumerate(prompts):
+            n = min(len(p.split()), CFG.text_len - 1)
+            ids[i, :n] = [2 + (sum(map(ord, w)) % (CFG.vocab - 2)) for w in p.split()[:n]]
+            ids[i, n] = 1
+            mask[i, :n + 1] = 1
+        return ids, mask
+
+    pe = mt5.PromptEncoder(lambda: ct5.load_t5(str(d), CFG)[0], tokenizer, fp, cache_dir=str(tmp_path))
+    a = pe("a b c")
+    assert pe.loads == 1 and a.shape == (CFG.text_len, CFG.dim)
+    ids, mask = tokenizer(["a b c"])
+    with torch.no_grad():
+        ref = enc(torch.from_numpy(ids).long(), torch.from_numpy(mask).long())[0].numpy() * mask[0, :, None]
+    assert rel_l2(a, ref) <= 1e-5
+    pe.release()
+    pe2 = mt5.PromptEncoder(lambda: (_ for _ in ()).throw(AssertionError("must not load")), tokenizer, fp,
+                            cache_dir=str(tmp_path))
+    np.testing.assert_array_equal(pe2("a b c"), a)  # warm cache: the encoder is never built
+    assert pe2.loads == 0

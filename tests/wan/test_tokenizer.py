@@ -1,12 +1,11 @@
 """Prompt tokenizer: ids and masks equal Wan's HuggingfaceTokenizer on a tiny
 sentencepiece model trained on the fly (no network, no real vocabulary)."""
-import os
 import shutil
 
 import numpy as np
 import pytest
 # Import before tests.wan22_loader stubs torchvision (transformers caches its probe).
-from transformers import AutoTokenizer, T5Tokenizer  # noqa: F401
+from transformers import T5Tokenizer
 
 from gvc_jax.models.wan.tokenizer import UMT5Tokenizer, clean_prompt
 
