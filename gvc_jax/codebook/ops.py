@@ -5,6 +5,7 @@ functions are jit-able with seed/gop/step traced uint32/int32 scalars.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gvc_jax.codebook.table import MAX_EXACT_ATOMS, QUANTILES
+from gvc_jax.codebook.table import GRID_LOG2, MAX_EXACT_ATOMS, QUANTILES
 from gvc_jax.codebook.threefry import INIT_FRAME, INIT_STEP, address_key, threefry2x32
 
 U32 = jnp.uint32
@@ -52,8 +53,14 @@ def _atoms_c4(key, k, nc: int):
 
 def atoms(seed, gop, step, frame, indices, shape):
     """float32 atoms [len(indices), *shape] of address (seed, gop, step, frame) (DESIGN §3)."""
-    shape, d = _size(shape)
-    k = jnp.asarray(indices).reshape(-1).astype(U32)
+    shape, _ = _size(shape)
+    return _atoms_jit(_u32(seed), _u32(gop), _u32(step), _u32(frame),
+                      jnp.asarray(indices).reshape(-1).astype(U32), shape)
+
+
+@functools.partial(jax.jit, static_argnums=5)
+def _atoms_jit(seed, gop, step, frame, k, shape):
+    d = math.prod(shape)
     nc = -(-d // 4)
     a = _atoms_c4(_key(seed, gop, step, frame), k, nc).reshape(k.shape[0], nc * 4)
     return a[:, :d].reshape((k.shape[0],) + shape)
@@ -111,17 +118,40 @@ def select_topm(seed, gop, step, r_fd, K: int, m_max: int, *, chunk: int | None 
     return idx, sign
 
 
+def sum_squares_units(z):
+    """Σ_d (z·2^13)² per row of z [F, D] (grid values, |z| < 2^11) as float32 [F], computed
+    with exact uint32 partial sums so the result does not depend on reduction order; mirrors
+    :func:`gvc_jax.codebook.reference.sum_squares_units_numpy` bit for bit."""
+    F, d = z.shape
+    nb = -(-d // 256)
+    if nb > 1 << 16:
+        raise ValueError("D too large for the exact sum of squares (max 2^24)")
+    u = jnp.abs(z * jnp.float32(1 << GRID_LOG2)).astype(jnp.int32).astype(U32)
+    u = jnp.pad(u, ((0, 0), (0, nb * 256 - d))).reshape(F, nb, 256)
+    a, b = u >> 12, u & U32(0xFFF)
+
+    def total(x):                      # exact Σ of x < 2^24 over [F, nb, 256] as float32
+        blk = jnp.sum(x, axis=2, dtype=U32)                    # < 2^32
+        lo = jnp.sum(blk & U32(0xFFFF), axis=1, dtype=U32)     # < 2^32
+        hi = jnp.sum(blk >> 16, axis=1, dtype=U32)
+        return hi.astype(jnp.float32) * jnp.float32(65536) + lo.astype(jnp.float32)
+
+    sa, sab, sb = total(a * a), total(a * b), total(b * b)
+    return sa * jnp.float32(2.0 ** 24) + sab * jnp.float32(2.0 ** 13) + sb
+
+
 def _normalise(z, m_per_frame, norm: str):
     if norm == "sqrt_m":
         c = np.array([1.0 / math.sqrt(m) for m in m_per_frame], np.float32)
         return z * jnp.asarray(c)[:, None]
-    if norm == "std":
-        return z / jnp.std(z, axis=1, keepdims=True)
+    if norm == "rms":
+        ms = sum_squares_units(z) * jnp.float32(2.0 ** (-2 * GRID_LOG2) / z.shape[1])
+        return z * (jnp.float32(1) / jnp.sqrt(ms))[:, None]
     raise ValueError(f"unknown norm {norm!r}")
 
 
 def combine(seed, gop, step, idx_fm, sign_fm, m_per_frame: Sequence[int], shape_d,
-            norm: str = "std"):
+            norm: str = "rms"):
     """z_f = normalise(Σ_{j<M_f} ±atom(seed, gop, step, f, idx[f, j])) as float32 [F, D].
 
     Only the M_f chosen atoms of each frame are generated (frames sharing one M are batched);

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from gvc_jax.codebook.table import MAX_EXACT_ATOMS, QUANTILES
+from gvc_jax.codebook.table import GRID_LOG2, MAX_EXACT_ATOMS, QUANTILES
 from gvc_jax.codebook.threefry import INIT_FRAME, INIT_STEP, address_key, threefry2x32
 
 U32 = np.uint32
@@ -84,7 +84,7 @@ def select_topm_numpy(seed, gop, step, r_fd, K: int, m_max: int):
 
 
 def combine_numpy(seed, gop, step, idx_fm, sign_fm, m_per_frame, shape_d,
-                  norm: str = "std") -> np.ndarray:
+                  norm: str = "rms") -> np.ndarray:
     """Reference of :func:`gvc_jax.codebook.combine`: float32 [F, D], bit-identical to it."""
     _, d = _size(shape_d)
     idx = np.asarray(idx_fm)
@@ -101,12 +101,30 @@ def combine_numpy(seed, gop, step, idx_fm, sign_fm, m_per_frame, shape_d,
     return normalise_numpy(z, m_per_frame, norm)
 
 
+def sum_squares_units_numpy(z: np.ndarray) -> np.ndarray:
+    """Σ (z·2^13)² per row, float32 [F]: exact uint32 block sums, then fixed float32 steps."""
+    F, d = z.shape
+    nb = -(-d // 256)
+    u = np.abs(z * np.float32(1 << GRID_LOG2)).astype(np.int32).astype(U32)
+    u = np.pad(u, ((0, 0), (0, nb * 256 - d))).reshape(F, nb, 256)
+    a, b = u >> 12, u & U32(0xFFF)
+
+    def total(x):
+        blk = np.sum(x, axis=2, dtype=U32)
+        lo = np.sum(blk & U32(0xFFFF), axis=1, dtype=U32)
+        hi = np.sum(blk >> 16, axis=1, dtype=U32)
+        return hi.astype(np.float32) * np.float32(65536) + lo.astype(np.float32)
+
+    sa, sab, sb = total(a * a), total(a * b), total(b * b)
+    return sa * np.float32(2.0 ** 24) + sab * np.float32(2.0 ** 13) + sb
+
+
 def normalise_numpy(z: np.ndarray, m_per_frame, norm: str) -> np.ndarray:
     """Unit-std normalisation of the signed sums z [F, D] (see :func:`gvc_jax.codebook.combine`)."""
     if norm == "sqrt_m":
         c = np.array([1.0 / math.sqrt(m) for m in m_per_frame], np.float32)
         return z * c[:, None]
-    if norm == "std":
-        zz = z.astype(np.float64)
-        return (z / zz.std(axis=1, keepdims=True).astype(np.float32)).astype(np.float32)
+    if norm == "rms":
+        ms = sum_squares_units_numpy(z) * np.float32(2.0 ** (-2 * GRID_LOG2) / z.shape[1])
+        return z * (np.float32(1) / np.sqrt(ms))[:, None]
     raise ValueError(f"unknown norm {norm!r}")
