@@ -81,7 +81,16 @@ def bench_small(args, dev: str) -> dict:
     grid = (lat[1], lat[2] // 2, lat[3] // 2)
     torch.manual_seed(0)
     with torch.device(dev):
-        ref = WanTransformer3DModel(**diffusers_kwargs(cfg)).to(torch.bfloat16).eval()
+        ref = WanTransformer3DModel(**diffusers_kwargs(cfg)).eval()
+    # bf16 as from_pretrained(torch_dtype=bf16) gives it: the modules diffusers lists in
+    # _keep_in_fp32_modules (rope tables, time embedder, modulation tables, norms) stay fp32.
+    keep = tuple(ref._keep_in_fp32_modules)
+    for name, mod in ref.named_modules():
+        for pname, p in mod.named_parameters(recurse=False):
+            full = f"{name}.{pname}" if name else pname
+            if not any(k in full.split(".") for k in keep):
+                p.data = p.data.to(torch.bfloat16)
+    n_fp32 = sum(p.numel() for p in ref.parameters() if p.dtype == torch.float32)
     g = torch.Generator(dev).manual_seed(1)
     with torch.no_grad():  # random weights of sensible scale everywhere
         for name, p in ref.named_parameters():
@@ -95,7 +104,8 @@ def bench_small(args, dev: str) -> dict:
             else:
                 r = 0.1 * r
             p.copy_(r.to(p.dtype))
-    log("diffusers model ready", sum(p.numel() for p in ref.parameters()) / 1e9, "B params")
+    log("diffusers model ready", sum(p.numel() for p in ref.parameters()) / 1e9, "B params,",
+        n_fp32 / 1e6, "M kept fp32; rope", ref.rope.freqs_cos.dtype)
 
     t0 = time.perf_counter()
     sd = ref.state_dict()
@@ -144,7 +154,9 @@ def bench_small(args, dev: str) -> dict:
                jax_first_call_s=t_compile,
                diffusers_bf16_median_s=ref_med, diffusers_bf16_times_s=ref_ts,
                jax_tflops=flops(cfg, grid) / 1e12 / jax_med,
-               convert_s=t_convert, fingerprint=fp)
+               convert_s=t_convert, fingerprint=fp, diffusers_fp32_params=n_fp32,
+               jax_peak_gib=((jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use", 0)
+                             / 2**30))
     del state
     if not args.skip_fp32:
         ref = ref.float()
