@@ -187,6 +187,26 @@ encode_bcthw_jit = jax.jit(_encode_impl, static_argnums=0)
 decode_bcthw_jit = jax.jit(_decode_impl, static_argnums=0)
 
 
+def random_model(cfg, seed: int = 0) -> WanVAEModel:
+    """A randomly initialised model, drawn on the host with NumPy (fast, no per-op compiles).
+
+    Kernels ~ N(0, 1/fan_in), gains 1 + N(0, 0.1^2), biases N(0, 0.02^2)."""
+    from convert_weights.table import abstract_targets, load_into
+
+    factory = lambda: WanVAEModel(cfg, rngs=nnx.Rngs(0))  # noqa: E731
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for path, (shape, _) in sorted(abstract_targets(factory).items()):
+        if path.endswith("gamma"):
+            a = 1.0 + 0.1 * rng.standard_normal(shape)
+        elif path.endswith("bias"):
+            a = 0.02 * rng.standard_normal(shape)
+        else:
+            a = rng.standard_normal(shape) / np.sqrt(np.prod(shape[:-1]))
+        arrays[path] = a.astype(np.float32)
+    return load_into(factory, arrays)
+
+
 # ------------------------------------------------------------------ codec-facing wrapper
 class WanVAE:
     """Autoencoder for the codec: ``encode(frames_uint8) -> latent``, ``decode(latent) -> frames``.
@@ -199,7 +219,7 @@ class WanVAE:
     def __init__(self, cfg, model: WanVAEModel | None = None, *, seed: int = 0):
         self.cfg = cfg
         if model is None:
-            model = WanVAEModel(cfg, rngs=nnx.Rngs(seed))
+            model = random_model(cfg, seed)
         self.graphdef, self.state = nnx.split(model)
         self.z_dim = int(cfg.z_dim)
 
@@ -246,6 +266,35 @@ class WanVAE:
 
     def encode_uint8(self, frames_uint8, **tiling_kw):
         return self.encode(frames_uint8, **tiling_kw)
+
+
+def receptive_radius(cfg, which: str) -> int:
+    """Spatial receptive-field radius in latent pixels, ignoring the middle attention.
+
+    Every 3x3 conv adds one pixel at its own resolution; the encoder's stride-2
+    convs (padded right/bottom) reach two pixels of their input. A tiling
+    ``margin`` of at least this many latent pixels makes tiles exact whenever
+    the attention block is local (see :mod:`tiling`).
+    """
+    n, levels = cfg.num_res_blocks, len(cfg.dim_mult)
+    if which == "decode":
+        r = 1 + 4  # conv_in, middle residual blocks
+        for i in range(levels):
+            r += 2 * (n + 1) / 2 ** i
+            if i != levels - 1:
+                r += 1 / 2 ** (i + 1)
+        r += 1 / 2 ** (levels - 1)  # conv_out
+    elif which == "encode":
+        f = 2 ** (levels - 1)
+        r = 1 / f  # conv_in
+        for i in range(levels):
+            r += 2 * n * 2 ** i / f
+            if i != levels - 1:
+                r += 2 * 2 ** i / f
+        r += 4 + 1  # middle residual blocks, conv_out
+    else:
+        raise ValueError(which)
+    return int(np.ceil(r))
 
 
 def to_uint8(x) -> np.ndarray:

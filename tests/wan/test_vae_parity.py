@@ -1,0 +1,118 @@
+"""Parity of the JAX Wan 2.1 VAE with diffusers ``AutoencoderKLWan`` and the official
+``WanVAE_`` (wan22), tiny random weights, fp32 on CPU: relative L2 <= 1e-5.
+
+Weights go through the real converters: diffusers via ``save_pretrained``
+(safetensors), official via ``torch.save(state_dict)`` read back with the
+code-free unpickler. Gains, biases and the attention projections are
+randomised (the libraries initialise them to 1/0/0), and the decoder's last
+conv is scaled so few outputs hit the [-1, 1] clamp.
+"""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+jnp = pytest.importorskip("jax.numpy")
+
+TOL = 1e-5
+TINY = dict(z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, temperal_downsample=[False, True, True])
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def _randomise(module, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("gamma"):
+                p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=g))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            elif name.endswith("proj.weight"):
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+            if name in ("decoder.conv_out.weight", "decoder.head.2.weight"):
+                p.mul_(0.3)
+
+
+def _video(t, h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((1, 3, t, h, w), generator=g) * 2 - 1
+
+
+@pytest.fixture(scope="module")
+def diffusers_pair(tmp_path_factory):
+    from diffusers import AutoencoderKLWan
+
+    from convert_weights.vae import load_vae
+    torch.manual_seed(0)
+    ref = AutoencoderKLWan(base_dim=8, **TINY).eval()
+    _randomise(ref, 1)
+    d = tmp_path_factory.mktemp("wan_vae_diffusers")
+    ref.save_pretrained(d)
+    return ref, load_vae(str(d), config="tiny")
+
+
+@pytest.fixture(scope="module")
+def official_pair(tmp_path_factory):
+    from tests.wan22_loader import load_wan22
+
+    from convert_weights.vae import load_vae
+    mod = load_wan22("vae2_1")
+    torch.manual_seed(0)
+    ref = mod.WanVAE_(dim=8, attn_scales=[], dropout=0.0, **TINY).eval()
+    _randomise(ref, 2)
+    path = tmp_path_factory.mktemp("wan_vae_official") / "Wan2.1_VAE.pth"
+    torch.save(ref.state_dict(), path)
+    return ref, load_vae(str(path), config="tiny")
+
+
+def _scale(vae):
+    mean = torch.tensor(vae.cfg.latents_mean).view(1, 16, 1, 1, 1)
+    std = torch.tensor(vae.cfg.latents_std).view(1, 16, 1, 1, 1)
+    return mean, std
+
+
+@pytest.mark.parametrize("t,h,w", [(1, 40, 56), (9, 40, 56), (33, 16, 24)])
+def test_diffusers_encode_decode(diffusers_pair, t, h, w):
+    ref, vae = diffusers_pair
+    mean, std = _scale(vae)
+    x = _video(t, h, w, seed=t)
+    with torch.no_grad():
+        z_ref = (ref.encode(x).latent_dist.mean - mean) / std
+    z = np.asarray(vae.encode_bcthw(jnp.asarray(x.numpy())))
+    assert z.shape == (1, 16, 1 + (t - 1) // 4, h // 8, w // 8)
+    assert _rel(z, z_ref) <= TOL
+    with torch.no_grad():
+        y_ref = ref.decode(z_ref * std + mean).sample
+    assert float((y_ref.abs() >= 1).float().mean()) < 0.05  # the clamp does not hide the comparison
+    y = np.asarray(vae.decode_bcthw(jnp.asarray(z_ref.numpy())))
+    assert y.shape == (1, 3, t, h, w)
+    assert _rel(y, y_ref) <= TOL
+
+
+@pytest.mark.parametrize("t,h,w", [(5, 40, 56), (9, 40, 56)])
+def test_official_encode_decode(official_pair, t, h, w):
+    ref, vae = official_pair
+    mean, std = _scale(vae)
+    x = _video(t, h, w, seed=100 + t)
+    with torch.no_grad():
+        z_ref = ref.encode(x, [mean.view(16), 1.0 / std.view(16)])
+    z = np.asarray(vae.encode_bcthw(jnp.asarray(x.numpy())))
+    assert _rel(z, z_ref) <= TOL
+    with torch.no_grad():
+        y_ref = ref.decode(z_ref, [mean.view(16), 1.0 / std.view(16)]).clamp(-1, 1)
+    y = np.asarray(vae.decode_bcthw(jnp.asarray(z_ref.numpy())))
+    assert _rel(y, y_ref) <= TOL
+
+
+def test_uint8_api_matches_float_path(diffusers_pair):
+    _, vae = diffusers_pair
+    frames = np.random.default_rng(0).integers(0, 256, (5, 40, 56, 3), dtype=np.uint8)
+    lat = vae.encode(frames)
+    assert lat.shape == (16, 2, 5, 7) and lat.dtype == jnp.float32
+    x = jnp.transpose(jnp.asarray(frames, jnp.float32) / 127.5 - 1.0, (3, 0, 1, 2))[None]
+    np.testing.assert_array_equal(np.asarray(lat), np.asarray(vae.encode_bcthw(x)[0]))
+    out = vae.decode_uint8(lat)
+    assert out.shape == frames.shape and out.dtype == np.uint8
