@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dit": ("convert_weights.dit", "cli_convert"),
     "t5": ("convert_weights.t5", "cli_convert"),
     "clip": ("convert_weights.clip", "cli_convert"),
+    "vae": ("convert_weights.vae", "cli_convert"),
 }
 
 
