@@ -116,3 +116,15 @@ def test_uint8_api_matches_float_path(diffusers_pair):
     np.testing.assert_array_equal(np.asarray(lat), np.asarray(vae.encode_bcthw(x)[0]))
     out = vae.decode_uint8(lat)
     assert out.shape == frames.shape and out.dtype == np.uint8
+
+
+def test_shape_errors(diffusers_pair):
+    _, vae = diffusers_pair
+    with pytest.raises(ValueError, match="1 \\+ 4k frames"):
+        vae.encode(np.zeros((4, 40, 56, 3), np.uint8))
+    with pytest.raises(ValueError, match="multiples of 8"):
+        vae.encode(np.zeros((5, 42, 56, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        vae.encode(np.zeros((5, 40, 56, 3), np.float32))
+    with pytest.raises(ValueError):
+        vae.decode(np.zeros((3, 2, 5, 7), np.float32)[None])
