@@ -148,44 +148,13 @@ def dit_factory(cfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16):
 
 
 def check_coverage(key_shapes, cfg, layout: str) -> None:
-    """Dry run of the table on ``{key: shape}`` (no tensor data, no allocation).
-
-    Raises ConversionError like :func:`convert` would: unmapped keys, unknown target paths,
-    shape mismatches after the transform, params (or layers) left unfilled.
-    """
-    from convert_weights.table import map_key
+    """Dry run of the ``layout`` table on ``{key: shape}`` against WanDiT(cfg), no allocation
+    (see :func:`convert_weights.table.check_coverage`)."""
+    from convert_weights import table
 
     rules, ignore = LAYOUTS[layout]
-    ignore_re = [re.compile(p) for p in ignore]
-    targets = abstract_targets(dit_factory(cfg))
-    filled: dict[str, set] = {}
-    unmapped = []
-    for key, shape in key_shapes.items():
-        if any(r.fullmatch(key) for r in ignore_re):
-            continue
-        hit = map_key(key, rules)
-        if hit is None:
-            unmapped.append(key)
-            continue
-        path, layer, rule = hit
-        if path not in targets:
-            raise ConversionError(f"{key!r} maps to {path!r}, which the model does not have")
-        want = tuple(targets[path][0])
-        arr = rule.fn()(np.broadcast_to(np.zeros((), np.float32), tuple(shape)))
-        if (want[1:] if layer is not None else want) != tuple(arr.shape):
-            raise ConversionError(f"{key!r} -> {path!r}: shape {tuple(arr.shape)}, model {want}")
-        seen = filled.setdefault(path, set())
-        if layer in seen:
-            raise ConversionError(f"{key!r}: {path!r} layer {layer} written twice")
-        seen.add(layer)
-    if unmapped:
-        raise ConversionError(f"{len(unmapped)} tensor(s) match no rule, e.g. {unmapped[:5]}")
-    missing = sorted(set(targets) - set(filled))
-    if missing:
-        raise ConversionError(f"{len(missing)} model parameter(s) not filled, e.g. {missing[:5]}")
-    for path, seen in filled.items():
-        if None not in seen and len(seen) != targets[path][0][0]:
-            raise ConversionError(f"{path!r}: only {len(seen)} of {targets[path][0][0]} layers")
+    table.check_coverage(list(key_shapes.items()), rules, abstract_targets(dit_factory(cfg)),
+                         ignore=ignore)
 
 
 def convert_source(source, cfg, layout: str, param_dtype=jnp.bfloat16, progress=None):

@@ -146,3 +146,17 @@ def test_cli_bad_input_exit_code(tmp_path, capsys):
                      "tiny-t2v"]) == 3
     assert "gvc-convert: error:" in capsys.readouterr().err
     assert cli.main(["nope"]) == 2
+
+
+def test_coverage_check_detects_gaps():
+    cfg = get_config("tiny-i2v")
+    keys = _diffusers_keys(cfg)
+    keys.pop("blocks.1.attn2.add_k_proj.weight")
+    with pytest.raises(ConversionError, match="k_img"):
+        check_coverage(keys, cfg, "diffusers")
+    keys = _diffusers_keys(cfg)
+    keys["blocks.0.attn2.to_q.weight"] = (cfg.dim, cfg.dim + 1)
+    with pytest.raises(ConversionError, match="to_q"):
+        check_coverage(keys, cfg, "diffusers")
+    with pytest.raises(ConversionError):  # an i2v checkpoint is not a t2v model
+        check_coverage(_diffusers_keys(cfg), get_config("tiny-t2v"), "diffusers")
