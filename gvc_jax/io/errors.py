@@ -1,0 +1,6 @@
+"""Error class of the video I/O layer (DESIGN §5: exit code 3 'bad input')."""
+from __future__ import annotations
+
+
+class VideoIOError(ValueError):
+    """A video file or folder is unreadable, unsupported, empty, or cannot be written."""
