@@ -44,6 +44,8 @@ def _parse_header(line: bytes, path: str):
         if not tok:
             continue
         key, val = chr(tok[0]), tok[1:].decode("ascii", "replace")
+        if key == "I" and val not in ("p", "?"):
+            raise VideoIOError(f"{path}: interlaced y4m (I{val}) is not supported")
         try:
             if key == "W":
                 w = int(val)
@@ -52,8 +54,6 @@ def _parse_header(line: bytes, path: str):
             elif key == "F":
                 num, den = val.split(":")
                 fps = fractions.Fraction(int(num), int(den))
-            elif key == "I" and val not in ("p", "?"):
-                raise VideoIOError(f"{path}: interlaced y4m (I{val}) is not supported")
             elif key == "C":
                 csp = val
             elif key == "X" and val.upper().startswith("COLORRANGE="):
