@@ -2,7 +2,7 @@
 
 Reference: ``WanSelfAttention``, ``WanCrossAttention`` and the Wan 2.1 ``WanI2VCrossAttention``
 of the official code. The kernel is ``jax.nn.dot_product_attention`` in [B, L, N, H] layout:
-cuDNN flash attention on GPU with bf16, XLA elsewhere. No attention matrix is materialised on
+cuDNN flash attention on GPU with bf16, a Pallas splash kernel on TPU, XLA elsewhere. No attention matrix is materialised on
 GPU. There is no mask: the text context is zero-padded to text_len and attended in full,
 as in the reference (``context_lens=None``).
 """
@@ -18,14 +18,21 @@ from gvc_jax.models.wan.rope import apply_rope
 
 def attention(q_blnh: jax.Array, k_bsnh: jax.Array, v_bsnh: jax.Array,
               implementation: str | None = None) -> jax.Array:
-    """softmax(q k^T / sqrt(H)) v. ``implementation`` None picks cuDNN on GPU for bf16/fp16."""
+    """softmax(q k^T / sqrt(H)) v on [B, L, N, H].
+
+    ``implementation``: None picks cuDNN on GPU for bf16/fp16, the Pallas splash kernel on TPU
+    (unverified on hardware, see ``pallas_attention``), XLA otherwise; or one of "xla",
+    "cudnn", "pallas", "pallas_interpret" (the Pallas kernel interpreted, for CPU tests).
+    """
     if implementation is None:
-        on_gpu = jax.default_backend() == "gpu"
+        backend = jax.default_backend()
         half = q_blnh.dtype in (jnp.bfloat16, jnp.float16)
-        implementation = "cudnn" if (on_gpu and half) else "xla"
-    if implementation == "pallas":  # pragma: no cover - TPU only
+        implementation = ("pallas" if backend == "tpu" else
+                          "cudnn" if (backend == "gpu" and half) else "xla")
+    if implementation in ("pallas", "pallas_interpret"):
         from gvc_jax.models.wan.pallas_attention import tpu_flash_attention
-        return tpu_flash_attention(q_blnh, k_bsnh, v_bsnh)
+        return tpu_flash_attention(q_blnh, k_bsnh, v_bsnh,
+                                   interpret=implementation == "pallas_interpret")
     return jax.nn.dot_product_attention(q_blnh, k_bsnh, v_bsnh, implementation=implementation)
 
 
