@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     c.add_argument("--max-frames", type=int, help="code only the first N frames")
     for name, typ in (("K", int), ("M", int), ("steps", int), ("sde-steps", int),
-                      ("g-scale", float), ("shift", float), ("seed", int), ("gop-frames", int)):
+                      ("g-scale", float), ("shift", float), ("seed", int), ("gop-frames", int),
+                      ("schedule", str)):
         c.add_argument(f"--{name}", type=typ, dest=name.replace("-", "_"),
                        help=f"override the preset's {name}")
     _add_common(c)
@@ -99,9 +100,13 @@ def cmd_compress(a) -> int:
     from gvc_jax.codec import api
     from gvc_jax.io import read_video
 
-    video = read_video(a.input, max_frames=a.max_frames)
     overrides = {k: getattr(a, k) for k in ("K", "M", "steps", "sde_steps", "g_scale", "shift",
-                                             "seed", "gop_frames") if getattr(a, k) is not None}
+                                             "seed", "gop_frames", "schedule")
+                 if getattr(a, k) is not None}
+    api.params_for(a.config, overrides)  # usage errors before any file is read
+    if a.recon:
+        api.check_video_ext(a.recon)
+    video = read_video(a.input, max_frames=a.max_frames)
     on_gop, on_step = _progress_printer(a.quiet)
     report = api.compress_file(video, a.output, config=a.config, weights=a.weights,
                                overrides=overrides, recon_path=a.recon,

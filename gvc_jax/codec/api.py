@@ -81,7 +81,7 @@ def compress_video(video, *, config: str = "gaussian", weights: str | None = Non
 def compress_file(video, output: str, *, config="gaussian", weights=None, overrides=None,
                   recon_path=None, on_gop=None, on_step=None, model=None) -> dict:
     if recon_path:
-        _check_video_ext(recon_path)
+        check_video_ext(recon_path)
     enc, report = compress_video(video, config=config, weights=weights, overrides=overrides,
                                  model=model, on_gop=on_gop, on_step=on_step)
     container.write_gvc(output, enc.header, enc.chunks)
@@ -94,7 +94,7 @@ def compress_file(video, output: str, *, config="gaussian", weights=None, overri
     return report
 
 
-def _check_video_ext(path: str) -> None:
+def check_video_ext(path: str) -> None:
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".mp4", ".y4m", ".npy"):
         raise UsageError(f"{path}: output must end in .mp4, .y4m or .npy")
@@ -104,7 +104,7 @@ def decompress_file(path: str, output: str, *, weights: str | None = None,
                     on_gop=None, on_step=None) -> np.ndarray:
     from gvc_jax.io import write_video
 
-    _check_video_ext(output)
+    check_video_ext(output)
     with open(path, "rb") as f:
         data = f.read()
     frames, fps, _ = t2v.decompress(data, lambda name: load_model(name, weights),

@@ -1,0 +1,93 @@
+"""Codec core in-process: GOP planning, bit-exact replay, header/model checks."""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from fractions import Fraction
+
+from gvc_jax import codebook
+from gvc_jax.bitstream.errors import BitstreamError
+from gvc_jax.codec import t2v
+from gvc_jax.codec.errors import ModelMismatchError, UsageError
+from gvc_jax.codec.geometry import coded_length, latent_frames, pad_clip, plan_gops
+from gvc_jax.codec.models import load_model
+from gvc_jax.sampler import SamplerSpec, decode_gop, encode_gop
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("gaussian")
+
+
+def test_plan_gops_and_lengths():
+    g = plan_gops(10, 8, 4, causal=False)
+    assert [(x.start, x.frames, x.coded) for x in g] == [(0, 8, 8), (8, 2, 4)]
+    g = plan_gops(40, 33, 4, causal=True)                    # Wan: T = 1 + 4k
+    assert [(x.frames, x.coded) for x in g] == [(33, 33), (7, 9)]
+    assert latent_frames(33, 4, True) == 9 and latent_frames(16, 4, False) == 4
+    assert coded_length(1, 4, True) == 1 and coded_length(5, 4, False) == 8
+    with pytest.raises(ValueError):
+        plan_gops(10, 6, 4, causal=False)
+    clip = np.arange(2 * 3 * 5 * 3, dtype=np.uint8).reshape(2, 3, 5, 3)
+    p = pad_clip(clip, 4, 8, 8)
+    assert p.shape == (4, 8, 8, 3)
+    np.testing.assert_array_equal(p[:2, :3, :5], clip)
+    np.testing.assert_array_equal(p[3], p[1])                # repeat the last frame
+    np.testing.assert_array_equal(p[:2, 7, :5], clip[:, 2])  # replicate the edge
+
+
+def test_encoder_trajectory_equals_decoder_bit_for_bit(model):
+    """The encoder's own final sample equals the decoder's replay from the
+    indices (same backend), and both differ from a replay with one index changed."""
+    frames = np.random.default_rng(0).integers(0, 256, (8, 16, 24, 3), dtype=np.uint8)
+    x0 = model.encode(frames)
+    spec = SamplerSpec(n_steps=8, sde_steps=6, K=128, m_per_frame=(3, 5))
+    x_T = codebook.init_noise(7, 1, x0.shape)
+    idx, sign, x_enc = encode_gop(model.graphdef, model.state, None, x_T, x0, 7, 1, spec=spec)
+    assert idx.shape == (6, 2, 5) and sign.shape == (6, 2, 5)
+    x_dec = decode_gop(model.graphdef, model.state, None, x_T, idx, sign, 7, 1, spec=spec)
+    np.testing.assert_array_equal(np.asarray(x_enc), np.asarray(x_dec))
+    # entries beyond M_f = 3 of frame 0 are ignored by the decoder ...
+    idx2 = idx.at[:, 0, 3:].set(0)
+    x_dec2 = decode_gop(model.graphdef, model.state, None, x_T, idx2, sign, 7, 1, spec=spec)
+    np.testing.assert_array_equal(np.asarray(x_dec2), np.asarray(x_dec))
+    # ... but a used one matters
+    idx3 = idx.at[2, 1, 0].set((idx[2, 1, 0] + 1) % 128)
+    x_dec3 = decode_gop(model.graphdef, model.state, None, x_T, idx3, sign, 7, 1, spec=spec)
+    assert not np.array_equal(np.asarray(x_dec3), np.asarray(x_dec))
+
+
+def test_more_atoms_more_rate_better_quality(model):
+    rng = np.random.default_rng(1)
+    base = rng.integers(60, 200, (1, 4, 4, 3)).repeat(4, 0).repeat(4, 1).repeat(4, 2)
+    frames = np.clip(base + rng.integers(-8, 8, base.shape), 0, 255).astype(np.uint8)[:, :16, :16]
+    out = {}
+    for m in (1, 8):
+        p = t2v.CodecParams(K=256, M=m, steps=10, sde_steps=8, gop_frames=4)
+        enc = t2v.compress(frames, Fraction(25), model, p)
+        mse = np.mean((enc.recon.astype(float) - frames) ** 2)
+        out[m] = (len(enc.data), mse)
+    assert out[8][0] > out[1][0]
+    assert out[8][1] < out[1][1]
+
+
+def test_decompress_checks_model_and_header(model):
+    frames = np.random.default_rng(2).integers(0, 256, (5, 9, 10, 3), dtype=np.uint8)
+    p = t2v.CodecParams(K=32, M=2, steps=4, sde_steps=3, gop_frames=4)
+    enc = t2v.compress(frames, Fraction(30000, 1001), model, p)
+    out, fps, header = t2v.decompress(enc.data, lambda name: model)
+    assert fps == Fraction(30000, 1001) and out.shape == frames.shape
+    np.testing.assert_array_equal(out, enc.recon)
+
+    from gvc_jax.codec.models import CodecModel
+    from gvc_jax.models.gaussian import GaussianPrior
+    prior = GaussianPrior()
+    other = GaussianPrior(np.asarray(prior.mean[...]), np.asarray(prior.var[...]) * 1.5,
+                          scale=prior.scale)
+    wrong = CodecModel("gaussian", other.fingerprint, other, model.encode, model.decode, 4,
+                       False, 8)
+    with pytest.raises(ModelMismatchError):
+        t2v.decompress(enc.data, lambda name: wrong)
+    with pytest.raises(BitstreamError):
+        t2v.decompress(enc.data[:-7], lambda name: model)
+    with pytest.raises(UsageError):
+        t2v.compress(frames, Fraction(25), model, t2v.CodecParams(K=8, M=9))
