@@ -255,3 +255,8 @@ def test_write_is_atomic(tmp_path, monkeypatch):
 def test_read_directory_is_bitstream_error(tmp_path):
     with pytest.raises(BitstreamError, match="directory"):
         read_gvc(tmp_path)
+
+
+def test_missing_file_is_bitstream_error(tmp_path):
+    with pytest.raises(BitstreamError, match="cannot open"):
+        read_gvc(tmp_path / "nope.gvc")

@@ -199,3 +199,17 @@ def test_write_errors_leave_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_video(tmp_path / "a.y4m", f, 25)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("ext,codec,pix", [(".mkv", "ffv1", "gbrp"), (".avi", "rawvideo", "bgr24")])
+def test_mkv_avi_read_exact(tmp_path, ext, codec, pix):
+    """Lossless RGB in mkv (FFV1) and avi (raw) made by ffmpeg from PNGs decode bit-exactly."""
+    f = _random_clip(T=3, H=16, W=20)
+    write_video(str(tmp_path / "png") + "/", f, 25)
+    out = str(tmp_path / ("b" + ext))
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-framerate", "25", "-i",
+                    str(tmp_path / "png" / "%06d.png"), "-c:v", codec, "-pix_fmt", pix, out], check=True)
+    v = read_video(out)
+    assert v.fps == 25
+    np.testing.assert_array_equal(v.frames, f)
+    assert read_video(out, max_frames=2).frames.shape[0] == 2

@@ -264,6 +264,8 @@ def _open(src):
         f = open(path, "rb")
     except IsADirectoryError:
         raise BitstreamError(f"{path} is a directory, not a .gvc file") from None
+    except OSError as e:
+        raise BitstreamError(f"cannot open {path}: {e.strerror or type(e).__name__}") from None
     return f, os.fstat(f.fileno()).st_size, True
 
 
