@@ -111,7 +111,7 @@ def test_uint8_api_matches_float_path(diffusers_pair):
     _, vae = diffusers_pair
     frames = np.random.default_rng(0).integers(0, 256, (5, 40, 56, 3), dtype=np.uint8)
     lat = vae.encode(frames)
-    assert lat.shape == (16, 2, 5, 7) and lat.dtype == jnp.float32
+    assert lat.shape == (16, 2, 5, 7) == vae.latent_shape(5, 40, 56) and lat.dtype == jnp.float32
     x = jnp.transpose(jnp.asarray(frames, jnp.float32) / 127.5 - 1.0, (3, 0, 1, 2))[None]
     np.testing.assert_array_equal(np.asarray(lat), np.asarray(vae.encode_bcthw(x)[0]))
     out = vae.decode_uint8(lat)

@@ -221,7 +221,17 @@ class WanVAE:
         if model is None:
             model = random_model(cfg, seed)
         self.graphdef, self.state = nnx.split(model)
-        self.z_dim = int(cfg.z_dim)
+        self.z_dim = self.latent_channels = int(cfg.z_dim)
+
+    # geometry, as the codec's model registry reads it
+    frames_per_latent = 4
+    causal = True
+    spatial_multiple = 8
+
+    def latent_shape(self, t: int, h: int, w: int) -> tuple[int, int, int, int]:
+        """``(z, 1+(T-1)/4, H/8, W/8)``; ValueError if the geometry does not fit."""
+        _check_video_shape(t, h, w)
+        return (self.z_dim, 1 + (t - 1) // 4, h // 8, w // 8)
 
     # --- low level, [-1, 1] floats in [B, C, T, H, W]
     def encode_bcthw(self, x_bcthw, *, tile=None, margin=4, blend=4):
