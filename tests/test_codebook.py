@@ -34,6 +34,7 @@ def test_table_is_fixed_antisymmetric_on_grid():
     assert hashlib.sha256(q.astype("<f4").tobytes()).hexdigest() == table.TABLE_SHA256
     assert np.array_equal(q[::-1], -q)
     assert np.all(np.diff(q) >= 0)
+    assert np.array_equal(np.signbit(q), q < 0)          # no -0.0: both lookups give equal bits
     units = q.astype(np.float64) * 2 ** table.GRID_LOG2
     assert np.array_equal(units, np.round(units))
     assert table.MAX_EXACT_ATOMS * table.MAX_ABS * 2 ** table.GRID_LOG2 < 2 ** 24
@@ -52,6 +53,15 @@ def test_atoms_equal_numpy(addr):
         shp = (shape,) if isinstance(shape, int) else shape
         assert a.shape == b.shape == (len(idx),) + shp and a.dtype == b.dtype == np.float32
         assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def test_lookup_modes_bit_identical():
+    from gvc_jax.codebook import ops
+    b = jnp.arange(65536, dtype=jnp.uint32)
+    got = {m: np.asarray(jax.jit(lambda b, m=m: ops.lookup(b, m))(b)).view(np.uint32)
+           for m in ops.LOOKUPS}
+    assert np.array_equal(got["f32"], table.QUANTILES.view(np.uint32))
+    assert np.array_equal(got["i16"], got["f32"])
 
 
 def test_atoms_prefix_and_index_independence():
@@ -201,3 +211,15 @@ def test_select_then_combine_points_along_residual():
     z = np.asarray(cb.combine(9, 1, 3, idx, sign, (m, m), D))
     cos = np.sum(z * r, 1) / np.linalg.norm(z, axis=1) / np.linalg.norm(r, axis=1)
     assert np.all(cos > 0.3)        # random directions give |cos| ~ 0.04
+
+
+def test_rms_normalisation_bit_exact_many_rows():
+    from gvc_jax.codebook import ops, reference
+    rng = np.random.default_rng(5)
+    units = rng.integers(-(2 ** 23), 2 ** 23, (64, 777)) >> rng.integers(0, 20, (64, 1))
+    z = (units * 2.0 ** -table.GRID_LOG2).astype(np.float32)
+    got = np.asarray(jax.jit(lambda z: ops._normalise(z, (1,) * 64, "rms"))(z))
+    want = reference.normalise_numpy(z, (1,) * 64, "rms")
+    assert np.array_equal(got, want)
+    exact = units.astype(np.float64) / np.sqrt(np.mean(units.astype(np.float64) ** 2, 1, keepdims=True))
+    np.testing.assert_allclose(want, exact, rtol=3e-7, atol=0)

@@ -39,16 +39,32 @@ def _key(seed, gop, step, frame):
     return address_key(_u32(seed), _u32(gop), _u32(step), _u32(frame), U32)
 
 
-def _table():
-    return jnp.asarray(QUANTILES)
+# The table in grid units as int16 (128 KiB): QUANTILES == TABLE_I16 * 2^-12 exactly.
+TABLE_I16 = np.round(QUANTILES.astype(np.float64) * (1 << GRID_LOG2)).astype(np.int16)
+assert np.array_equal(TABLE_I16.astype(np.float32) * np.float32(2.0 ** -GRID_LOG2), QUANTILES)
+LOOKUPS = ("i16", "f32")
+DEFAULT_LOOKUP = "i16"
 
 
-def _atoms_c4(key, k, nc: int):
+def lookup(b, mode: str = DEFAULT_LOOKUP):
+    """Table value of 16-bit indices b (uint32); both modes give the same float32 bits.
+
+    "i16" gathers int16 grid units (half the bytes of "f32") and scales by 2^-12, exact. Each
+    index is used once: uses of the Threefry words multiply the elemental code XLA emits."""
+    i = b.astype(jnp.int32)
+    if mode == "f32":
+        return jnp.asarray(QUANTILES)[i]
+    if mode == "i16":
+        return jnp.asarray(TABLE_I16)[i].astype(jnp.float32) * jnp.float32(2.0 ** -GRID_LOG2)
+    raise ValueError(f"unknown lookup {mode!r}")
+
+
+def _atoms_c4(key, k, nc: int, mode: str = DEFAULT_LOOKUP):
     """Atoms of key for atom numbers k (uint32 [...]) as float32 [..., nc, 4] (4 per call)."""
     c = lax.broadcasted_iota(U32, k.shape + (nc,), k.ndim)
     w0, w1 = threefry2x32(key[0], key[1], c, k[..., None], U32)
     b = jnp.stack([w0 >> 16, w0 & U32(0xFFFF), w1 >> 16, w1 & U32(0xFFFF)], axis=-1)
-    return _table()[b.astype(jnp.int32)]
+    return lookup(b, mode)
 
 
 def atoms(seed, gop, step, frame, indices, shape):
@@ -79,8 +95,12 @@ def auto_chunk(K: int, F: int, D: int, budget: int = CHUNK_BUDGET_BYTES) -> int:
     return int(min(c, K))
 
 
-def scores(seed, gop, step, r_fd, K: int, chunk: int):
-    """float32 scores [F, ceil(K/chunk)*chunk] = <atom(seed, gop, step, f, k), r_f>; k >= K junk."""
+def scores(seed, gop, step, r_fd, K: int, chunk: int, *, method: str = "fused",
+           mode: str = DEFAULT_LOOKUP):
+    """float32 scores [F, ceil(K/chunk)*chunk] = <atom(seed, gop, step, f, k), r_f>; k >= K junk.
+
+    ``method`` "fused": multiply-and-reduce in one expression so XLA can fuse generation into the
+    reduction; "matmul": materialise the chunk of atoms and use a matrix-vector product."""
     F, D = r_fd.shape
     nc = -(-D // 4)
     r = jnp.pad(r_fd.astype(jnp.float32), ((0, 0), (0, nc * 4 - D))).reshape(F, 1, nc, 4)
@@ -89,7 +109,10 @@ def scores(seed, gop, step, r_fd, K: int, chunk: int):
 
     def one(start):
         k = start + lax.broadcasted_iota(U32, (F, chunk), 1)
-        a = _atoms_c4((keys[0][:, None, None], keys[1][:, None, None]), k, nc)       # [F, chunk, nc, 4]
+        a = _atoms_c4((keys[0][:, None, None], keys[1][:, None, None]), k, nc, mode)  # [F,chunk,nc,4]
+        if method == "matmul":
+            return jnp.einsum("fke,fe->fk", a.reshape(F, chunk, nc * 4), r.reshape(F, nc * 4),
+                              precision=lax.Precision.HIGHEST)
         return jnp.sum(a * r, axis=(2, 3))                                 # fused generate-dot
 
     starts = jnp.arange(n_chunks, dtype=U32) * U32(chunk)
@@ -119,7 +142,7 @@ def select_topm(seed, gop, step, r_fd, K: int, m_max: int, *, chunk: int | None 
 
 
 def sum_squares_units(z):
-    """Σ_d (z·2^13)² per row of z [F, D] (grid values, |z| < 2^11) as float32 [F], computed
+    """Σ_d (z·2^12)² per row of z [F, D] (grid values, |z| < 2^12) as float32 [F], computed
     with exact uint32 partial sums so the result does not depend on reduction order; mirrors
     :func:`gvc_jax.codebook.reference.sum_squares_units_numpy` bit for bit."""
     F, d = z.shape
@@ -146,7 +169,9 @@ def _normalise(z, m_per_frame, norm: str):
         return z * jnp.asarray(c)[:, None]
     if norm == "rms":
         ms = sum_squares_units(z) * jnp.float32(2.0 ** (-2 * GRID_LOG2) / z.shape[1])
-        return z * (jnp.float32(1) / jnp.sqrt(ms))[:, None]
+        # The barrier keeps XLA from rewriting 1/sqrt(x) into rsqrt(x) (not correctly rounded).
+        rms = lax.optimization_barrier(jnp.sqrt(ms))
+        return z * (jnp.float32(1) / rms)[:, None]
     raise ValueError(f"unknown norm {norm!r}")
 
 

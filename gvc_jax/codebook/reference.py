@@ -102,7 +102,7 @@ def combine_numpy(seed, gop, step, idx_fm, sign_fm, m_per_frame, shape_d,
 
 
 def sum_squares_units_numpy(z: np.ndarray) -> np.ndarray:
-    """Σ (z·2^13)² per row, float32 [F]: exact uint32 block sums, then fixed float32 steps."""
+    """Σ (z·2^12)² per row, float32 [F]: exact uint32 block sums, then fixed float32 steps."""
     F, d = z.shape
     nb = -(-d // 256)
     u = np.abs(z * np.float32(1 << GRID_LOG2)).astype(np.int32).astype(U32)
@@ -126,5 +126,5 @@ def normalise_numpy(z: np.ndarray, m_per_frame, norm: str) -> np.ndarray:
         return z * c[:, None]
     if norm == "rms":
         ms = sum_squares_units_numpy(z) * np.float32(2.0 ** (-2 * GRID_LOG2) / z.shape[1])
-        return z * (np.float32(1) / np.sqrt(ms))[:, None]
+        return z * (np.float32(1) / np.sqrt(ms))[:, None]        # float32 sqrt, divide, multiply
     raise ValueError(f"unknown norm {norm!r}")
