@@ -161,14 +161,15 @@ def test_select_topm_ties_by_smaller_k():
 
 
 def test_auto_chunk_bounds_memory():
+    from gvc_jax.codebook import ops
     K, F, D = 16384, 9, 16 * 90 * 160
     c = cb.auto_chunk(K, F, D)
-    assert F * c * D * 4 <= 256 << 20 and c >= 1
+    assert F * c * D * 4 <= ops.CHUNK_BUDGET_BYTES and c >= 1
     r = jax.ShapeDtypeStruct((F, D), jnp.float32)
     f = jax.jit(lambda st, r: cb.select_topm(3, 0, st, r, K, 64))
     mem = f.lower(jax.ShapeDtypeStruct((), jnp.uint32), r).compile().memory_analysis()
     if mem is not None:      # the K x D atoms (15 GB) are never held; one chunk at most
-        assert mem.temp_size_in_bytes < 2 * (256 << 20) < K * D * 4 // 16
+        assert mem.temp_size_in_bytes < 2 * ops.CHUNK_BUDGET_BYTES < K * F * D * 4 // 16
 
 
 def _reference_combine(seed, gop, step, idx, sign, ms, d):
@@ -223,3 +224,16 @@ def test_rms_normalisation_bit_exact_many_rows():
     assert np.array_equal(got, want)
     exact = units.astype(np.float64) / np.sqrt(np.mean(units.astype(np.float64) ** 2, 1, keepdims=True))
     np.testing.assert_allclose(want, exact, rtol=3e-7, atol=0)
+
+
+def test_exact_sqrt_and_reciprocal_match_ieee():
+    from gvc_jax.codebook.exact_math import reciprocal_rn, sqrt_rn
+    rng = np.random.default_rng(0)
+    x = (rng.uniform(0, 1, 20000) * 2.0 ** rng.integers(-60, 60, 20000)).astype(np.float32)
+    p2 = (2.0 ** np.arange(-80, 80)).astype(np.float32)
+    x = np.concatenate([x, p2, np.nextafter(p2, np.float32(0)), np.nextafter(p2, np.float32(np.inf)),
+                        (np.arange(1, 3000) ** 2).astype(np.float32)])
+    x = x[x >= np.finfo(np.float32).tiny]
+    assert np.array_equal(np.asarray(jax.jit(sqrt_rn)(x)), np.sqrt(x))
+    assert np.array_equal(np.asarray(jax.jit(reciprocal_rn)(x)), np.float32(1) / x)
+    assert not np.asarray(sqrt_rn(jnp.zeros(1))).any() and not np.asarray(reciprocal_rn(jnp.zeros(1))).any()

@@ -126,5 +126,7 @@ def normalise_numpy(z: np.ndarray, m_per_frame, norm: str) -> np.ndarray:
         return z * c[:, None]
     if norm == "rms":
         ms = sum_squares_units_numpy(z) * np.float32(2.0 ** (-2 * GRID_LOG2) / z.shape[1])
-        return z * (np.float32(1) / np.sqrt(ms))[:, None]        # float32 sqrt, divide, multiply
+        with np.errstate(divide="ignore"):                      # float32 sqrt, divide, multiply
+            inv = np.where(ms > 0, np.float32(1) / np.sqrt(ms), np.float32(0)).astype(np.float32)
+        return z * inv[:, None]
     raise ValueError(f"unknown norm {norm!r}")
