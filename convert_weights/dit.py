@@ -231,6 +231,28 @@ def load_orbax(out_dir: str) -> dict:
     return flat
 
 
+def load_dit_orbax(out_dir: str, cfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16,
+                   verify: bool = True):
+    """Builds a :class:`WanDiT` from a ``gvc-convert dit`` output folder (sets ``.fingerprint``).
+
+    With ``verify`` the fingerprint is recomputed and must equal the one in ``meta.json``.
+    """
+    from convert_weights.table import load_into
+
+    arrays = load_orbax(out_dir)
+    fp = fingerprint(arrays, name=f"wan_dit:{cfg.name}")
+    meta_path = os.path.join(out_dir, "meta.json")
+    if verify and os.path.isfile(meta_path):
+        with open(meta_path) as f:
+            want = json.load(f).get("fingerprint")
+        if want != fp:
+            raise ConversionError(f"{out_dir}: params fingerprint {fp[:16]}... does not match "
+                                  f"meta.json ({str(want)[:16]}...) or config {cfg.name!r}")
+    model = load_into(dit_factory(cfg, dtype, param_dtype), arrays)
+    model.fingerprint = fp
+    return model
+
+
 # ------------------------------------------------------------------ CLI
 def cli_convert(argv=None) -> int:
     """``gvc-convert dit SRC OUT --config NAME [--layout auto|official|diffusers]``."""

@@ -10,7 +10,7 @@ import pytest
 from configs.wan_dit import NAMES, get_config
 from convert_weights import cli
 from convert_weights.dit import (DIFFUSERS_RULES, OFFICIAL_RULES, check_coverage, convert_dit,
-                                 detect_layout, load_orbax)
+                                 detect_layout, load_dit, load_dit_orbax, load_orbax)
 from convert_weights.table import ConversionError
 from gvc_jax.models.wan.dit import has_clip
 from tests.wan.test_dit_refs import diffusers_kwargs, wan22_kwargs
@@ -135,6 +135,14 @@ def test_cli_writes_orbax_roundtrip(tmp_path, capsys):
         assert back[k].dtype == arrays[k].dtype
         np.testing.assert_array_equal(back[k], arrays[k])
     assert json.loads((out / "meta.json").read_text())["fingerprint"] == fp
+    import jax.numpy as jnp
+    m1, m2 = load_dit(str(tmp_path / "src"), cfg), load_dit_orbax(str(out), cfg)
+    assert m1.fingerprint == m2.fingerprint == fp
+    x, t = jnp.ones((1, 16, 1, 2, 2)), jnp.array([10.0])
+    ctx = jnp.ones((1, cfg.text_len, cfg.text_dim))
+    np.testing.assert_array_equal(np.asarray(m1(x, t, ctx)), np.asarray(m2(x, t, ctx)))
+    with pytest.raises(ConversionError, match="fingerprint"):  # wrong config name
+        load_dit_orbax(str(out), get_config("tiny-t2v-wan22"))
     k = sd["blocks.1.self_attn.q.weight"]  # spot check of the transform and the layer axis
     np.testing.assert_array_equal(arrays["blocks/self_attn/q/kernel"][1].astype(np.float32),
                                   k.T.astype(arrays["blocks/self_attn/q/kernel"].dtype)
