@@ -4,7 +4,7 @@ Entry i is Φ^{-1}((i + 0.5) / 2^16), computed on the host in float64 (``statist
 Wichura's AS241, ~1e-16 relative), made exactly antisymmetric (entry 65535 - i = -entry i) and
 rounded to the grid 2^-12 (the entries nearest the median become +0.0). In grid units every
 entry fits in int16 (|v| <= 17715), so devices gather from a 128 KiB int16 table. The grid makes every
-sum of up to 946 signed atoms exact in float32 in any order (|Σ| < 2^24 grid units), so
+sum of up to 947 signed atoms exact in float32 in any order (|Σ| < 2^24 grid units), so
 :func:`combine` does not depend on reduction order or backend.
 A SHA-256 of the bytes is checked at import so a host whose libm would round differently fails loudly
 instead of producing different atoms.
