@@ -78,7 +78,6 @@ def test_atoms_jit_traced_address_equals_numpy():
         for st in (0, 5, 16):
             got = np.asarray(f(dtype(9), dtype(2), dtype(st), dtype(3), k))
             assert np.array_equal(got, cb.atoms_numpy(9, 2, st, 3, k, (3, 11)))
-    big = jax.jit(lambda st: cb.atoms(1, 2, st, 3, jnp.arange(2), U32MAX // 2 + 7))  # noqa: F841
     g = jax.jit(lambda s: cb.atoms(s, 1, 2, 3, k, 5))
     assert np.array_equal(np.asarray(g(jnp.uint32(U32MAX))), cb.atoms_numpy(U32MAX, 1, 2, 3, k, 5))
 
