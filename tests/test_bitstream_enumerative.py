@@ -41,12 +41,17 @@ def test_random_round_trip(K, M):
         assert unrank(r, K, M) == idx
 
 
-def test_extreme_ranks_round_trip():
-    K, M = 2**16, 64
+@pytest.mark.parametrize("K,M", [(2**16, 64), (2**16, 1000), (16384, 128), (1000, 500), (2**16, 2)])
+def test_extreme_and_random_ranks_round_trip(K, M):
     top = math.comb(K, M) - 1
     assert unrank(top, K, M) == list(range(K - M, K))
     assert unrank(0, K, M) == list(range(M))
     assert rank(list(range(K - M, K)), K) == top
+    rnd = random.Random(M)
+    for r in [1, top // 2, top - 1] + [rnd.randrange(top) for _ in range(3)]:
+        idx = unrank(r, K, M)
+        assert len(idx) == M and all(a < b for a, b in zip(idx, idx[1:])) and 0 <= idx[0] and idx[-1] < K
+        assert rank(idx, K) == r
 
 
 @pytest.mark.parametrize("K,M", [(2, 1), (3, 1), (4, 2), (5, 2), (4096, 8), (16384, 64), (2**16, 64),

@@ -13,9 +13,12 @@ C(n, k) up to date with exact O(1) ratio updates (k = number of indices not yet 
     C(n-1, k)   = C(n, k) * (n - k) / n       (n is not an index)
     C(n-1, k-1) = C(n, k) * k / n             (n is an index)
 
-Only the first value C(K-1, M) comes from ``math.comb``. Stretches of n that hold no index are
-skipped in one exact step, C(n-d, k) = C(n, k) * prod(n-d-k+1 .. n-k) / prod(n-d+1 .. n),
-evaluated with C-level products (``rank``); ``unrank`` gallops over them the same way.
+Stretches of n that hold no index are crossed in one exact move costing min(d, k) small factors:
+C(n-d, k) = C(n, k) * prod(n-d-k+1 .. n-k) / prod(n-d+1 .. n) for short moves, a fresh
+``math.comb(n-d, k)`` (k factors) for long ones. ``rank`` knows where to move; ``unrank`` first tries
+a few single steps (dense sets), then (for k <= 1024) jumps to a log-gamma float estimate of the next index and
+corrects it with exact comparisons (gallop + bisection if the estimate is far off), so floats only
+affect speed, never the result.
 """
 from __future__ import annotations
 
@@ -43,6 +46,32 @@ def _check_km(K: int, M: int) -> None:
         raise ValueError(f"K and M must be ints, got {type(K).__name__}, {type(M).__name__}")
     if K < 0 or not 0 <= M <= K:
         raise ValueError(f"need 0 <= M <= K, got K={K}, M={M}")
+
+
+_SHORT_STEPS = 4
+_GUESS_MAX_K = 1024
+
+
+def _log_comb(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def _guess(r: int, k: int, hi: int) -> int:
+    """Approximate largest n in [k-1, hi] with C(n, k) <= r, from log-gamma (floats, speed only)."""
+    if r <= 0 or hi < k:
+        return k - 1
+    shift = max(r.bit_length() - 53, 0)
+    log_r = math.log(r >> shift) + shift * math.log(2)
+    lo = k - 1  # C(lo, k) = 0 <= r
+    if _log_comb(hi, k) <= log_r:
+        return hi
+    while hi - lo > 1:  # invariant: logC(lo) <= log r < logC(hi)
+        mid = (lo + hi) // 2
+        if mid >= k and _log_comb(mid, k) > log_r:
+            hi = mid
+        else:
+            lo = mid
+    return lo
 
 
 def _down(c: int, n: int, k: int, d: int) -> int:
@@ -100,11 +129,33 @@ def unrank(r: int, K: int, M: int) -> list[int]:
     k = M
     n = K - 1
     c = math.comb(n, k) if M else 0  # C(n, k)
-    while k > 0 and n >= k:
+    while k > 0 and n >= k and r > 0:  # r == 0: the rest is forced to 0..k-1 (already in out)
         # Largest n' <= n with C(n', k) <= r; it exists since C(k-1, k) = 0 <= r.
+        for _ in range(_SHORT_STEPS):  # dense sets: the next index is usually a few steps away
+            if c <= r or n == k:
+                break
+            c = c * (n - k) // n
+            n -= 1
+        if c > r and n == k:  # C(k, k) = 1 > r = 0: the rest is forced to 0..k-1
+            break
+        if c > r:
+            lo_n, lo_c = n, c  # C(lo_n, k) > r
+        if c > r and k <= _GUESS_MAX_K:  # a fresh C(g, k) costs ~k factors: only for small k
+            g = _guess(r, k, n - 1)  # float estimate of the answer, then corrected exactly
+            if g >= k:
+                gc = math.comb(g, k)
+                if gc <= r:
+                    while True:  # step up while C(g+1, k) <= r; stops below lo_n
+                        up = gc * (g + 1) // (g + 1 - k)
+                        if up > r:
+                            break
+                        g, gc = g + 1, up
+                    n, c = g, gc
+                    lo_n = None
+                else:
+                    lo_n, lo_c = g, gc
         if c > r:
             # gallop down with steps 1, 2, 4, ... while C stays > r, then bisect
-            lo_n, lo_c = n, c  # C(lo_n, k) > r
             step = 1
             while True:
                 m = lo_n - step
