@@ -177,3 +177,14 @@ def test_unpack_is_strict():
     w.write(0, bits_for(K, 3) + 3)
     with pytest.raises(BitstreamError, match="out of range"):
         unpack_indices(w.getvalue(), 1, ms, K)
+
+
+def test_unpack_caps_dense_arrays_before_allocating(monkeypatch):
+    import gvc_jax.bitstream.indices as ind
+
+    K, ms, S = 10, [1, 9], 3
+    data = pack_indices(np.array([[[2, 0, 0, 0, 0, 0, 0, 0, 0], list(range(9))]] * S), np.ones((S, 2, 9)), ms, K)
+    assert unpack_indices(data, S, ms, K)[0].shape == (S, 2, 9)
+    monkeypatch.setattr(ind, "MAX_INDEX_CELLS", S * 2 * 9 - 1)
+    with pytest.raises(BitstreamError, match="too large"):
+        unpack_indices(data, S, ms, K)

@@ -13,7 +13,11 @@ from gvc_jax.bitstream.bits import BitReader, BitWriter
 from gvc_jax.bitstream.enumerative import bits_for, rank, unrank
 from gvc_jax.bitstream.errors import BitstreamError
 
-__all__ = ["pack_indices", "unpack_indices", "index_bits", "index_bytes"]
+__all__ = ["pack_indices", "unpack_indices", "index_bits", "index_bytes", "MAX_INDEX_CELLS"]
+
+# Cap on S * F * Mmax, the size of the dense arrays unpack_indices returns (checked before allocating):
+# a forged header with one huge M among many frames could otherwise ask for terabytes.
+MAX_INDEX_CELLS = 2**28
 
 
 def _check_m(m_per_frame: Sequence[int], K: int) -> list[int]:
@@ -89,6 +93,8 @@ def unpack_indices(data: bytes, S: int, m_per_frame: Sequence[int], K: int) -> t
         raise BitstreamError(
             f"index payload is {len(data)} bytes, expected {(nbits + 7) // 8} for S={S}, K={K}, M={ms}")
     mmax = max(ms) if ms else 0
+    if S * len(ms) * mmax > MAX_INDEX_CELLS:
+        raise BitstreamError(f"index arrays too large: {S} x {len(ms)} x {mmax} > limit {MAX_INDEX_CELLS} entries")
     idx = np.zeros((S, len(ms), mmax), np.int32)
     sgn = np.zeros((S, len(ms), mmax), bool)
     r = BitReader(data)
