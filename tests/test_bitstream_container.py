@@ -1,6 +1,5 @@
 """The .gvc container: round trip, corruption, limits, header schema, atomic writes (docs/bitstream.md)."""
 import copy
-import os
 import struct
 import tracemalloc
 import zlib

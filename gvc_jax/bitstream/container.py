@@ -255,10 +255,10 @@ def _iter_raw(f: BinaryIO, size: int):
 
 
 def _open(src):
-    """(file object, size, needs_close) for a path or a bytes-like object."""
+    """(file object, size) for a path or a bytes-like object."""
     if isinstance(src, (bytes, bytearray, memoryview)):
         b = bytes(src)
-        return io.BytesIO(b), len(b), True
+        return io.BytesIO(b), len(b)
     path = os.fspath(src)
     try:
         f = open(path, "rb")
@@ -266,11 +266,11 @@ def _open(src):
         raise BitstreamError(f"{path} is a directory, not a .gvc file") from None
     except OSError as e:
         raise BitstreamError(f"cannot open {path}: {e.strerror or type(e).__name__}") from None
-    return f, os.fstat(f.fileno()).st_size, True
+    return f, os.fstat(f.fileno()).st_size
 
 
 def _parse(src):
-    f, size, _ = _open(src)
+    f, size = _open(src)
     with f:
         header = None
         chunks: list[tuple[str, bytes]] = []
@@ -318,6 +318,6 @@ def breakdown(src) -> dict[str, int]:
 
 def chunk_sizes(src) -> list[tuple[str, int]]:
     """(tag, payload bytes) of every chunk in file order, HEAD and END included."""
-    f, size, _ = _open(src)
+    f, size = _open(src)
     with f:
         return [(tag, len(p)) for _, tag, p, _ in _iter_raw(f, size)]

@@ -122,7 +122,7 @@ def _read_png_dir(path: str, max_frames: int | None, fps) -> Video:
     frames = []
     for n in names:
         try:
-            im = np.asarray(iio.imread(os.path.join(path, n)))
+            im = np.asarray(iio.imread(os.path.join(path, n), plugin="pillow"))
         except Exception as e:  # imageio raises many types for broken files
             raise VideoIOError(f"{os.path.join(path, n)}: unreadable PNG ({type(e).__name__})") from None
         if im.dtype != np.uint8:
@@ -223,7 +223,7 @@ def _write_png_dir(path: str, frames: np.ndarray) -> None:
     try:
         digits = max(6, len(str(len(frames) - 1)))
         for t, fr in enumerate(frames):
-            iio.imwrite(os.path.join(tmp, f"{t:0{digits}d}.png"), fr)
+            iio.imwrite(os.path.join(tmp, f"{t:0{digits}d}.png"), fr, plugin="pillow")
         if os.path.isdir(path):
             os.rmdir(path)  # empty, checked above
         os.replace(tmp, path)

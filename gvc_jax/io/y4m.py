@@ -8,7 +8,6 @@ but not bit-exact (the 8-bit YCbCr rounding); use .npy for exact storage.
 from __future__ import annotations
 
 import fractions
-import os
 from typing import BinaryIO
 
 import numpy as np
