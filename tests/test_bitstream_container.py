@@ -1,5 +1,6 @@
 """The .gvc container: round trip, corruption, limits, header schema, atomic writes (docs/bitstream.md)."""
 import copy
+import os
 import struct
 import tracemalloc
 import zlib
@@ -44,6 +45,9 @@ def test_round_trip_and_breakdown(tmp_path):
     p = tmp_path / "a.gvc"
     assert write_gvc(p, HEADER, CHUNKS) == len(data) == p.stat().st_size
     assert p.read_bytes() == data
+    mask = os.umask(0)
+    os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
     assert read_gvc(p) == read_gvc(str(p))
     bd = breakdown(data)
     assert sum(bd.values()) == len(data)

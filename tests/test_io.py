@@ -36,6 +36,9 @@ def test_npy_round_trip_exact(tmp_path):
     assert isinstance(v, Video) and v.frames.dtype == np.uint8
     np.testing.assert_array_equal(v.frames, f)
     assert v.fps == 25
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.npy").stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
     assert read_video(tmp_path / "a.npy", max_frames=2).frames.shape == (2, 15, 17, 3)
     assert read_video(tmp_path / "a.npy", fps="30000/1001").fps == fractions.Fraction(30000, 1001)
 
@@ -111,6 +114,9 @@ def test_png_dir_round_trip(tmp_path):
     f = _random_clip()
     write_video(str(tmp_path / "frames") + "/", f, 25)
     assert sorted(os.listdir(tmp_path / "frames"))[0] == "000000.png"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "frames").stat().st_mode & 0o777 == 0o777 & ~mask
     v = read_video(tmp_path / "frames", fps=12)
     np.testing.assert_array_equal(v.frames, f)
     assert v.fps == 12 and read_video(tmp_path / "frames").fps == 25

@@ -178,6 +178,7 @@ def write_gvc(path: str | os.PathLike, header: dict, chunks: Iterable[tuple[str,
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -197,6 +198,12 @@ def write_gvc(path: str | os.PathLike, header: dict, chunks: Iterable[tuple[str,
     except OSError:
         pass
     return len(data)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # ------------------------------------------------------------------ reading

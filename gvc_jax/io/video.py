@@ -173,6 +173,12 @@ def _is_png_dir(path: str) -> bool:
     return path.endswith(os.sep) or path.endswith("/") or os.path.splitext(path)[1] == "" or os.path.isdir(path)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_file(path: str, write, suffix: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
@@ -180,6 +186,7 @@ def _atomic_file(path: str, write, suffix: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=directory)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -221,6 +228,7 @@ def _write_png_dir(path: str, frames: np.ndarray) -> None:
         raise VideoIOError(f"{path}: parent folder does not exist")
     tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         digits = max(6, len(str(len(frames) - 1)))
         for t, fr in enumerate(frames):
             iio.imwrite(os.path.join(tmp, f"{t:0{digits}d}.png"), fr, plugin="pillow")
