@@ -263,3 +263,62 @@ def test_read_directory_is_bitstream_error(tmp_path):
 def test_missing_file_is_bitstream_error(tmp_path):
     with pytest.raises(BitstreamError, match="cannot open"):
         read_gvc(tmp_path / "nope.gvc")
+
+
+def _leaf_paths(obj, prefix=()):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaf_paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _leaf_paths(v, prefix + (i,))
+    yield prefix
+
+
+def test_header_type_substitutions_never_crash():
+    """Every node of the header replaced by every JSON type: only pass or BitstreamError, never a crash."""
+    values = [None, "x", "", -1, 0, 1.5, 10**30, True, [], [1], {}, {"a": 1}, float("nan")]
+    bad = 0
+    for path in _leaf_paths(HEADER):
+        if not path:
+            continue
+        for v in values:
+            h = copy.deepcopy(HEADER)
+            obj = h
+            for k in path[:-1]:
+                obj = obj[k]
+            obj[path[-1]] = v
+            try:
+                validate_header(h)
+            except BitstreamError:
+                bad += 1
+    assert bad > 100
+
+
+def test_fuzz_payload_with_valid_crcs():
+    """Random byte edits inside chunk payloads, CRCs recomputed: every outcome is success or BitstreamError."""
+    import random
+
+    rnd = random.Random(0)
+    head = container.encode_header(HEADER)
+    bodies = [("HEAD", head)] + CHUNKS
+    outcomes = {"ok": 0, "error": 0}
+    for _ in range(1500):
+        tag, payload = bodies[rnd.randrange(len(bodies))]
+        b = bytearray(payload)
+        for _ in range(rnd.randint(1, 3)):
+            op = rnd.random()
+            pos = rnd.randrange(len(b) + 1)
+            if op < 0.5 and b:
+                b[min(pos, len(b) - 1)] = rnd.randrange(256)
+            elif op < 0.75:
+                b.insert(pos, rnd.randrange(256))
+            elif b:
+                del b[min(pos, len(b) - 1)]
+        chunks = [_chunk(t.encode(), bytes(b) if (t, p) == (tag, payload) else p) for t, p in bodies]
+        try:
+            read_gvc(_file(chunks + [_chunk(b"END ", b"")]))
+            outcomes["ok"] += 1
+        except BitstreamError:
+            outcomes["error"] += 1
+    assert outcomes["error"] > 500

@@ -219,3 +219,19 @@ def test_mkv_avi_read_exact(tmp_path, ext, codec, pix):
     assert v.fps == 25
     np.testing.assert_array_equal(v.frames, f)
     assert read_video(out, max_frames=2).frames.shape[0] == 2
+
+
+def test_png_gray_and_alpha_become_rgb(tmp_path):
+    import imageio.v3 as iio
+
+    (tmp_path / "d").mkdir()
+    g = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    rgba = np.dstack([_random_clip(T=1, H=3, W=4)[0], np.full((3, 4), 7, np.uint8)])
+    iio.imwrite(tmp_path / "d" / "a.png", g, plugin="pillow")
+    iio.imwrite(tmp_path / "d" / "b.png", rgba, plugin="pillow")
+    v = read_video(tmp_path / "d")
+    np.testing.assert_array_equal(v.frames[0], np.repeat(g[..., None], 3, -1))
+    np.testing.assert_array_equal(v.frames[1], rgba[..., :3])
+    iio.imwrite(tmp_path / "d" / "c.png", np.zeros((5, 4, 3), np.uint8), plugin="pillow")
+    with pytest.raises(VideoIOError, match="first frame"):
+        read_video(tmp_path / "d")
