@@ -17,6 +17,9 @@ _PRESETS = {
     # K/M sized so a QCIF clip codes in seconds on a 2-core CPU.
     "gaussian": ("gaussian", dict(K=4096, M=16, steps=20, sde_steps=17, g_scale=3.0,
                                   shift=1.0, seed=0, gop_frames=16, schedule="shifted")),
+    # Small codebook for CPU use: ~16x less encoder work than `gaussian`.
+    "gaussian-fast": ("gaussian", dict(K=256, M=4, steps=20, sde_steps=17, g_scale=3.0,
+                                       shift=1.0, seed=0, gop_frames=16, schedule="shifted")),
     # GVCC's 720p T2V parameters (DESIGN §7): K=16384, M=64, 33-frame GOPs,
     # shift 3. The Wan models are not yet wired into the codec.
     "wan2.1-t2v-1.3b": ("wan2.1-t2v-1.3b", dict(K=16384, M=64, steps=20, sde_steps=17,

@@ -124,8 +124,9 @@ def test_atoms_statistics():
         assert 255 - 6 * np.sqrt(510) < chi2 < 255 + 6 * np.sqrt(510)
 
 
-def _check_against_bruteforce(seed, gop, step, r, K, m, chunk):
-    idx, sign = jax.jit(lambda st, r: cb.select_topm(seed, gop, st, r, K, m, chunk=chunk))(
+def _check_against_bruteforce(seed, gop, step, r, K, m, chunk, method=None):
+    idx, sign = jax.jit(lambda st, r: cb.select_topm(seed, gop, st, r, K, m, chunk=chunk,
+                                                     method=method))(
         jnp.uint32(step), jnp.asarray(r))
     idx, sign = np.asarray(idx), np.asarray(sign)
     s_ref = scores_numpy(seed, gop, step, r, K)
@@ -137,9 +138,10 @@ def _check_against_bruteforce(seed, gop, step, r, K, m, chunk):
 
 @pytest.mark.parametrize("K,m,chunk,D", [(300, 10, 64, 37), (256, 256, 256, 8), (1000, 33, 7, 5),
                                          (65536, 5, 8192, 3)])
-def test_select_topm_equals_bruteforce(K, m, chunk, D):
+@pytest.mark.parametrize("method", ["fused", "matmul"])
+def test_select_topm_equals_bruteforce(K, m, chunk, D, method):
     r = np.random.default_rng(K + D).standard_normal((3, D)).astype(np.float32)
-    _check_against_bruteforce(7, 1, 4, r, K, m, chunk)
+    _check_against_bruteforce(7, 1, 4, r, K, m, chunk, method)
 
 
 def test_select_topm_ties_by_smaller_k():

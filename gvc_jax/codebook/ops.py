@@ -122,7 +122,15 @@ def scores(seed, gop, step, r_fd, K: int, chunk: int, *, method: str = "fused",
     return jnp.moveaxis(s, 0, 1).reshape(F, n_chunks * chunk)
 
 
-def select_topm(seed, gop, step, r_fd, K: int, m_max: int, *, chunk: int | None = None):
+def default_method() -> str:
+    """How scores are computed on the default backend: XLA:GPU fuses atom generation into the
+    reduction; XLA:CPU is about 1.5-2x faster materialising a chunk and calling a matrix-vector
+    product (measured on 2 cores: ~60 vs ~110 M atom elements/s at F=4, D=49,152, K=1024)."""
+    return "matmul" if jax.default_backend() == "cpu" else "fused"
+
+
+def select_topm(seed, gop, step, r_fd, K: int, m_max: int, *, chunk: int | None = None,
+                method: str | None = None):
     """Top-``m_max`` atoms by |<atom_k, r_f>| per latent frame f (address frame = f).
 
     Returns (idx int32 [F, m_max], sign bool [F, m_max]) ordered by |s| descending, ties by
@@ -132,8 +140,10 @@ def select_topm(seed, gop, step, r_fd, K: int, m_max: int, *, chunk: int | None 
     F, D = r_fd.shape
     if not 0 < m_max <= K <= 2 ** 32:
         raise ValueError(f"need 0 < m_max <= K, got m_max={m_max}, K={K}")
-    chunk = auto_chunk(K, F, D) if chunk is None else int(chunk)
-    s = scores(seed, gop, step, r_fd, K, chunk)
+    method = default_method() if method is None else method
+    if chunk is None:
+        chunk = auto_chunk(K, F, D) if method == "fused" else min(64, auto_chunk(K, F, D))
+    s = scores(seed, gop, step, r_fd, K, int(chunk), method=method)
     n = s.shape[1]
     k = lax.broadcasted_iota(jnp.int32, (F, n), 1)
     key = jnp.where(k < K, -jnp.abs(s), jnp.inf)

@@ -19,7 +19,7 @@ def shifted_times(n_steps: int, shift: float) -> np.ndarray:
     return t.astype(np.float32)
 
 
-def logsnr_times(n_steps: int, lam_min: float = -5.0, lam_max: float = 8.0) -> np.ndarray:
+def logsnr_times(n_steps: int, lam_min: float = -9.0, lam_max: float = 9.0) -> np.ndarray:
     """Grid uniform in log-SNR λ = log((1−t)/t) between ``lam_min`` and ``lam_max``,
     with the endpoints t=1 and t=0 added: N steps in all, float32, decreasing.
 
