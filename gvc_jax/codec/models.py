@@ -40,7 +40,12 @@ class CodecModel:
 def _gaussian(weights: str | None) -> CodecModel:
     from gvc_jax.models.gaussian import GaussianPrior
 
-    prior = GaussianPrior(path=weights) if weights else GaussianPrior()
+    from convert_weights.sources import CheckpointError
+
+    try:
+        prior = GaussianPrior(path=weights) if weights else GaussianPrior()
+    except (OSError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{weights}: not a usable gaussian prior stats file ({e})") from None
     enc = jax.jit(prior.encode)
     dec = jax.jit(prior.decode_uint8)
     return CodecModel(

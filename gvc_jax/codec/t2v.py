@@ -202,7 +202,10 @@ def decompress(data: bytes, load: Callable[[str], CodecModel], *,
     codec = header["codec"]
     if codec.get("mode") != "t2v":
         raise BitstreamError(f"unsupported codec mode {codec.get('mode')!r}")
-    model = load(header["model"]["config"])
+    try:
+        model = load(header["model"]["config"])
+    except UsageError as e:   # the file names a model this build cannot run
+        raise ModelMismatchError(str(e)) from None
     check_model(header, model)
     src, coded = header["source"], header["coded"]
     by_gop = {}
