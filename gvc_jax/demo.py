@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from gvc_jax.fileutil import umask
+
 CLIP = "carphone_pristine.mp4"
 DEMO_FRAMES = 32
 DOWNSCALE = 4        # 176x144 -> 44x36 by area averaging (36 is not a multiple of 8: padded)
@@ -89,9 +91,7 @@ def run(out: str, frames: int | None = None, on_gop=None, on_step=None, log=None
     parent = os.path.dirname(os.path.abspath(out)) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".gvc-demo-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)      # mkdtemp makes it private; the result is a normal folder
+    os.chmod(tmp, 0o777 & ~umask())    # mkdtemp makes it private; the result is a normal folder
     try:
         gvc_path = os.path.join(tmp, "demo.gvc")
         enc, report = api.compress_video(video, config="gaussian", overrides=DEMO_OVERRIDES,

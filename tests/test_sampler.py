@@ -66,7 +66,7 @@ def test_logsnr_times():
         make_times("cosine", 20)
 
 
-def test_sde_without_noise_scale_is_biased(prior):
+def test_sde_without_noise_loses_variance(prior):
     """Guard that the marginal test can fail: dropping the noise term (z = 0)
     while keeping the SDE drift shrinks the variance far below the prior's."""
     graphdef, state = nnx.split(prior)

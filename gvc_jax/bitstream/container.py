@@ -14,12 +14,12 @@ from __future__ import annotations
 import io
 import os
 import struct
-import tempfile
 import zlib
 from typing import BinaryIO, Iterable
 
 from gvc_jax.bitstream.errors import BitstreamError
 from gvc_jax.bitstream.header import decode_header, encode_header
+from gvc_jax.fileutil import write_bytes_atomic
 
 __all__ = [
     "MAGIC", "VERSION", "LIMITS", "CHUNK_KINDS", "dumps_gvc", "write_gvc", "read_gvc", "breakdown",
@@ -173,37 +173,8 @@ def write_gvc(path: str | os.PathLike, header: dict, chunks: Iterable[tuple[str,
     On any failure the temp file is removed and ``path`` is left untouched.
     """
     data = dumps_gvc(header, chunks)  # every check happens before the file system is touched
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename durable; best effort (not all file systems allow it)
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    write_bytes_atomic(path, data)
     return len(data)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # ------------------------------------------------------------------ reading

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gvc_jax.fileutil import atomic_output, umask
 from gvc_jax.io.errors import VideoIOError
 from gvc_jax.io.y4m import read_y4m, write_y4m
 
@@ -173,30 +174,11 @@ def _is_png_dir(path: str) -> bool:
     return path.endswith(os.sep) or path.endswith("/") or os.path.splitext(path)[1] == "" or os.path.isdir(path)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _atomic_file(path: str, write, suffix: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise VideoIOError(f"{path}: output folder does not exist")
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=directory)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_output(path, write, suffix)
 
 
 def _write_mp4(tmp: str, frames: np.ndarray, fps: fractions.Fraction) -> None:
@@ -228,7 +210,7 @@ def _write_png_dir(path: str, frames: np.ndarray) -> None:
         raise VideoIOError(f"{path}: parent folder does not exist")
     tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700
         digits = max(6, len(str(len(frames) - 1)))
         for t, fr in enumerate(frames):
             iio.imwrite(os.path.join(tmp, f"{t:0{digits}d}.png"), fr, plugin="pillow")

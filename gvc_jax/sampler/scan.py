@@ -72,8 +72,15 @@ def _ode_tail(model, cond, x, times, spec: SamplerSpec):
 
 
 def _noise(seed, gop, i, idx_fm, sign_fm, spec: SamplerSpec, shape_cthw):
+    """The step's noise from the chosen atoms; a single-entry ``m_per_frame`` applies to
+    every latent frame, otherwise it needs one entry per frame."""
     c, f, h, w = shape_cthw
-    m = spec.m_per_frame if len(spec.m_per_frame) == f else (spec.m_per_frame[0],) * f
+    if len(spec.m_per_frame) == 1:
+        m = spec.m_per_frame * f
+    elif len(spec.m_per_frame) == f:
+        m = spec.m_per_frame
+    else:
+        raise ValueError(f"m_per_frame has {len(spec.m_per_frame)} entries for {f} latent frames")
     z_fd = codebook.combine(seed, gop, i, idx_fm, sign_fm, m, c * h * w)
     return _from_fd(z_fd, shape_cthw)
 
