@@ -5,12 +5,14 @@ PNGs. Outputs: .mp4 (H.264 for viewing), .y4m, .npy (bit-exact), a PNG folder. A
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fractions
 import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -72,13 +74,23 @@ def _to_fraction(fps) -> fractions.Fraction:
 
 
 # ------------------------------------------------------------------ reading
+@contextlib.contextmanager
+def _spawning_ffmpeg():
+    """Python warns on any fork once JAX's threads exist; imageio-ffmpeg forks only to exec
+    the ffmpeg binary at once, which is safe, so that warning is silenced here only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        yield
+
+
 def _read_ffmpeg(path: str, max_frames: int | None) -> Video:
     import imageio_ffmpeg
 
     out = [] if max_frames is None else ["-frames:v", str(max_frames)]
     try:
         gen = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24", output_params=out)
-        meta = next(gen)
+        with _spawning_ffmpeg():
+            meta = next(gen)
         w, h = meta["size"]
         fps = guess_fps(float(meta.get("fps") or 0))
         frames = []
@@ -190,7 +202,8 @@ def _write_mp4(tmp: str, frames: np.ndarray, fps: fractions.Fraction) -> None:
                                       macro_block_size=1, output_params=["-crf", str(MP4_CRF), "-f", "mp4"],
                                       ffmpeg_log_level="error")
     try:
-        gen.send(None)
+        with _spawning_ffmpeg():
+            gen.send(None)
         for t in range(T):
             gen.send(np.ascontiguousarray(frames[t]))
     except (OSError, RuntimeError) as e:
