@@ -160,6 +160,13 @@ def convert(source: Iterable[tuple[str, Loader]], rules: list[Rule],
 
 
 # ----------------------------------------------------------------- NNX glue
+def _leaf_value(leaf):
+    """The array (or ShapeDtypeStruct) a flat-state leaf holds, Variable or not."""
+    from flax import nnx
+
+    return leaf.get_value() if isinstance(leaf, nnx.Variable) else leaf
+
+
 def abstract_targets(module_factory: Callable[[], object]) -> dict[str, tuple[tuple[int, ...], object]]:
     """``{path: (shape, dtype)}`` of an NNX module's params, via ``nnx.eval_shape``."""
     from flax import nnx
@@ -168,7 +175,7 @@ def abstract_targets(module_factory: Callable[[], object]) -> dict[str, tuple[tu
     state = nnx.state(abstract, nnx.Param)
     flat = {}
     for keys, leaf in nnx.to_flat_state(state):
-        val = getattr(leaf, "value", leaf)
+        val = _leaf_value(leaf)
         flat["/".join(str(k) for k in keys)] = (tuple(val.shape), val.dtype)
     return flat
 
@@ -186,7 +193,7 @@ def load_into(module_factory: Callable[[], object], arrays: Mapping[str, np.ndar
         path = "/".join(str(k) for k in keys)
         if path not in arrays:
             raise ConversionError(f"model state {path!r} has no converted value")
-        val = getattr(leaf, "value", leaf)
+        val = _leaf_value(leaf)
         arr = jnp.asarray(arrays[path], dtype=val.dtype)
         if arr.shape != tuple(val.shape):
             raise ConversionError(f"{path!r}: converted shape {arr.shape} != model {tuple(val.shape)}")
