@@ -96,6 +96,16 @@ def _end_progress(quiet):
         sys.stderr.write("\n")
 
 
+def _check_output(path: str) -> None:
+    from gvc_jax.codec.errors import UsageError
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{path}: output folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a folder, expected a file name")
+
+
 def cmd_compress(a) -> int:
     from gvc_jax.codec import api
     from gvc_jax.io import read_video
@@ -104,8 +114,10 @@ def cmd_compress(a) -> int:
                                              "seed", "gop_frames", "schedule")
                  if getattr(a, k) is not None}
     api.params_for(a.config, overrides)  # usage errors before any file is read
+    _check_output(a.output)
     if a.recon:
         api.check_video_ext(a.recon)
+        _check_output(a.recon)
     video = read_video(a.input, max_frames=a.max_frames)
     on_gop, on_step = _progress_printer(a.quiet)
     report = api.compress_file(video, a.output, config=a.config, weights=a.weights,
@@ -123,6 +135,7 @@ def cmd_compress(a) -> int:
 def cmd_decompress(a) -> int:
     from gvc_jax.codec import api
 
+    _check_output(a.output)
     on_gop, on_step = _progress_printer(a.quiet)
     api.decompress_file(a.input, a.output, weights=a.weights, on_gop=on_gop, on_step=on_step)
     _end_progress(a.quiet)

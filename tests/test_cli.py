@@ -109,6 +109,8 @@ def test_usage_and_input_errors(tmp_path):
     _one_error_line(gvc("compress", tmp_path / "missing.mp4", "-o", tmp_path / "y.gvc"), 3)
     (tmp_path / "junk.mp4").write_bytes(b"not a video")
     _one_error_line(gvc("compress", tmp_path / "junk.mp4", "-o", tmp_path / "y.gvc"), 3)
+    # an output folder that does not exist is refused before any work
+    _one_error_line(gvc("compress", tmp_path / "junk.mp4", "-o", tmp_path / "no" / "y.gvc"), 2)
     np.save(tmp_path / "f.npy", np.zeros((4, 8, 8), np.float32))
     _one_error_line(gvc("compress", tmp_path / "f.npy", "-o", tmp_path / "y.gvc"), 3)
     assert not (tmp_path / "y.gvc").exists()
