@@ -151,7 +151,6 @@ def jax_case(spec, work, op, name, tiled):
 
 def tiling_error(spec, work, name):
     """Tiled vs untiled (random weights, attention on) at one untiled-feasible size."""
-    import jax
     import jax.numpy as jnp
     import numpy as np
 

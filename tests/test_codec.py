@@ -1,5 +1,4 @@
 """Codec core in-process: GOP planning, bit-exact replay, header/model checks."""
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from fractions import Fraction
