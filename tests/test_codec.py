@@ -90,3 +90,19 @@ def test_decompress_checks_model_and_header(model):
         t2v.decompress(enc.data[:-7], lambda name: model)
     with pytest.raises(UsageError):
         t2v.compress(frames, Fraction(25), model, t2v.CodecParams(K=8, M=9))
+
+
+def test_decoder_refuses_header_parameters_it_cannot_run(model):
+    """A well-formed file whose codec parameters this decoder cannot run exactly
+    (here M beyond the exact-sum limit, or an unknown schedule) is bad input."""
+    from gvc_jax.bitstream import container
+    frames = np.random.default_rng(3).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    enc = t2v.compress(frames, Fraction(25), model,
+                       t2v.CodecParams(K=32, M=2, steps=4, sde_steps=3, gop_frames=4))
+    for key, value in (("schedule", "cosine"), ("M", [2000])):
+        header = dict(enc.header, codec=dict(enc.header["codec"], **{key: value}))
+        if key == "M":
+            header["codec"]["K"] = 4096
+        data = container.dumps_gvc(header, enc.chunks)
+        with pytest.raises(BitstreamError, match="unsupported codec parameters"):
+            t2v.decompress(data, lambda name: model)

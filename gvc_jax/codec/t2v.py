@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from gvc_jax import codebook
+from gvc_jax.codebook.table import MAX_EXACT_ATOMS
 from gvc_jax.bitstream import container, indices as bs_indices
 from gvc_jax.bitstream.errors import BitstreamError
 from gvc_jax.codec.errors import ModelMismatchError, UsageError
@@ -45,8 +46,9 @@ class CodecParams:
     def validate(self) -> None:
         if not 2 <= self.K <= 2 ** 16:
             raise UsageError(f"K must lie in [2, 65536], got {self.K}")
-        if not 1 <= self.M <= self.K:
-            raise UsageError(f"M must lie in [1, K={self.K}], got {self.M}")
+        if not 1 <= self.M <= min(self.K, MAX_EXACT_ATOMS):
+            raise UsageError(f"M must lie in [1, min(K, {MAX_EXACT_ATOMS})], got {self.M} "
+                             f"(K={self.K}; sums of more atoms are not exact in float32)")
         if not 1 <= self.steps <= 1000 or not 0 <= self.sde_steps <= self.steps:
             raise UsageError(f"need 1 <= steps <= 1000 and 0 <= sde_steps <= steps, "
                              f"got steps={self.steps}, sde_steps={self.sde_steps}")
@@ -54,6 +56,8 @@ class CodecParams:
             raise UsageError("g_scale must be >= 0 and shift > 0")
         if not 0 <= self.seed < 2 ** 32:
             raise UsageError("seed must lie in [0, 2^32)")
+        if self.schedule == "logsnr" and self.steps < 2:
+            raise UsageError("the logsnr schedule needs at least 2 steps")
         if self.schedule not in ("shifted", "logsnr"):
             raise UsageError(f"schedule must be 'shifted' or 'logsnr', got {self.schedule!r}")
 
@@ -131,7 +135,10 @@ def compress(frames: np.ndarray, fps: Fraction, model: CodecModel, params: Codec
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise UsageError(f"expected uint8 frames [T,H,W,3], got {frames.dtype} {frames.shape}")
     t, h, w, _ = frames.shape
-    gops = plan_gops(t, params.gop_frames, model.frames_per_latent, model.causal)
+    try:
+        gops = plan_gops(t, params.gop_frames, model.frames_per_latent, model.causal)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     ch, cw = padded_size(h, w, model.spatial_multiple)
     header = make_header(model, params, t, h, w, fps, gops, ch, cw)
     codec = header["codec"]
@@ -163,6 +170,20 @@ def compress(frames: np.ndarray, fps: Fraction, model: CodecModel, params: Codec
             dec_s += time.perf_counter() - t0
     data = container.dumps_gvc(header, chunks)
     return Encoded(data, header, chunks, np.concatenate(recon), enc_s, dec_s, gops)
+
+
+def _check_codec_fields(codec: dict) -> None:
+    """The header's codec parameters must be ones this decoder can run exactly."""
+    try:
+        CodecParams(K=int(codec["K"]), M=max(int(m) for m in codec["M"]),
+                    steps=int(codec["steps"]), sde_steps=int(codec["sde_steps"]),
+                    g_scale=float(codec["g_scale"]), shift=float(codec["shift"]),
+                    seed=int(codec["seed"]), gop_frames=int(codec["gop_frames"]),
+                    schedule=str(codec.get("schedule", "shifted"))).validate()
+        if min(int(m) for m in codec["M"]) < 1:
+            raise UsageError("M must be >= 1")
+    except (UsageError, KeyError, TypeError, ValueError) as e:
+        raise BitstreamError(f"unsupported codec parameters in header: {e}") from None
 
 
 def _check_gop_table(header: dict, model: CodecModel) -> None:
@@ -217,6 +238,7 @@ def decompress(data: bytes, load: Callable[[str], CodecModel], *,
             raise BitstreamError(f"GOP {g} coded twice")
         by_gop[g] = packed
     gops = header["gops"]
+    _check_codec_fields(codec)
     _check_gop_table(header, model)
     if sorted(by_gop) != list(range(len(gops))):
         raise BitstreamError(f"IDX chunks for GOPs {sorted(by_gop)} do not match the "
