@@ -87,10 +87,64 @@ def _np_dtype(dtype) -> np.dtype:
     return np.dtype(dtype)
 
 
+class _Checker:
+    """The per-tensor checks shared by :func:`convert` and :func:`check_coverage`:
+    mapping, target existence, transformed shape, layer range, no double writes,
+    and at the end no unmapped key, no missing parameter, no missing layer."""
+
+    def __init__(self, rules, targets, ignore):
+        self.rules, self.targets = rules, targets
+        self.ignore = [re.compile(p) for p in ignore]
+        self.filled: dict[str, set] = {}
+        self.unmapped: list[str] = []
+
+    def lookup(self, key):
+        """(path, layer, rule) for a key, or None when it is ignored or unmapped."""
+        if any(r.fullmatch(key) for r in self.ignore):
+            return None
+        hit = map_key(key, self.rules)
+        if hit is None:
+            self.unmapped.append(key)
+            return None
+        path = hit[0]
+        if path not in self.targets:
+            raise ConversionError(f"{key!r} maps to {path!r}, which the model does not have")
+        return hit
+
+    def place(self, key, path, layer, got_shape):
+        shape = tuple(self.targets[path][0])
+        want = shape[1:] if layer is not None else shape
+        if tuple(got_shape) != want:
+            raise ConversionError(
+                f"{key!r} -> {path!r}: shape {tuple(got_shape)} after transform, model expects {want}")
+        if layer is not None and layer >= shape[0]:
+            raise ConversionError(f"{key!r}: layer {layer} out of range (model has {shape[0]})")
+        seen = self.filled.setdefault(path, set())
+        if layer in seen or (layer is None and seen) or (layer is not None and None in seen):
+            where = f"layer {layer} of {path!r}" if layer is not None else repr(path)
+            raise ConversionError(f"{key!r}: {where} written twice")
+        seen.add(layer)
+
+    def finish(self):
+        if self.unmapped:
+            raise ConversionError(f"{len(self.unmapped)} checkpoint tensor(s) match no rule, e.g. "
+                                  + ", ".join(repr(k) for k in self.unmapped[:5]))
+        missing = sorted(set(self.targets) - set(self.filled))
+        if missing:
+            raise ConversionError(f"{len(missing)} model parameter(s) not in the checkpoint, e.g. "
+                                  + ", ".join(repr(k) for k in missing[:5]))
+        for path, seen in self.filled.items():
+            if None in seen:
+                continue
+            n = tuple(self.targets[path][0])[0]
+            if len(seen) != n:
+                gaps = sorted(set(range(n)) - seen)[:5]
+                raise ConversionError(f"{path!r}: layers {gaps} missing from the checkpoint")
+
+
 def convert(source: Iterable[tuple[str, Loader]], rules: list[Rule],
             targets: Mapping[str, tuple[tuple[int, ...], object]],
-            *, stacked: Mapping[str, int] | None = None,
-            ignore: Iterable[str] = (), progress: Callable[[str], None] | None = None
+            *, ignore: Iterable[str] = (), progress: Callable[[str], None] | None = None
             ) -> dict[str, np.ndarray]:
     """Converts a stream of tensors into a flat ``{path: array}`` dict.
 
@@ -98,64 +152,29 @@ def convert(source: Iterable[tuple[str, Loader]], rules: list[Rule],
       source: ``(key, loader)`` pairs, e.g. from :mod:`convert_weights.sources`.
       rules: the ordered table.
       targets: ``{path: (shape, dtype)}`` of the model's flat state, e.g. from
-        :func:`abstract_targets`. For stacked params the shape includes the
-        leading layer axis.
-      stacked: ``{path: n_layers}`` for params with a leading layer axis;
-        by default every path whose rule writes ``@i`` is taken as stacked.
+        :func:`abstract_targets`. For stacked params (rules writing ``@i``)
+        the shape includes the leading layer axis.
       ignore: regexes of source keys deliberately dropped (documented buffers).
     """
-    ignore_re = [re.compile(p) for p in ignore]
+    check = _Checker(rules, targets, ignore)
     out: dict[str, np.ndarray] = {}
-    filled: dict[str, set] = {}
-    unmapped: list[str] = []
     for key, load in source:
-        if any(r.fullmatch(key) for r in ignore_re):
-            continue
-        hit = map_key(key, rules)
+        hit = check.lookup(key)
         if hit is None:
-            unmapped.append(key)
             continue
         path, layer, rule = hit
-        if path not in targets:
-            raise ConversionError(f"{key!r} maps to {path!r}, which the model does not have")
-        shape, dtype = targets[path]
-        shape = tuple(shape)
         arr = rule.fn()(load())
-        want = shape[1:] if layer is not None else shape
-        if tuple(arr.shape) != want:
-            raise ConversionError(
-                f"{key!r} -> {path!r}: shape {tuple(arr.shape)} after transform, model expects {want}")
+        check.place(key, path, layer, arr.shape)
+        shape, dtype = targets[path]
         if layer is not None:
-            if layer >= shape[0]:
-                raise ConversionError(f"{key!r}: layer {layer} out of range (model has {shape[0]})")
             if path not in out:
-                out[path] = np.empty(shape, _np_dtype(dtype))
-            seen = filled.setdefault(path, set())
-            if layer in seen:
-                raise ConversionError(f"{key!r}: layer {layer} of {path!r} written twice")
-            seen.add(layer)
+                out[path] = np.empty(tuple(shape), _np_dtype(dtype))
             out[path][layer] = arr.astype(out[path].dtype, copy=False)
         else:
-            if path in out:
-                raise ConversionError(f"{key!r}: {path!r} written twice")
             out[path] = np.ascontiguousarray(arr.astype(_np_dtype(dtype), copy=False))
-            filled[path] = {None}
         if progress is not None:
             progress(key)
-    if unmapped:
-        raise ConversionError(f"{len(unmapped)} checkpoint tensor(s) match no rule, e.g. "
-                              + ", ".join(repr(k) for k in unmapped[:5]))
-    missing = sorted(set(targets) - set(out))
-    if missing:
-        raise ConversionError(f"{len(missing)} model parameter(s) not in the checkpoint, e.g. "
-                              + ", ".join(repr(k) for k in missing[:5]))
-    for path, seen in filled.items():
-        if None in seen:
-            continue
-        n = tuple(targets[path][0])[0]
-        if len(seen) != n:
-            gaps = sorted(set(range(n)) - seen)[:5]
-            raise ConversionError(f"{path!r}: layers {gaps} missing from the checkpoint")
+    check.finish()
     return out
 
 
@@ -221,38 +240,13 @@ def check_coverage(key_shapes: Iterable[tuple[str, tuple[int, ...]]], rules: lis
     (e.g. umT5-XXL, 24 x 4096 x 10240) can be checked in a unit test. Raises
     :class:`ConversionError` exactly where :func:`convert` would.
     """
-    ignore_re = [re.compile(p) for p in ignore]
-    filled: dict[str, set] = {}
-    unmapped = []
+    check = _Checker(rules, targets, ignore)
     for key, shape in key_shapes:
-        if any(r.fullmatch(key) for r in ignore_re):
-            continue
-        hit = map_key(key, rules)
+        hit = check.lookup(key)
         if hit is None:
-            unmapped.append(key)
             continue
         path, layer, rule = hit
-        if path not in targets:
-            raise ConversionError(f"{key!r} maps to {path!r}, which the model does not have")
-        tshape = tuple(targets[path][0])
         dummy = np.lib.stride_tricks.as_strided(np.zeros(1, np.int8), tuple(shape), (0,) * len(shape))
-        got = tuple(rule.fn()(dummy).shape)
-        want = tshape[1:] if layer is not None else tshape
-        if got != want:
-            raise ConversionError(f"{key!r} -> {path!r}: shape {got} after transform, model expects {want}")
-        seen = filled.setdefault(path, set())
-        if (layer in seen) or (layer is None and seen) or (layer is not None and None in seen):
-            raise ConversionError(f"{key!r}: {path!r} (layer {layer}) written twice")
-        if layer is not None and layer >= tshape[0]:
-            raise ConversionError(f"{key!r}: layer {layer} out of range (model has {tshape[0]})")
-        seen.add(layer)
-    if unmapped:
-        raise ConversionError(f"{len(unmapped)} checkpoint tensor(s) match no rule, e.g. "
-                              + ", ".join(repr(k) for k in unmapped[:5]))
-    missing = sorted(set(targets) - set(filled))
-    if missing:
-        raise ConversionError(f"{len(missing)} model parameter(s) not in the checkpoint, e.g. "
-                              + ", ".join(repr(k) for k in missing[:5]))
-    for path, seen in filled.items():
-        if None not in seen and len(seen) != tuple(targets[path][0])[0]:
-            raise ConversionError(f"{path!r}: layers missing from the checkpoint")
+        check.place(key, path, layer, rule.fn()(dummy).shape)
+    check.finish()
+
