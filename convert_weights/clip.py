@@ -20,12 +20,11 @@ Keys deliberately dropped (:func:`ignored`), each for a stated reason:
 """
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
 
-from convert_weights.sources import (CheckpointError, iter_safetensors_folder,
+from convert_weights.sources import (iter_safetensors_folder, resolve_checkpoint,
                                      iter_torch_zip)
 from convert_weights.table import (Rule, abstract_targets,
                                    convert, fingerprint, load_into)
@@ -128,19 +127,8 @@ def split_qkv(items, ignore=()):
 
 
 def resolve(path: str, layout: str = "auto") -> tuple[str, str]:
-    if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, OFFICIAL_FILE)) and layout in ("auto", "official"):
-            return os.path.join(path, OFFICIAL_FILE), "official"
-        if os.path.isdir(os.path.join(path, "image_encoder")):
-            path = os.path.join(path, "image_encoder")
-        if layout in ("auto", "diffusers"):
-            return path, "diffusers"
-    elif os.path.isfile(path):
-        if layout == "auto":
-            layout = "diffusers" if path.endswith(".safetensors") else "official"
-        return path, layout
-    raise CheckpointError(f"{path}: no CLIP checkpoint found (expected {OFFICIAL_FILE}, "
-                          "an image_encoder/ folder or .safetensors files)")
+    """Finds the checkpoint under ``path`` and its layout."""
+    return resolve_checkpoint(path, layout, OFFICIAL_FILE, "image_encoder", "CLIP")
 
 
 def source(path: str, layout: str, cfg):

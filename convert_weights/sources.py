@@ -214,3 +214,26 @@ def iter_torch_zip(path: str, subtree: str | None = None) -> Iterator[tuple[str,
         obj = obj[subtree]
     for key, t in _flatten_tensors(obj):
         yield key, t.load
+
+
+def resolve_checkpoint(path: str, layout: str, official_file: str, subfolder: str,
+                       what: str) -> tuple[str, str]:
+    """Finds a single-file official checkpoint or a diffusers ``subfolder`` under ``path``.
+
+    Returns ``(path, layout)``: a folder holding ``official_file`` gives that file
+    ("official"); a repo root with ``subfolder`` or a folder of safetensors gives the
+    folder ("diffusers"); a file is taken as given (``.safetensors`` -> diffusers).
+    """
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, official_file)) and layout in ("auto", "official"):
+            return os.path.join(path, official_file), "official"
+        if os.path.isdir(os.path.join(path, subfolder)):
+            path = os.path.join(path, subfolder)
+        if layout in ("auto", "diffusers"):
+            return path, "diffusers"
+    elif os.path.isfile(path):
+        if layout == "auto":
+            layout = "diffusers" if path.endswith(".safetensors") else "official"
+        return path, layout
+    raise CheckpointError(f"{path}: no {what} checkpoint found (expected {official_file}, "
+                          f"a {subfolder}/ folder or .safetensors files)")

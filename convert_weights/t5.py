@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 
-from convert_weights.sources import (CheckpointError, iter_safetensors_folder,
+from convert_weights.sources import (CheckpointError, iter_safetensors_folder, resolve_checkpoint,
                                      iter_torch_zip)
 from convert_weights.table import (ConversionError, Rule, abstract_targets,
                                    convert, fingerprint, load_into)
@@ -81,19 +81,7 @@ def rules(cfg, layout: str) -> list[Rule]:
 
 def resolve(path: str, layout: str = "auto") -> tuple[str, str]:
     """Finds the checkpoint under ``path`` and its layout."""
-    if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, OFFICIAL_FILE)) and layout in ("auto", "official"):
-            return os.path.join(path, OFFICIAL_FILE), "official"
-        if os.path.isdir(os.path.join(path, "text_encoder")):
-            path = os.path.join(path, "text_encoder")
-        if layout in ("auto", "diffusers"):
-            return path, "diffusers"
-    elif os.path.isfile(path):
-        if layout == "auto":
-            layout = "diffusers" if path.endswith(".safetensors") else "official"
-        return path, layout
-    raise CheckpointError(f"{path}: no umT5 checkpoint found (expected {OFFICIAL_FILE}, "
-                          "a text_encoder/ folder or .safetensors files)")
+    return resolve_checkpoint(path, layout, OFFICIAL_FILE, "text_encoder", "umT5")
 
 
 def _source(path: str, layout: str):
