@@ -114,17 +114,13 @@ def _coded_frames(model: CodecModel, gop: dict) -> int:
 
 
 def _decode_one(model: CodecModel, codec: dict, gop: dict, idx, sign, coded_h, coded_w):
-    n_lat = latent_frames(_coded_frames(model, gop), model.frames_per_latent, model.causal)
-    m = _m_list(codec, n_lat)
-    shape = model_latent_shape(model, _coded_frames(model, gop), coded_h, coded_w)
+    coded_t = _coded_frames(model, gop)
+    m = _m_list(codec, latent_frames(coded_t, model.frames_per_latent, model.causal))
+    shape = tuple(model.module.latent_shape(coded_t, coded_h, coded_w))
     x_T = _x_T(codec["seed"], gop["index"], shape)
     x0 = decode_gop(model.graphdef, model.state, model.cond, x_T, idx, sign,
                     codec["seed"], gop["index"], spec=_spec(codec, m))
     return model.decode(x0)[: gop["frames"]]
-
-
-def model_latent_shape(model: CodecModel, t: int, h: int, w: int) -> tuple[int, ...]:
-    return tuple(model.module.latent_shape(t, h, w))
 
 
 def compress(frames: np.ndarray, fps: Fraction, model: CodecModel, params: CodecParams,
