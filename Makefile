@@ -5,8 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 WAN22 := wan22==2.2.11
+LPIPS := lpips==0.1.4
 
-.PHONY: demo test test-all venv-base venv-test venv-demo clean
+.PHONY: demo test test-all venv-base venv-test venv-demo venv-eval clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -16,10 +17,15 @@ venv-demo: $(BIN)/python
 	$(PIP) install -q -e ".[demo]"
 
 # wan22 (the official Wan code) must be installed without its dependencies:
-# they pin a CUDA torch and packages that do not build here.
+# they pin a CUDA torch and packages that do not build here. lpips is installed
+# the same way: only its shipped linear-head weights are read, never its code.
 venv-test: $(BIN)/python
 	$(PIP) install -q -e ".[test]"
-	$(PIP) install -q --no-deps $(WAN22)
+	$(PIP) install -q --no-deps $(WAN22) $(LPIPS)
+
+venv-eval: $(BIN)/python
+	$(PIP) install -q -e ".[demo,eval]"
+	$(PIP) install -q --no-deps $(LPIPS)
 
 demo: venv-demo
 	$(BIN)/gvc demo --out demo_out
