@@ -1,0 +1,73 @@
+"""AlexNet feature trunk (torchvision ``alexnet().features`` layout) for LPIPS, NHWC.
+
+Five convolutions, each followed by a ReLU; 3x3 stride-2 max pools (no padding, floor)
+sit before the second and the third convolution. LPIPS reads the five ReLU outputs:
+
+    conv1 11x11 s4 p2  3->64    relu1
+    pool, conv2 5x5 p2 64->192  relu2
+    pool, conv3 3x3 p1 192->384 relu3
+          conv4 3x3 p1 384->256 relu4
+          conv5 3x3 p1 256->256 relu5
+
+The last pool, the adaptive average pool and the classifier are not part of the trunk.
+Convolutions run at ``Precision.HIGHEST`` (no TF32 on GPU): a metric should not depend
+on the accelerator's default matmul precision.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# (name, in, out, kernel, stride, padding, pool before)
+LAYERS = (
+    ("conv1", 3, 64, 11, 4, 2, False),
+    ("conv2", 64, 192, 5, 1, 2, True),
+    ("conv3", 192, 384, 3, 1, 1, True),
+    ("conv4", 384, 256, 3, 1, 1, False),
+    ("conv5", 256, 256, 3, 1, 1, False),
+)
+CHANNELS = tuple(layer[2] for layer in LAYERS)
+# torchvision's ``features`` index of each conv (its weight/bias keys)
+TORCHVISION_INDEX = {"conv1": 0, "conv2": 3, "conv3": 6, "conv4": 8, "conv5": 10}
+
+
+def max_pool_3s2(x_bhwc: jax.Array) -> jax.Array:
+    """3x3 max pool, stride 2, no padding (torch ``MaxPool2d(3, 2)``)."""
+    return jax.lax.reduce_window(x_bhwc, -jnp.inf, jax.lax.max,
+                                 (1, 3, 3, 1), (1, 2, 2, 1), "VALID")
+
+
+def _out_size(n: int) -> int:
+    """Spatial size of relu5 for an input side of ``n`` pixels (0 when too small)."""
+    n = (n + 2 * 2 - 11) // 4 + 1          # conv1
+    for _ in range(2):                      # pool, then a same-size conv
+        n = (n - 3) // 2 + 1 if n >= 3 else 0
+    return max(n, 0)
+
+
+def min_side() -> int:
+    """Smallest frame side the trunk accepts (every layer keeps at least one pixel)."""
+    n = 1
+    while _out_size(n) < 1:
+        n += 1
+    return n
+
+
+class AlexNetTrunk(nnx.Module):
+    """The five-conv AlexNet feature extractor; ``__call__`` returns the five ReLU maps."""
+
+    def __init__(self, *, rngs: nnx.Rngs):
+        for name, c_in, c_out, k, s, p, _ in LAYERS:
+            setattr(self, name, nnx.Conv(c_in, c_out, (k, k), strides=s, padding=((p, p), (p, p)),
+                                         precision=jax.lax.Precision.HIGHEST, rngs=rngs))
+
+    def __call__(self, x_bhwc: jax.Array) -> list[jax.Array]:
+        feats = []
+        h = x_bhwc
+        for name, *_, pool in LAYERS:
+            if pool:
+                h = max_pool_3s2(h)
+            h = jax.nn.relu(getattr(self, name)(h))
+            feats.append(h)
+        return feats

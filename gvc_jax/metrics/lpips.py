@@ -1,0 +1,170 @@
+"""LPIPS-Alex v0.1 on uint8 RGB video [T,H,W,3], one value per frame (lower is closer).
+
+For a pair of frames mapped to [-1, 1]:
+
+1. scaling layer: ``(x - shift) / scale`` with ``shift = 2*mean - 1`` and ``scale = 2*std``, the
+   ImageNet per-channel mean/std expressed for [-1, 1] input (what the trunk was trained on);
+2. the AlexNet trunk (:mod:`gvc_jax.metrics.alexnet`) gives five ReLU maps per frame;
+3. each map is divided, per pixel, by its channel-vector L2 norm plus 1e-10;
+4. the squared difference of the two normalised maps goes through a 1x1 linear head
+   without bias (one weight per channel), is averaged over the pixels, and the five layer
+   values are summed.
+
+Weights: the heads ship in the ``lpips`` wheel; the trunk is torchvision's
+``alexnet-owt-7be5be79.pth`` (see :mod:`convert_weights.lpips`). Without either file,
+:meth:`LPIPS.load` raises :class:`MetricUnavailable` naming what it looked for; nothing
+is substituted. No torch import: the files are read by our own restricted reader.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from gvc_jax.metrics.alexnet import CHANNELS, AlexNetTrunk, min_side
+from gvc_jax.metrics.errors import MetricUnavailable
+from gvc_jax.metrics.psnr import check_video_pair
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
+IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+SHIFT = (2.0 * IMAGENET_MEAN - 1.0).astype(np.float32)  # ImageNet mean on the [-1, 1] scale
+SCALE = (2.0 * IMAGENET_STD).astype(np.float32)         # ImageNet std on the [-1, 1] scale
+EPS = 1e-10
+_HI = jax.lax.Precision.HIGHEST
+
+
+def _unit_channels(f_bhwc: jax.Array) -> jax.Array:
+    """Each pixel's channel vector divided by its L2 norm plus EPS."""
+    return f_bhwc / (jnp.sqrt(jnp.sum(f_bhwc * f_bhwc, axis=-1, keepdims=True)) + EPS)
+
+
+class LPIPSAlex(nnx.Module):
+    """AlexNet trunk plus the five per-channel linear heads ``lin0..lin4``."""
+
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.trunk = AlexNetTrunk(rngs=rngs)
+        for k, c in enumerate(CHANNELS):
+            setattr(self, f"lin{k}", nnx.Param(jnp.zeros((c,), jnp.float32)))
+
+    def distance(self, x0_bhwc: jax.Array, x1_bhwc: jax.Array) -> jax.Array:
+        """LPIPS of two float batches in [-1, 1], NHWC; returns float32 [B]."""
+        n_b = x0_bhwc.shape[0]
+        x_bhwc = (jnp.concatenate([x0_bhwc, x1_bhwc]) - SHIFT) / SCALE  # one trunk call for both
+        total_b = jnp.zeros((n_b,), jnp.float32)
+        for k, f_bhwc in enumerate(self.trunk(x_bhwc)):
+            u_bhwc = _unit_channels(f_bhwc)
+            d_bhwc = jnp.square(u_bhwc[:n_b] - u_bhwc[n_b:])
+            w_c = getattr(self, f"lin{k}")[...]
+            total_b = total_b + jnp.mean(jnp.einsum("bhwc,c->bhw", d_bhwc, w_c, precision=_HI),
+                                         axis=(1, 2))
+        return total_b
+
+
+def to_unit(x_bhwc_u8: jax.Array) -> jax.Array:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return x_bhwc_u8.astype(jnp.float32) / 127.5 - 1.0
+
+
+class LPIPS:
+    """A loaded LPIPS-Alex with its jitted batch function; call it on (ref, dist) videos."""
+
+    def __init__(self, model: LPIPSAlex, trunk_path: str | None = None,
+                 heads_path: str | None = None):
+        self.model, self.trunk_path, self.heads_path = model, trunk_path, heads_path
+        graphdef, state = nnx.split(model)
+
+        @jax.jit
+        def run(state, ref_bhwc, dist_bhwc):
+            m = nnx.merge(graphdef, state)
+            return m.distance(to_unit(ref_bhwc), to_unit(dist_bhwc))
+
+        self._state, self._run = state, run
+
+    @classmethod
+    def load(cls, alexnet: str | None = None) -> "LPIPS":
+        """Finds and converts both weight files (``alexnet``: the trunk file or its folder;
+        default: torch's hub cache). Raises :class:`MetricUnavailable` when one is missing."""
+        from convert_weights import lpips as cw
+
+        trunk = cw.find_alexnet_weights(alexnet)
+        if trunk is None:
+            looked = ", ".join(cw.alexnet_search_paths(alexnet))
+            raise MetricUnavailable(f"LPIPS needs the AlexNet trunk weights {cw.ALEXNET_FILE}; "
+                                    f"not found (looked for {looked})")
+        heads = cw.find_lpips_heads()
+        if heads is None:
+            raise MetricUnavailable("LPIPS needs the linear heads lpips/weights/v0.1/alex.pth from "
+                                    "the lpips wheel; not found (pip install --no-deps lpips)")
+        return cls(cw.load_lpips(trunk, heads), trunk_path=trunk, heads_path=heads)
+
+    def official_trunk(self) -> bool:
+        """Whether the trunk file's SHA-256 starts with the 8 hex digits in its hub name."""
+        from convert_weights.lpips import ALEXNET_SHA256_PREFIX
+
+        if self.trunk_path is None:
+            return False
+        h = hashlib.sha256()
+        with open(self.trunk_path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest().startswith(ALEXNET_SHA256_PREFIX)
+
+    def __call__(self, ref, dist, *, batch: int = 8) -> np.ndarray:
+        """Per-frame LPIPS, float64 [T]; frames go through in chunks of ``batch``."""
+        ref, dist = check_video_pair(ref, dist)
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        n_t, h, w = ref.shape[:3]
+        if min(h, w) < min_side():
+            raise MetricUnavailable(f"LPIPS-Alex needs frames of at least {min_side()} px a side, "
+                                    f"these are {w}x{h}")
+        step = min(int(batch), n_t)
+        out = np.empty(n_t, np.float64)
+        pending = []  # chunks in flight: the next one uploads while this one runs
+
+        def collect():
+            t0, n, val = pending.pop(0)
+            out[t0:t0 + n] = np.asarray(val)[:n]
+
+        for t0 in range(0, n_t, step):
+            r, d = ref[t0:t0 + step], dist[t0:t0 + step]
+            n = r.shape[0]
+            if n < step:  # pad the last chunk so every call has one compiled shape
+                pad = ((0, step - n), (0, 0), (0, 0), (0, 0))
+                r, d = np.pad(r, pad), np.pad(d, pad)
+            pending.append((t0, n, self._run(self._state, r, d)))
+            if len(pending) > 2:
+                collect()
+        while pending:
+            collect()
+        return out
+
+
+_CACHE: dict[tuple, LPIPS] = {}
+
+
+def _file_key(path: str) -> tuple:
+    st = os.stat(path)
+    return os.path.realpath(path), st.st_size, st.st_mtime_ns
+
+
+def lpips(ref, dist, *, alexnet: str | None = None, batch: int = 8) -> np.ndarray:
+    """Per-frame LPIPS-Alex v0.1 of two uint8 [T,H,W,3] videos, float64 [T].
+
+    The loaded model is cached per weight files. Raises :class:`MetricUnavailable` when the
+    trunk or head weights are missing, ValueError on bad input.
+    """
+    ref, dist = check_video_pair(ref, dist)
+    from convert_weights import lpips as cw
+
+    trunk, heads = cw.find_alexnet_weights(alexnet), cw.find_lpips_heads()
+    key = (_file_key(trunk), _file_key(heads)) if trunk and heads else None
+    model = _CACHE.get(key) if key else None
+    if model is None:
+        model = LPIPS.load(alexnet)
+        _CACHE[(_file_key(model.trunk_path), _file_key(model.heads_path))] = model
+    return model(ref, dist, batch=batch)
