@@ -15,15 +15,15 @@ so no pickled code runs. :func:`iter_torch_any` picks the reader from the file's
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 import zipfile
-import importlib.util
 from typing import Iterator
 
 import numpy as np
 
-from convert_weights.sources import (CheckpointError, Loader, _LazyTensor, _SafeUnpickler,
+from convert_weights.sources import (CheckpointError, Loader, _SafeUnpickler,
                                      _StorageRef, _TORCH_STORAGE_DTYPES, _flatten_tensors,
                                      iter_torch_zip)
 from convert_weights.table import Rule, abstract_targets, convert, load_into
@@ -32,7 +32,6 @@ from gvc_jax.metrics.alexnet import TORCHVISION_INDEX
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_SHA256_PREFIX = "7be5be79"  # torch hub names files <name>-<first 8 hex of sha256>
 HEADS_RELPATH = os.path.join("weights", "v0.1", "alex.pth")
-
 
 
 def _t_head(a: np.ndarray) -> np.ndarray:  # [1, C, 1, 1] -> [C]
