@@ -1,4 +1,4 @@
-"""LPIPS-Alex v0.1 weights -> :class:`gvc_jax.metrics.lpips.LPIPSAlex`.
+"""LPIPS-Alex v0.1 weights -> :class:`gvc_jax.metrics.alexnet.LPIPSAlex`.
 
 Two files, each with its own explicit table:
 
@@ -187,7 +187,7 @@ def find_lpips_heads() -> str | None:
 def model_factory():
     from flax import nnx
 
-    from gvc_jax.metrics.lpips import LPIPSAlex
+    from gvc_jax.metrics.alexnet import LPIPSAlex
     return lambda: LPIPSAlex(rngs=nnx.Rngs(0))
 
 

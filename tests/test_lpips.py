@@ -13,7 +13,8 @@ from convert_weights.sources import CheckpointError  # noqa: E402
 from convert_weights.table import ConversionError, abstract_targets, check_coverage  # noqa: E402
 from gvc_jax.io import find_sample_clip, read_video  # noqa: E402
 from gvc_jax.metrics.errors import MetricUnavailable  # noqa: E402
-from gvc_jax.metrics.lpips import LPIPS, SCALE, SHIFT, lpips  # noqa: E402
+from gvc_jax.metrics.alexnet import SCALE, SHIFT  # noqa: E402
+from gvc_jax.metrics.lpips import LPIPS, lpips  # noqa: E402
 
 HEADS = cw.find_lpips_heads()
 needs_heads = pytest.mark.skipif(HEADS is None, reason="the lpips wheel (its v0.1/alex.pth) is not installed")

@@ -1,4 +1,6 @@
-"""AlexNet feature trunk (torchvision ``alexnet().features`` layout) for LPIPS, NHWC.
+"""The LPIPS-Alex v0.1 network in NNX, NHWC: AlexNet feature trunk plus linear heads.
+
+The trunk follows torchvision's ``alexnet().features`` layout.
 
 Five convolutions, each followed by a ReLU; 3x3 stride-2 max pools (no padding, floor)
 sit before the second and the third convolution. LPIPS reads the five ReLU outputs:
@@ -10,15 +12,18 @@ sit before the second and the third convolution. LPIPS reads the five ReLU outpu
           conv5 3x3 p1 256->256 relu5
 
 The last pool, the adaptive average pool and the classifier are not part of the trunk.
-Convolutions run at ``Precision.HIGHEST`` (no TF32 on GPU): a metric should not depend
-on the accelerator's default matmul precision.
+Convolutions and heads run at ``Precision.HIGHEST`` (no TF32 on GPU): a metric should not
+depend on the accelerator's default matmul precision. :class:`LPIPSAlex` adds the scaling
+layer, the per-pixel unit normalisation and the heads (see :mod:`gvc_jax.metrics.lpips`).
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
+_HI = jax.lax.Precision.HIGHEST
 # (name, in, out, kernel, stride, padding, pool before)
 LAYERS = (
     ("conv1", 3, 64, 11, 4, 2, False),
@@ -60,7 +65,7 @@ class AlexNetTrunk(nnx.Module):
     def __init__(self, *, rngs: nnx.Rngs):
         for name, c_in, c_out, k, s, p, _ in LAYERS:
             setattr(self, name, nnx.Conv(c_in, c_out, (k, k), strides=s, padding=((p, p), (p, p)),
-                                         precision=jax.lax.Precision.HIGHEST, rngs=rngs))
+                                         precision=_HI, rngs=rngs))
 
     def __call__(self, x_bhwc: jax.Array) -> list[jax.Array]:
         feats = []
@@ -71,3 +76,42 @@ class AlexNetTrunk(nnx.Module):
             h = jax.nn.relu(getattr(self, name)(h))
             feats.append(h)
         return feats
+
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
+IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+SHIFT = (2.0 * IMAGENET_MEAN - 1.0).astype(np.float32)  # ImageNet mean on the [-1, 1] scale
+SCALE = (2.0 * IMAGENET_STD).astype(np.float32)         # ImageNet std on the [-1, 1] scale
+EPS = 1e-10
+
+
+def _unit_channels(f_bhwc: jax.Array) -> jax.Array:
+    """Each pixel's channel vector divided by its L2 norm plus EPS."""
+    return f_bhwc / (jnp.sqrt(jnp.sum(f_bhwc * f_bhwc, axis=-1, keepdims=True)) + EPS)
+
+
+class LPIPSAlex(nnx.Module):
+    """AlexNet trunk plus the five per-channel linear heads ``lin0..lin4``."""
+
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.trunk = AlexNetTrunk(rngs=rngs)
+        for k, c in enumerate(CHANNELS):
+            setattr(self, f"lin{k}", nnx.Param(jnp.zeros((c,), jnp.float32)))
+
+    def distance(self, x0_bhwc: jax.Array, x1_bhwc: jax.Array) -> jax.Array:
+        """LPIPS of two float batches in [-1, 1], NHWC; returns float32 [B]."""
+        n_b = x0_bhwc.shape[0]
+        x_bhwc = (jnp.concatenate([x0_bhwc, x1_bhwc]) - SHIFT) / SCALE  # one trunk call for both
+        total_b = jnp.zeros((n_b,), jnp.float32)
+        for k, f_bhwc in enumerate(self.trunk(x_bhwc)):
+            u_bhwc = _unit_channels(f_bhwc)
+            d_bhwc = jnp.square(u_bhwc[:n_b] - u_bhwc[n_b:])
+            w_c = getattr(self, f"lin{k}")[...]
+            total_b = total_b + jnp.mean(jnp.einsum("bhwc,c->bhw", d_bhwc, w_c, precision=_HI),
+                                         axis=(1, 2))
+        return total_b
+
+
+def to_unit(x_bhwc_u8: jax.Array) -> jax.Array:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return x_bhwc_u8.astype(jnp.float32) / 127.5 - 1.0

@@ -20,61 +20,27 @@ from __future__ import annotations
 import hashlib
 import os
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from gvc_jax.metrics.alexnet import CHANNELS, AlexNetTrunk, min_side
 from gvc_jax.metrics.errors import MetricUnavailable
 from gvc_jax.metrics.psnr import check_video_pair
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
-IMAGENET_STD = np.array([0.229, 0.224, 0.225])
-SHIFT = (2.0 * IMAGENET_MEAN - 1.0).astype(np.float32)  # ImageNet mean on the [-1, 1] scale
-SCALE = (2.0 * IMAGENET_STD).astype(np.float32)         # ImageNet std on the [-1, 1] scale
-EPS = 1e-10
-_HI = jax.lax.Precision.HIGHEST
-
-
-def _unit_channels(f_bhwc: jax.Array) -> jax.Array:
-    """Each pixel's channel vector divided by its L2 norm plus EPS."""
-    return f_bhwc / (jnp.sqrt(jnp.sum(f_bhwc * f_bhwc, axis=-1, keepdims=True)) + EPS)
-
-
-class LPIPSAlex(nnx.Module):
-    """AlexNet trunk plus the five per-channel linear heads ``lin0..lin4``."""
-
-    def __init__(self, *, rngs: nnx.Rngs):
-        self.trunk = AlexNetTrunk(rngs=rngs)
-        for k, c in enumerate(CHANNELS):
-            setattr(self, f"lin{k}", nnx.Param(jnp.zeros((c,), jnp.float32)))
-
-    def distance(self, x0_bhwc: jax.Array, x1_bhwc: jax.Array) -> jax.Array:
-        """LPIPS of two float batches in [-1, 1], NHWC; returns float32 [B]."""
-        n_b = x0_bhwc.shape[0]
-        x_bhwc = (jnp.concatenate([x0_bhwc, x1_bhwc]) - SHIFT) / SCALE  # one trunk call for both
-        total_b = jnp.zeros((n_b,), jnp.float32)
-        for k, f_bhwc in enumerate(self.trunk(x_bhwc)):
-            u_bhwc = _unit_channels(f_bhwc)
-            d_bhwc = jnp.square(u_bhwc[:n_b] - u_bhwc[n_b:])
-            w_c = getattr(self, f"lin{k}")[...]
-            total_b = total_b + jnp.mean(jnp.einsum("bhwc,c->bhw", d_bhwc, w_c, precision=_HI),
-                                         axis=(1, 2))
-        return total_b
-
-
-def to_unit(x_bhwc_u8: jax.Array) -> jax.Array:
-    """uint8 [0, 255] -> float32 [-1, 1]."""
-    return x_bhwc_u8.astype(jnp.float32) / 127.5 - 1.0
+# jax, flax and the network (gvc_jax.metrics.alexnet) are imported on first load, so that
+# ``import gvc_jax.metrics`` stays cheap; torch is never imported.
 
 
 class LPIPS:
     """A loaded LPIPS-Alex with its jitted batch function; call it on (ref, dist) videos."""
 
-    def __init__(self, model: LPIPSAlex, trunk_path: str | None = None,
-                 heads_path: str | None = None):
+    def __init__(self, model, trunk_path: str | None = None, heads_path: str | None = None):
+        """``model``: a loaded :class:`gvc_jax.metrics.alexnet.LPIPSAlex`."""
+        import jax
+        from flax import nnx
+
+        from gvc_jax.metrics.alexnet import min_side, to_unit
+
         self.model, self.trunk_path, self.heads_path = model, trunk_path, heads_path
+        self.min_side = min_side()
         graphdef, state = nnx.split(model)
 
         @jax.jit
@@ -119,8 +85,8 @@ class LPIPS:
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
             raise ValueError(f"batch must be a positive integer, got {batch!r}")
         n_t, h, w = ref.shape[:3]
-        if min(h, w) < min_side():
-            raise MetricUnavailable(f"LPIPS-Alex needs frames of at least {min_side()} px a side, "
+        if min(h, w) < self.min_side:
+            raise MetricUnavailable(f"LPIPS-Alex needs frames of at least {self.min_side} px a side, "
                                     f"these are {w}x{h}")
         step = min(int(batch), n_t)
         out = np.empty(n_t, np.float64)
