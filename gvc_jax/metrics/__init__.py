@@ -1,4 +1,17 @@
-"""Quality metrics on uint8 video [T,H,W,3]."""
-from gvc_jax.metrics.psnr import psnr, psnr_mean, psnr_sequence
+"""Quality metrics on uint8 video [T,H,W,3], returning per-frame values (see docs/metrics.md)."""
+from gvc_jax.metrics.errors import MetricUnavailable
+from gvc_jax.metrics.ms_ssim import ms_ssim, ms_ssim_supported
+from gvc_jax.metrics.psnr import psnr, psnr_mean, psnr_sequence, psnr_y, psnr_y_mean, psnr_y_sequence
+from gvc_jax.metrics.lpips import LPIPS, lpips  # jax, flax and weights load on first use
 
-__all__ = ["psnr", "psnr_mean", "psnr_sequence"]
+__all__ = [
+    "MetricUnavailable",
+    "ms_ssim",
+    "ms_ssim_supported",
+    "psnr",
+    "psnr_mean",
+    "psnr_sequence",
+    "psnr_y",
+    "psnr_y_mean",
+    "psnr_y_sequence",
+]
