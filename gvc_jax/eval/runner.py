@@ -154,10 +154,18 @@ class _Metrics:
         except MetricUnavailable as e:
             self.notes["lpips"] = str(e)
             log(f"gvc eval: LPIPS column left empty: {e}")
+            return
+        if not self._lpips.official_trunk():
+            self.notes["lpips_trunk"] = (f"{self._lpips.trunk_path} is not torchvision's "
+                                         "released AlexNet (SHA-256 prefix differs): LPIPS values "
+                                         "are not comparable with published ones")
+            log(f"gvc eval: warning: {self.notes['lpips_trunk']}")
 
-    def __call__(self, ref: np.ndarray, dist: np.ndarray) -> tuple[dict, dict]:
+    def __call__(self, ref: np.ndarray, dist: np.ndarray) -> tuple[dict, dict, dict]:
+        """-> (means, per-frame lists, notes that apply to this row)."""
         from gvc_jax import metrics as M
 
+        notes = dict(self.notes)
         per = {"psnr_rgb": M.psnr(ref, dist), "psnr_y": M.psnr_y(ref, dist)}
         summary = {"psnr_rgb": float(np.mean(per["psnr_rgb"])),
                    "psnr_rgb_seq": M.psnr_sequence(ref, dist),
@@ -168,12 +176,15 @@ class _Metrics:
             per["ms_ssim"] = M.ms_ssim(ref, dist)
             summary["ms_ssim"] = float(np.mean(per["ms_ssim"]))
         else:
-            self.notes.setdefault("ms_ssim", f"MS-SSIM needs frames of at least 161 px a side, "
-                                             f"these are {ref.shape[2]}x{ref.shape[1]}")
+            notes["ms_ssim"] = (f"MS-SSIM needs frames of at least 161 px a side, "
+                                f"these are {ref.shape[2]}x{ref.shape[1]}")
         if self._lpips is not None:
-            per["lpips"] = self._lpips(ref, dist)
-            summary["lpips"] = float(np.mean(per["lpips"]))
-        return summary, {k: [float(x) for x in v] for k, v in per.items()}
+            try:
+                per["lpips"] = self._lpips(ref, dist)
+                summary["lpips"] = float(np.mean(per["lpips"]))
+            except M.MetricUnavailable as e:     # frames too small for AlexNet
+                notes["lpips"] = str(e)
+        return summary, {k: [float(x) for x in v] for k, v in per.items()}, notes
 
 
 def _rate(nbytes: int, t: int, h: int, w: int, fps) -> dict:
@@ -292,7 +303,7 @@ def run(plan: EvalPlan, *, log: Callable[[str], None] = lambda s: None,
                     arg, video, name, plan, models, on_gop, on_step)
             else:
                 label, decoded, nbytes, settings, enc_s, dec_s = _run_baseline(codec, arg, video)
-            summary, per_frame = metrics(video.frames, decoded)
+            summary, per_frame, notes = metrics(video.frames, decoded)
             row = {"video": name, "source": os.path.abspath(path), "codec": codec,
                    "setting": label, "frames": t, "height": h, "width": w,
                    "fps": float(video.fps), "fps_rational": [video.fps.numerator,
@@ -300,7 +311,7 @@ def run(plan: EvalPlan, *, log: Callable[[str], None] = lambda s: None,
                    **_rate(nbytes, t, h, w, video.fps), **summary,
                    "encode_seconds": enc_s, "decode_seconds": dec_s,
                    "settings": settings, "per_frame": per_frame,
-                   "notes": dict(metrics.notes)}
+                   "notes": notes}
             _append_row(plan.out, row)
             rows.append(row)
             done.add((name, codec, label))
