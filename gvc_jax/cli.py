@@ -224,6 +224,13 @@ def _classify(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+def _is_tool_failure(exc: BaseException) -> bool:
+    """An external tool (ffmpeg) failed: exit 1, but its own message says what happened."""
+    from gvc_jax.eval.ffmpeg import BaselineError
+
+    return isinstance(exc, BaselineError)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -253,7 +260,7 @@ def main(argv=None) -> int:
         if debug:
             traceback.print_exc()
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if code == EXIT_INTERNAL:
+        if code == EXIT_INTERNAL and not _is_tool_failure(e):
             msg = f"internal error: {type(e).__name__}: {msg} (rerun with --debug)"
         print(f"gvc: error: {msg}", file=sys.stderr)
         return code

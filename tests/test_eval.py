@@ -146,6 +146,8 @@ def test_changed_geometry_refuses_the_folder(first_run, clip, capsys):
     (["--gvc", "wan2.1-t2v-14b"], 2, "not yet wired"),
     (["--baselines", "x266"], 2, "unknown 'x266'"),
     (["--ladder", "x265=speed:3"], 2, "knob is crf, qp or kbps"),
+    (["--baselines", "vvc", "--ladder", "vvc=crf:30"], 2, "the ladder knob is 'qp'"),
+    (["--kbps", "0"], 2, "positive numbers"),
     (["--size", "12by3"], 2, "WIDTHxHEIGHT"),
     (["--preset", "nope"], 2, "unknown --preset"),
 ])

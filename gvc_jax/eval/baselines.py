@@ -21,7 +21,7 @@ from gvc_jax.eval.ffmpeg import BaselineError, ffmpeg_version, has_encoder, run_
 from gvc_jax.io.video import guess_fps
 
 __all__ = ["BASELINES", "KEYINT", "BaselineError", "BaselineResult", "BaselineSpec",
-           "default_ladder", "ffmpeg_version", "run_baseline", "setting_label"]
+           "check_setting", "default_ladder", "ffmpeg_version", "run_baseline", "setting_label"]
 
 KEYINT = 32  # intra period in frames for every baseline (one I/key frame every 32 frames)
 _SCALE_FLAGS = "bicubic+accurate_rnd+full_chroma_int"
@@ -147,6 +147,11 @@ def _check_setting(spec: BaselineSpec, setting) -> tuple[str, float]:
         kind = "an integer" if spec.knob_integer else "a number"
         raise ValueError(f"{spec.name}: {key} must be {kind} in [{lo:g}, {hi:g}], got {v!r}")
     return key, v
+
+
+def check_setting(name: str, setting) -> None:
+    """Raises ValueError unless ``setting`` is valid for baseline ``name``."""
+    _check_setting(_spec(name), setting)
 
 
 def _check_inputs(frames, fps) -> tuple[np.ndarray, fractions.Fraction]:

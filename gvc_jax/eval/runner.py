@@ -152,8 +152,9 @@ class _Metrics:
         try:
             self._lpips = LPIPS.load(alexnet=alexnet)
         except MetricUnavailable as e:
-            self.notes["lpips"] = str(e)
-            log(f"gvc eval: LPIPS column left empty: {e}")
+            hint = "" if alexnet else "; give the file with --lpips-alexnet"
+            self.notes["lpips"] = f"LPIPS column left empty: {e}{hint}"
+            log(f"gvc eval: {self.notes['lpips']}")
             return
         if not self._lpips.official_trunk():
             self.notes["lpips_trunk"] = (f"{self._lpips.trunk_path} is not torchvision's "
@@ -264,6 +265,11 @@ def _preflight(plan: EvalPlan) -> None:
     for b in plan.baselines:
         if b not in baselines.BASELINES:
             raise UsageError(f"unknown baseline {b!r}; known: {', '.join(baselines.BASELINES)}")
+        for s in (plan.ladders.get(b) or []) + [{"kbps": k} for k in plan.kbps]:
+            try:
+                baselines.check_setting(b, s)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
     if not plan.gvc and not plan.baselines:
         raise UsageError("nothing to evaluate: no --gvc configs and no baselines")
 

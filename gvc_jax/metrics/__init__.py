@@ -5,7 +5,9 @@ from gvc_jax.metrics.psnr import psnr, psnr_mean, psnr_sequence, psnr_y, psnr_y_
 from gvc_jax.metrics.lpips import LPIPS, lpips  # jax, flax and weights load on first use
 
 __all__ = [
+    "LPIPS",
     "MetricUnavailable",
+    "lpips",
     "ms_ssim",
     "ms_ssim_supported",
     "psnr",
