@@ -186,6 +186,17 @@ def _normalise(z, m_per_frame, norm: str):
     raise ValueError(f"unknown norm {norm!r}")
 
 
+def _combine_pass(m: int, nf: int, nc: int) -> int:
+    """Atoms generated per pass of :func:`combine` (the sum is exact, so any value gives the
+    same bits). XLA:CPU is fastest one atom at a time: on 2 cores, 8 frames x 23,040 values x
+    M=64 run at 199 M samples/s with 1 atom per pass, 57 M/s with 22 and 18 M/s with 64; at
+    4 x 706,560 x M=16, 0.23 s with 1 against 28 s with 16. Accelerators take as many as fit
+    the chunk budget."""
+    if jax.default_backend() == "cpu":
+        return 1
+    return max(1, min(m, CHUNK_BUDGET_BYTES // (nf * nc * 16)))
+
+
 def combine(seed, gop, step, idx_fm, sign_fm, m_per_frame: Sequence[int], shape_d,
             norm: str = "rms"):
     """z_f = normalise(Σ_{j<M_f} ±atom(seed, gop, step, f, idx[f, j])) as float32 [F, D].
@@ -210,7 +221,7 @@ def combine(seed, gop, step, idx_fm, sign_fm, m_per_frame: Sequence[int], shape_
         frames = np.array([f for f in range(F) if m_per_frame[f] == m])
         keys = jax.vmap(lambda f: _key(seed, gop, step, f))(jnp.asarray(frames, U32))
         nf = len(frames)
-        jc = max(1, min(m, CHUNK_BUDGET_BYTES // (nf * nc * 16)))
+        jc = _combine_pass(m, nf, nc)
         n_j = -(-m // jc)
         pad = n_j * jc - m
         k = jnp.pad(idx[frames, :m], ((0, 0), (0, pad)))
