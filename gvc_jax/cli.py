@@ -82,7 +82,7 @@ def _add_eval_parser(sub):
     e.add_argument("--preset", help="evaluation preset: uvg-720p-gvcc, uvg-720p-gaussian")
     e.add_argument("--gvc", action="append", metavar="SPEC",
                    help="our config and rate settings, e.g. gaussian:M=4,16,64:K=1024 "
-                        "(repeatable; default gaussian, or the preset's)")
+                        "(repeatable; default gaussian, or the preset's; none: baselines only)")
     e.add_argument("--baselines", help="comma list of x264,x265,vvc,av1, or none "
                                        "(default all four)")
     e.add_argument("--ladder", action="append", metavar="NAME=KNOB:V1,V2",
@@ -193,7 +193,10 @@ def cmd_eval(a) -> int:
     notes = {}
     for r in rows:
         notes.update(r.get("notes") or {})
-    for p in report.write_all(rows, plan.out, notes, log=log):
+    import shlex
+
+    command = "gvc " + shlex.join(a.argv)
+    for p in report.write_all(rows, plan.out, notes, log=log, command=command):
         if not a.quiet:
             print(p)
     return EXIT_OK
@@ -240,6 +243,7 @@ def main(argv=None) -> int:
         if a.cmd is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
+        a.argv = argv
         fn = {"compress": cmd_compress, "decompress": cmd_decompress, "info": cmd_info,
               "eval": cmd_eval, "demo": cmd_demo}[a.cmd]
         return fn(a)

@@ -88,9 +88,10 @@ def test_outputs_and_columns(first_run):
     got = sorted((r["codec"], r["setting"]) for r in rows)
     assert [c for c, _ in got].count("gvc-gaussian-fast") == 2
     assert ("x265", "crf=45") in got
-    assert sum(s.startswith("kbps=") for c, s in got if c == "x265") == 2
+    assert sum(s.startswith("match_kbps=") for c, s in got if c == "x265") == 2
     doc = json.loads((out / "results.json").read_text())
     assert len(doc["rows"]) == len(rows)
+    assert doc["command"].startswith("gvc eval ") and "--match-rate" in doc["command"]
     md = (out / "summary.md").read_text()
     assert "gvc-gaussian-fast" in md and "x265" in md
 
@@ -114,6 +115,23 @@ def test_bpp_arithmetic_and_real_sizes(first_run):
             assert r["settings"]["encoder"] == "libx265"
     ours = sorted(r["bpp"] for r in doc["rows"] if r["codec"].startswith("gvc-"))
     assert ours[0] < ours[1]                 # M=2 codes fewer bits than M=4
+
+
+def test_matched_rate_is_the_best_knob_within_our_rate(first_run):
+    out, _ = first_run
+    doc = json.loads((out / "results.json").read_text())
+    ours = {round(r["kbps"], 3) for r in doc["rows"] if r["codec"].startswith("gvc-")}
+    matched = [r for r in doc["rows"] if r["setting"].startswith("match_kbps=")]
+    assert {r["settings"]["match"]["target_kbps"] for r in matched} == ours
+    for r in matched:
+        m = r["settings"]["match"]
+        probes = dict((q, k) for q, k in m["probes"])
+        q = m["chosen"]["crf"]
+        if m["outcome"].startswith("target below"):
+            assert q == 51 and probes[51] > m["target_kbps"]
+        else:
+            assert r["kbps"] <= m["target_kbps"] + 1e-9
+            assert probes[q - 1] > m["target_kbps"]   # one step better overshoots
 
 
 def test_rerun_skips_finished_rows_and_resumes(first_run, clip):
@@ -212,3 +230,20 @@ def test_gvc_spec_grid():
     runs = runner.parse_gvc_spec("gaussian:M=4,16:K=64,128")
     assert len(runs) == 4 and {dict(r.overrides)["M"] for r in runs} == {4, 16}
     assert runner.parse_gvc_spec("gaussian") == [runner.GvcRun("gaussian")]
+
+
+def test_unreachable_target_is_recorded_not_fatal(clip, tmp_path, capsys):
+    """x264 refuses a 1 kbps target on this clip: the run goes on, the failure is listed in
+    the summary and kept out of the tables, and a rerun does not retry it."""
+    out = tmp_path / "o"
+    args = ["eval", str(clip / "bunny.npy"), "--out", str(out), "--gvc", "none",
+            "--baselines", "x264", "--ladder", "x264=crf:51", "--kbps", "1", "--no-lpips",
+            "--frames", "4", "--quiet"]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    doc = json.loads((out / "results.json").read_text())
+    assert [r["setting"] for r in doc["rows"] if r["codec"] == "x264"] == ["crf=51"]
+    assert len(doc["failed"]) == 1 and "bitrate is too low" in doc["failed"][0]["failed"]
+    assert "Runs that failed" in (out / "summary.md").read_text()
+    n = len((out / runner.ROWS_FILE).read_text().splitlines())
+    assert cli.main(args) == 0
+    assert len((out / runner.ROWS_FILE).read_text().splitlines()) == n

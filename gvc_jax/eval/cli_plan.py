@@ -50,7 +50,7 @@ def plan_from_args(a) -> EvalPlan:
             raise UsageError(f"unknown --preset {a.preset!r}; known: {', '.join(PRESETS)}")
         preset = get_config(a.preset)
     specs = a.gvc if a.gvc else (list(preset.gvc) if preset else ["gaussian"])
-    gvc = [run for s in specs for run in parse_gvc_spec(s)]
+    gvc = [] if specs == ["none"] else [run for s in specs for run in parse_gvc_spec(s)]
     if a.baselines is not None:
         names = [b.strip() for b in a.baselines.split(",") if b.strip()]
         baselines = [] if names == ["none"] else names

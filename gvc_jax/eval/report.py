@@ -43,11 +43,14 @@ def _fmt(v, digits: int) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
 
-def to_markdown(rows: list[dict], notes: dict[str, str]) -> str:
-    out = ["# gvc eval results", "",
-           "bpp = bits / (frames · H · W) of the evaluated frames; kbps at the source frame rate. "
-           "Bits are the real size of each coded file. PSNR is the mean of per-frame PSNR; "
-           "Y is BT.709 luma. Times include JIT compilation on first use.", ""]
+def to_markdown(rows: list[dict], notes: dict[str, str], command: str | None = None,
+                failed: list[dict] = ()) -> str:
+    out = ["# gvc eval results", ""]
+    if command:
+        out += [f"Command: `{command}`", ""]
+    out += ["bpp = bits / (frames · H · W) of the evaluated frames; kbps at the source frame "
+            "rate. Bits are the real size of each coded file. PSNR is the mean of per-frame "
+            "PSNR; Y is BT.709 luma. Times include JIT compilation on first use.", ""]
     for video in sorted({r["video"] for r in rows}):
         vr = [r for r in sort_rows(rows) if r["video"] == video]
         r0 = vr[0]
@@ -61,6 +64,10 @@ def to_markdown(rows: list[dict], notes: dict[str, str]) -> str:
                        f"{r['kbps']:.2f} | {_fmt(r['psnr_rgb'], 2)} | {_fmt(r['psnr_y'], 2)} | "
                        f"{_fmt(r['ms_ssim'], 4)} | {_fmt(r['lpips'], 4)} | "
                        f"{r['encode_seconds']:.1f} | {r['decode_seconds']:.1f} |")
+        out.append("")
+    if failed:
+        out += ["## Runs that failed (not in the tables)", ""]
+        out += [f"- {r['video']} {r['codec']} {r['setting']}: {r['failed']}" for r in failed]
         out.append("")
     if notes:
         out += ["## Notes", ""] + [f"- {k}: {v}" for k, v in sorted(notes.items())] + [""]
@@ -100,14 +107,19 @@ def plot(rows: list[dict], key: str, ylabel: str, path: str) -> bool:
     return True
 
 
-def write_all(rows: list[dict], out: str, notes: dict[str, str], log=lambda s: None) -> list[str]:
-    """Writes every report file; returns their paths."""
+def write_all(rows: list[dict], out: str, notes: dict[str, str], log=lambda s: None,
+              command: str | None = None) -> list[str]:
+    """Writes every report file; returns their paths. ``command`` (the command line of the
+    last run that wrote them) goes into results.json and summary.md."""
+    failed = [r for r in rows if r.get("failed")]
+    rows = [r for r in rows if not r.get("failed")]
     written = []
     p = os.path.join(out, "results.csv")
     write_bytes_atomic(p, to_csv(rows).encode())
     written.append(p)
     p = os.path.join(out, "results.json")
-    doc = {"columns": list(COLUMNS), "notes": notes, "rows": sort_rows(rows)}
+    doc = {"command": command, "columns": list(COLUMNS), "notes": notes,
+           "rows": sort_rows(rows), "failed": failed}
     write_bytes_atomic(p, json.dumps(doc, indent=1).encode())
     written.append(p)
     try:
@@ -124,6 +136,6 @@ def write_all(rows: list[dict], out: str, notes: dict[str, str], log=lambda s: N
             if plot(rows, key, label, p):
                 written.append(p)
     p = os.path.join(out, "summary.md")
-    write_bytes_atomic(p, to_markdown(rows, notes).encode())
+    write_bytes_atomic(p, to_markdown(rows, notes, command, failed).encode())
     written.append(p)
     return written

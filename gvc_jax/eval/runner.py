@@ -224,17 +224,32 @@ def _run_gvc(run: GvcRun, video, name: str, plan: EvalPlan, models: dict, on_gop
     return label, decoded, len(data), settings, enc.encode_seconds, dec_s
 
 
-def _run_baseline(name: str, setting: dict, video):
+def _label(kind: str, arg) -> str:
     from gvc_jax.eval import baselines
 
-    r = baselines.run_baseline(name, video.frames, video.fps, setting=setting)
-    return baselines.setting_label(setting), r.decoded, r.bytes, r.settings, \
-        r.encode_seconds, r.decode_seconds
+    if kind == "gvc":
+        from gvc_jax.codec.api import params_for
+        return arg.label(params_for(arg.config, dict(arg.overrides))[1])
+    if kind == "matched":
+        return baselines.match_label(arg)
+    return baselines.setting_label(arg)
+
+
+def _run_baseline(name: str, kind: str, arg, video):
+    from gvc_jax.eval import baselines
+
+    if kind == "matched":
+        r = baselines.run_matched(name, video.frames, video.fps, kbps=arg)
+    else:
+        r = baselines.run_baseline(name, video.frames, video.fps, setting=arg)
+    return _label(kind, arg), r.decoded, r.bytes, r.settings, r.encode_seconds, \
+        r.decode_seconds
 
 
 def _jobs_for_video(plan: EvalPlan, name: str, done_rows: list[dict]):
     """(codec, kind, arg) in order: our points, then each baseline's ladder, then the
-    baselines at given kbps and at our points' kbps (known once ours are done)."""
+    baselines at the --kbps targets (encoder rate control), then at our points' kbps
+    (quality-knob search; known once ours are done)."""
     from gvc_jax.eval import baselines
 
     for run in plan.gvc:
@@ -242,13 +257,17 @@ def _jobs_for_video(plan: EvalPlan, name: str, done_rows: list[dict]):
     for b in plan.baselines:
         for s in plan.ladders.get(b) or baselines.default_ladder(b):
             yield b, "baseline", s
-    targets = [float(k) for k in plan.kbps]
+    matched = []
     if plan.match_rate:
-        ours = [r for r in done_rows if r["video"] == name and r["codec"].startswith(GVC_PREFIX)]
-        targets += [round(r["kbps"], 3) for r in ours]
+        ours = [r for r in done_rows if r["video"] == name and r["codec"].startswith(GVC_PREFIX)
+                and not r.get("failed")]
+        matched = [round(r["kbps"], 3) for r in ours]
     for b in plan.baselines:
-        for k in dict.fromkeys(targets):
+        for k in dict.fromkeys(float(k) for k in plan.kbps):
             yield b, "baseline", {"kbps": k}
+    for b in plan.baselines:
+        for k in dict.fromkeys(matched):
+            yield b, "matched", k
 
 
 def _preflight(plan: EvalPlan) -> None:
@@ -287,17 +306,9 @@ def run(plan: EvalPlan, *, log: Callable[[str], None] = lambda s: None,
         name = inputs.video_name(path)
         video = None
         for codec, kind, arg in _jobs_for_video(plan, name, rows):
-            label_hint = None
-            if kind == "baseline":
-                from gvc_jax.eval.baselines import setting_label
-                label_hint = setting_label(arg)
-                if (name, codec, label_hint) in done:
-                    continue
-            else:
-                from gvc_jax.codec.api import params_for
-                label_hint = arg.label(params_for(arg.config, dict(arg.overrides))[1])
-                if (name, codec, label_hint) in done:
-                    continue
+            label_hint = _label(kind, arg)
+            if (name, codec, label_hint) in done:
+                continue
             if video is None:
                 video = inputs.load_video(path, frames=plan.frames, size=plan.size)
             t, h, w = video.shape
@@ -308,7 +319,20 @@ def run(plan: EvalPlan, *, log: Callable[[str], None] = lambda s: None,
                 label, decoded, nbytes, settings, enc_s, dec_s = _run_gvc(
                     arg, video, name, plan, models, on_gop, on_step)
             else:
-                label, decoded, nbytes, settings, enc_s, dec_s = _run_baseline(codec, arg, video)
+                from gvc_jax.eval.baselines import BaselineError
+                try:
+                    label, decoded, nbytes, settings, enc_s, dec_s = _run_baseline(
+                        codec, kind, arg, video)
+                except BaselineError as e:
+                    # e.g. a target below what the encoder can reach: recorded, not retried,
+                    # listed in the summary; the other rows go on
+                    row = {"video": name, "codec": codec, "setting": label_hint,
+                           "failed": str(e)}
+                    _append_row(plan.out, row)
+                    rows.append(row)
+                    done.add((name, codec, label_hint))
+                    log(f"gvc eval:   failed, skipped: {e}")
+                    continue
             summary, per_frame, notes = metrics(video.frames, decoded)
             row = {"video": name, "source": os.path.abspath(path), "codec": codec,
                    "setting": label, "frames": t, "height": h, "width": w,
