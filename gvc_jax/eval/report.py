@@ -43,6 +43,17 @@ def _fmt(v, digits: int) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
 
+def _setting_cell(r: dict) -> str:
+    """A matched-rate row also shows the knob the search chose, and whether the target was
+    below the encoder's floor."""
+    m = (r.get("settings") or {}).get("match")
+    if not m:
+        return r["setting"]
+    (knob, value), = m["chosen"].items()
+    floor = ", floor" if m["outcome"].startswith("target below") else ""
+    return f"{r['setting']} ({knob}={value}{floor})"
+
+
 def to_markdown(rows: list[dict], notes: dict[str, str], command: str | None = None,
                 failed: list[dict] = ()) -> str:
     out = ["# gvc eval results", ""]
@@ -60,10 +71,10 @@ def to_markdown(rows: list[dict], notes: dict[str, str], command: str | None = N
                 "| enc s | dec s |",
                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in vr:
-            out.append(f"| {r['codec']} | {r['setting']} | {r['bytes']} | {r['bpp']:.5f} | "
+            out.append(f"| {r['codec']} | {_setting_cell(r)} | {r['bytes']} | {r['bpp']:.5f} | "
                        f"{r['kbps']:.2f} | {_fmt(r['psnr_rgb'], 2)} | {_fmt(r['psnr_y'], 2)} | "
                        f"{_fmt(r['ms_ssim'], 4)} | {_fmt(r['lpips'], 4)} | "
-                       f"{r['encode_seconds']:.1f} | {r['decode_seconds']:.1f} |")
+                       f"{r['encode_seconds']:.2f} | {r['decode_seconds']:.2f} |")
         out.append("")
     if failed:
         out += ["## Runs that failed (not in the tables)", ""]
