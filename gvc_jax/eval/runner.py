@@ -84,7 +84,8 @@ class EvalPlan:
 
     def identity(self) -> dict:
         """What makes rows of two runs comparable; a resumed run must match it."""
-        return {"frames": self.frames, "size": list(self.size) if self.size else None}
+        return {"frames": self.frames, "size": list(self.size) if self.size else None,
+                "weights": os.path.abspath(self.weights) if self.weights else None}
 
 
 # ------------------------------------------------------------------ rows store
