@@ -247,3 +247,23 @@ def test_unreachable_target_is_recorded_not_fatal(clip, tmp_path, capsys):
     n = len((out / runner.ROWS_FILE).read_text().splitlines())
     assert cli.main(args) == 0
     assert len((out / runner.ROWS_FILE).read_text().splitlines()) == n
+
+
+def test_presets_resolve(clip):
+    from gvc_jax.codec.api import params_for
+    from gvc_jax.eval import cli_plan
+
+    a = cli.build_parser().parse_args(["eval", str(clip / "bunny.npy"), "--out", "o",
+                                       "--preset", "uvg-720p-gaussian"])
+    plan = cli_plan.plan_from_args(a)
+    assert (plan.frames, plan.size, plan.match_rate) == (99, (1280, 720), True)
+    assert plan.baselines == ["x264", "x265", "vvc", "av1"]
+    (run,) = plan.gvc
+    _, p = params_for(run.config, dict(run.overrides))
+    assert (run.config, p.K, p.M, p.gop_frames) == ("gaussian", 16384, 64, 32)
+    a = cli.build_parser().parse_args(["eval", str(clip / "bunny.npy"), "--out", "o",
+                                       "--preset", "uvg-720p-gvcc", "--frames", "33"])
+    plan = cli_plan.plan_from_args(a)
+    (run,) = plan.gvc
+    assert plan.frames == 33 and run.config == "wan2.1-t2v-14b"
+    assert dict(run.overrides) == {"K": 16384, "M": 64, "gop_frames": 33}
