@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import traceback
 
@@ -89,7 +90,10 @@ def _add_eval_parser(sub):
                    help="replace a baseline's rate ladder, e.g. x265=crf:30,36,42")
     e.add_argument("--kbps", help="comma list of target bitrates for every baseline")
     e.add_argument("--match-rate", action="store_true", default=None,
-                   help="also run each baseline at the kbps of each of our points")
+                   help="also run each baseline at the kbps of each of our points "
+                        "(best crf/qp within that rate)")
+    e.add_argument("--no-match-rate", action="store_false", dest="match_rate",
+                   help="do not, even if the preset does")
     e.add_argument("--frames", type=int, help="frames per video (default all, preset 99)")
     e.add_argument("--size", help="resize to WxH with Lanczos (e.g. 1280x720)")
     e.add_argument("--weights", help="weights folder for model configs that need them")
@@ -193,8 +197,6 @@ def cmd_eval(a) -> int:
     notes = {}
     for r in rows:
         notes.update(r.get("notes") or {})
-    import shlex
-
     command = "gvc " + shlex.join(a.argv)
     for p in report.write_all(rows, plan.out, notes, log=log, command=command):
         if not a.quiet:
