@@ -97,9 +97,11 @@ def load_rows(out: str) -> list[dict]:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError:
                     continue
+                if isinstance(row, dict) and all(k in row for k in ("video", "codec", "setting")):
+                    rows.append(row)
     return rows
 
 
@@ -127,8 +129,12 @@ def _prepare_out(plan: EvalPlan) -> None:
     run_path = os.path.join(plan.out, RUN_FILE)
     ident = plan.identity()
     if os.path.exists(run_path):
-        with open(run_path, encoding="utf-8") as f:
-            old = json.load(f)
+        try:
+            with open(run_path, encoding="utf-8") as f:
+                old = json.load(f)
+            old = old if isinstance(old, dict) else {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UsageError(f"{run_path}: unreadable ({e}); use another --out folder") from None
         if old.get("identity") != ident:
             raise UsageError(f"{plan.out} holds results for {old.get('identity')}, this run is "
                              f"{ident}; use another --out folder")
