@@ -267,3 +267,12 @@ def test_presets_resolve(clip):
     (run,) = plan.gvc
     assert plan.frames == 33 and run.config == "wan2.1-t2v-14b"
     assert dict(run.overrides) == {"K": 16384, "M": 64, "gop_frames": 33}
+
+
+def test_wrong_alexnet_file_is_bad_input(clip, tmp_path, capsys):
+    bad = tmp_path / "alexnet-owt-7be5be79.pth"
+    bad.write_bytes(b"not a checkpoint")
+    rc = cli.main(["eval", str(clip / "bunny.npy"), "--out", str(tmp_path / "o"), "--gvc",
+                   "none", "--baselines", "x265", "--lpips-alexnet", str(bad), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == cli.EXIT_BAD_INPUT and err.startswith("gvc: error: LPIPS weights:"), err

@@ -149,15 +149,19 @@ class _Metrics:
     def __init__(self, alexnet: str | None, use_lpips: bool, log):
         self.notes: dict[str, str] = {}
         self._lpips = None
-        self._log = log
         if not use_lpips:
             self.notes["lpips"] = "LPIPS not computed (--no-lpips)"
             return
         from gvc_jax.metrics import MetricUnavailable
         from gvc_jax.metrics.lpips import LPIPS
 
+        from convert_weights.sources import CheckpointError
+        from convert_weights.table import ConversionError
+
         try:
             self._lpips = LPIPS.load(alexnet=alexnet)
+        except (ConversionError, CheckpointError) as e:   # a file, but not AlexNet weights
+            raise CheckpointError(f"LPIPS weights: {e}") from None
         except MetricUnavailable as e:
             hint = "" if alexnet else "; give the file with --lpips-alexnet"
             self.notes["lpips"] = f"LPIPS column left empty: {e}{hint}"
