@@ -9,23 +9,17 @@ Two files, each with its own explicit table:
   Its ``classifier.{1,4,6}.*`` tensors (the ImageNet head, unused by LPIPS) are dropped by
   :data:`TRUNK_IGNORED`, by name.
 
-The heads file is an old-style (pre-zip) PyTorch pickle; :func:`iter_torch_legacy` reads that
-layout with the same restricted unpickler as :func:`convert_weights.sources.iter_torch_zip`,
-so no pickled code runs. :func:`iter_torch_any` picks the reader from the file's format.
+The heads file is an old-style (pre-zip) PyTorch pickle; both are read with
+:func:`convert_weights.sources.iter_torch_any`, so no pickled code runs.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
-import pickle
-import zipfile
-from typing import Iterator
 
 import numpy as np
 
-from convert_weights.sources import (CheckpointError, Loader, _SafeUnpickler,
-                                     _StorageRef, _TORCH_STORAGE_DTYPES, _flatten_tensors,
-                                     iter_torch_zip)
+from convert_weights.sources import iter_torch_any
 from convert_weights.table import Rule, abstract_targets, convert, load_into
 from gvc_jax.metrics.alexnet import TORCHVISION_INDEX
 
@@ -47,96 +41,6 @@ TRUNK_RULES = [
     for src, dst, tf in (("weight", "kernel", "conv2d"), ("bias", "bias", "none"))
 ]
 TRUNK_IGNORED = [r"classifier\.(?:1|4|6)\.(?:weight|bias)"]
-
-
-# ------------------------------------------------------------ legacy .pth reader
-_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_LEGACY_PROTOCOL = 1001
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Header pickles hold only numbers, strings, lists and dicts: every global is refused."""
-
-    def find_class(self, module, name):
-        raise CheckpointError(f"refusing to load pickled global {module}.{name}")
-
-
-class _Blobs:
-    """Storage bytes by key; duck-types the ``read`` of the ZipFile that ``_LazyTensor`` uses."""
-
-    def __init__(self):
-        self.data: dict[str, bytes] = {}
-
-    def read(self, name: str) -> bytes:
-        return self.data[name]
-
-
-class _LegacyUnpickler(_SafeUnpickler):
-    """The zip reader's allowlist, with old-style persistent ids (storages follow the pickle)."""
-
-    def __init__(self, f, blobs: _Blobs):
-        pickle.Unpickler.__init__(self, f)
-        self.zf, self.root = blobs, ""
-        self.storages: dict[str, tuple[np.dtype, int]] = {}
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
-            raise CheckpointError(f"unsupported persistent id {pid!r}")
-        _, storage_type, key, _location, numel, view = pid
-        if view is not None:
-            raise CheckpointError("storage views are not supported")
-        dtype = _TORCH_STORAGE_DTYPES.get(storage_type)
-        if dtype is None:
-            raise CheckpointError(f"unsupported storage type {storage_type!r}")
-        self.storages[str(key)] = (np.dtype(dtype), int(numel))
-        return _StorageRef(self.zf, str(key), dtype, int(numel))
-
-
-def iter_torch_legacy(path: str) -> Iterator[tuple[str, Loader]]:
-    """Yields the tensors of an old-style (``_use_new_zipfile_serialization=False``) file.
-
-    Layout: magic, protocol and system-info pickles; the object pickle; the list of storage
-    keys; then per key an int64 element count and the raw little-endian data.
-    """
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such file")
-    blobs = _Blobs()
-    with open(path, "rb") as f:
-        try:
-            magic = _PlainUnpickler(f).load()
-            proto = _PlainUnpickler(f).load()
-            info = _PlainUnpickler(f).load()
-            if magic != _LEGACY_MAGIC or proto != _LEGACY_PROTOCOL:
-                raise CheckpointError("not a PyTorch checkpoint (bad magic number or protocol)")
-            if not (isinstance(info, dict) and info.get("little_endian", False)):
-                raise CheckpointError("big-endian checkpoints are not supported")
-            up = _LegacyUnpickler(f, blobs)
-            obj = up.load()
-            keys = _PlainUnpickler(f).load()
-            for key in keys:
-                dtype, numel = up.storages[str(key)]
-                head = f.read(8)
-                if len(head) != 8 or int.from_bytes(head, "little", signed=True) != numel:
-                    raise CheckpointError(f"storage {key} has a bad size record")
-                raw = f.read(numel * dtype.itemsize)
-                if len(raw) != numel * dtype.itemsize:
-                    raise CheckpointError(f"storage {key} is truncated")
-                blobs.data[str(key)] = raw
-        except CheckpointError as e:
-            raise CheckpointError(f"{path}: {e}") from None
-        except Exception as e:  # malformed stream
-            raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e})") from None
-    for key, t in _flatten_tensors(obj):
-        yield key, t.load
-
-
-def iter_torch_any(path: str) -> Iterator[tuple[str, Loader]]:
-    """Zip-format or old-style ``.pth``, read without running pickled code."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such file")
-    if zipfile.is_zipfile(path):
-        return iter_torch_zip(path)
-    return iter_torch_legacy(path)
 
 
 # ------------------------------------------------------------------- finding files

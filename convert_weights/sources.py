@@ -7,6 +7,8 @@ tensor and keep host memory near one copy of the weights.
 * ``safetensors`` files (single, or sharded with ``*.index.json``).
 * PyTorch ``.pth``/``.pt`` zip archives, read with a restricted unpickler
   that only rebuilds tensors and plain containers: no pickled code runs.
+* Old-style (pre-zip) ``.pth`` files with the same unpickler
+  (``iter_torch_legacy``); ``iter_torch_any`` picks the reader by format.
 """
 from __future__ import annotations
 
@@ -195,8 +197,8 @@ def iter_torch_zip(path: str, subtree: str | None = None) -> Iterator[tuple[str,
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
-        raise CheckpointError(f"{path}: not a PyTorch zip checkpoint (legacy pickle files "
-                              "are refused: they could run code)") from None
+        raise CheckpointError(f"{path}: not a PyTorch zip checkpoint (old-style files are "
+                              "read by iter_torch_any)") from None
     pkl = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
     if not pkl:
         raise CheckpointError(f"{path}: no data.pkl inside the archive")
@@ -237,3 +239,93 @@ def resolve_checkpoint(path: str, layout: str, official_file: str, subfolder: st
         return path, layout
     raise CheckpointError(f"{path}: no {what} checkpoint found (expected {official_file}, "
                           f"a {subfolder}/ folder or .safetensors files)")
+
+
+# ------------------------------------------------------------ old-style .pth reader
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Header pickles hold only numbers, strings, lists and dicts: every global is refused."""
+
+    def find_class(self, module, name):
+        raise CheckpointError(f"refusing to load pickled global {module}.{name}")
+
+
+class _Blobs:
+    """Storage bytes by key; duck-types the ``read`` of the ZipFile that ``_LazyTensor`` uses."""
+
+    def __init__(self):
+        self.data: dict[str, bytes] = {}
+
+    def read(self, name: str) -> bytes:
+        return self.data[name]
+
+
+class _LegacyUnpickler(_SafeUnpickler):
+    """The zip reader's allowlist, with old-style persistent ids (storages follow the pickle)."""
+
+    def __init__(self, f, blobs: _Blobs):
+        pickle.Unpickler.__init__(self, f)
+        self.zf, self.root = blobs, ""
+        self.storages: dict[str, tuple[np.dtype, int]] = {}
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
+            raise CheckpointError(f"unsupported persistent id {pid!r}")
+        _, storage_type, key, _location, numel, view = pid
+        if view is not None:
+            raise CheckpointError("storage views are not supported")
+        dtype = _TORCH_STORAGE_DTYPES.get(storage_type)
+        if dtype is None:
+            raise CheckpointError(f"unsupported storage type {storage_type!r}")
+        self.storages[str(key)] = (np.dtype(dtype), int(numel))
+        return _StorageRef(self.zf, str(key), dtype, int(numel))
+
+
+def iter_torch_legacy(path: str) -> Iterator[tuple[str, Loader]]:
+    """Yields the tensors of an old-style (``_use_new_zipfile_serialization=False``) file.
+
+    Layout: magic, protocol and system-info pickles; the object pickle; the list of storage
+    keys; then per key an int64 element count and the raw little-endian data.
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such file")
+    blobs = _Blobs()
+    with open(path, "rb") as f:
+        try:
+            magic = _PlainUnpickler(f).load()
+            proto = _PlainUnpickler(f).load()
+            info = _PlainUnpickler(f).load()
+            if magic != _LEGACY_MAGIC or proto != _LEGACY_PROTOCOL:
+                raise CheckpointError("not a PyTorch checkpoint (bad magic number or protocol)")
+            if not (isinstance(info, dict) and info.get("little_endian", False)):
+                raise CheckpointError("big-endian checkpoints are not supported")
+            up = _LegacyUnpickler(f, blobs)
+            obj = up.load()
+            keys = _PlainUnpickler(f).load()
+            for key in keys:
+                dtype, numel = up.storages[str(key)]
+                head = f.read(8)
+                if len(head) != 8 or int.from_bytes(head, "little", signed=True) != numel:
+                    raise CheckpointError(f"storage {key} has a bad size record")
+                raw = f.read(numel * dtype.itemsize)
+                if len(raw) != numel * dtype.itemsize:
+                    raise CheckpointError(f"storage {key} is truncated")
+                blobs.data[str(key)] = raw
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+        except Exception as e:  # malformed stream
+            raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e})") from None
+    for key, t in _flatten_tensors(obj):
+        yield key, t.load
+
+
+def iter_torch_any(path: str) -> Iterator[tuple[str, Loader]]:
+    """Zip-format or old-style ``.pth``, read without running pickled code."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such file")
+    if zipfile.is_zipfile(path):
+        return iter_torch_zip(path)
+    return iter_torch_legacy(path)
