@@ -11,7 +11,6 @@ import dataclasses
 import fractions
 import os
 import re
-import subprocess
 
 import numpy as np
 
@@ -102,7 +101,7 @@ def list_inputs(paths: list[str]) -> list[str]:
 
 
 def _read_yuv(path: str, max_frames: int | None) -> Video:
-    import imageio_ffmpeg
+    from gvc_jax.eval.ffmpeg import BaselineError, run_ffmpeg
 
     spec = parse_uvg_name(path)
     n = os.path.getsize(path) // spec.frame_bytes
@@ -113,16 +112,17 @@ def _read_yuv(path: str, max_frames: int | None) -> Video:
     # The colour settings are explicit: UVG is BT.709, limited ('tv') range.
     vf = ("scale=in_color_matrix=bt709:in_range=tv:out_range=pc:"
           "flags=bicubic+accurate_rnd+full_chroma_int")
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error",
-           "-f", "rawvideo", "-pix_fmt", spec.pix_fmt, "-s:v", f"{spec.width}x{spec.height}",
-           "-r", str(spec.fps), "-i", path, "-frames:v", str(n), "-vf", vf,
-           "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]
-    proc = subprocess.run(cmd, capture_output=True)
-    want = n * spec.width * spec.height * 3
-    if proc.returncode != 0 or len(proc.stdout) != want:
-        last = (proc.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
-        raise VideoIOError(f"{path}: ffmpeg cannot convert it ({last[:200]})")
-    frames = np.frombuffer(proc.stdout, np.uint8).reshape(n, spec.height, spec.width, 3)
+    args = ["-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", spec.pix_fmt,
+            "-s:v", f"{spec.width}x{spec.height}", "-r", str(spec.fps),
+            "-i", os.path.abspath(path), "-frames:v", str(n), "-vf", vf,
+            "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]
+    try:
+        out = run_ffmpeg(args, cwd=os.getcwd(), what=f"{path}: converting to RGB")
+    except BaselineError as e:
+        raise VideoIOError(str(e)) from None
+    if len(out) != n * spec.width * spec.height * 3:
+        raise VideoIOError(f"{path}: ffmpeg returned {len(out)} bytes for {n} frames")
+    frames = np.frombuffer(out, np.uint8).reshape(n, spec.height, spec.width, 3)
     return Video(frames.copy(), spec.fps)
 
 
