@@ -30,14 +30,21 @@ def params_for(config: str, overrides: dict | None = None) -> tuple[str, t2v.Cod
     return cfg.model, params
 
 
+def rates(nbytes: int, frames: int, height: int, width: int, fps) -> tuple[float, float]:
+    """(bpp, kbps) of ``nbytes``: bpp = bits / (frames·H·W) of the source, kbps at the source
+    frame rate (DESIGN 'Numbers'); the one definition every report uses."""
+    bits = 8 * nbytes
+    return bits / (frames * height * width), bits / (frames / float(fps)) / 1000.0
+
+
 def rate_report(header: dict, data: bytes) -> dict:
     """Honest rate: every byte of the file counts (DESIGN 'Numbers')."""
     src = header["source"]
     t, h, w = src["frames"], src["height"], src["width"]
     fps = src["fps"][0] / src["fps"][1]
-    bits = 8 * len(data)
-    return {"bits_total": bits, "bytes_file": len(data), "bpp": bits / (t * h * w),
-            "kbps": bits / (t / fps) / 1000.0, "frames": t, "height": h, "width": w,
+    bpp, kbps = rates(len(data), t, h, w, fps)
+    return {"bits_total": 8 * len(data), "bytes_file": len(data), "bpp": bpp,
+            "kbps": kbps, "frames": t, "height": h, "width": w,
             "fps": fps, "fps_rational": list(src["fps"]),
             "breakdown": container.breakdown(data)}
 

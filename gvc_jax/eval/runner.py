@@ -200,9 +200,10 @@ class _Metrics:
 
 
 def _rate(nbytes: int, t: int, h: int, w: int, fps) -> dict:
-    bits = 8 * nbytes
-    return {"bytes": nbytes, "bits": bits, "bpp": bits / (t * h * w),
-            "kbps": bits / (t / float(fps)) / 1000.0}
+    from gvc_jax.codec.api import rates
+
+    bpp, kbps = rates(nbytes, t, h, w, fps)
+    return {"bytes": nbytes, "bits": 8 * nbytes, "bpp": bpp, "kbps": kbps}
 
 
 # ------------------------------------------------------------------ runs
