@@ -56,7 +56,7 @@ def write_safetensors(path: str, shapes: dict, seed: int = 0) -> int:
 
 def child(src: str, name: str, orbax_out: str | None) -> None:
     from configs.wan_dit import get_config
-    from convert_weights.dit import convert_dit, save_orbax
+    from gvc_jax.weights.dit import convert_dit, save_orbax
 
     t0 = time.perf_counter()
     arrays, fp = convert_dit(src, get_config(name))

@@ -1,7 +1,7 @@
 """Full-size Wan DiT on one GPU with random weights (issue 3, item 4).
 
 1. Wan 1.3B (t2v) at 480p x 81 frames (latent 16x21x60x104, 32,760 tokens): a random bf16
-   diffusers ``WanTransformer3DModel`` is converted through ``convert_weights.dit`` (state dict
+   diffusers ``WanTransformer3DModel`` is converted through ``gvc_jax.weights.dit`` (state dict
    streamed from memory, diffusers layout) into ``WanDiT``; both run bf16 on the same inputs.
    Reports rel. L2 of JAX vs diffusers, both vs a diffusers fp32 run, and median s/forward.
 2. Wan 14B (t2v) at 720p x 33 frames (latent 16x9x90x160, 32,400 tokens): params initialised
@@ -30,8 +30,8 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from configs.wan_dit import get_config  # noqa: E402
-from convert_weights.dit import convert_source, dit_factory  # noqa: E402
-from convert_weights.table import load_into  # noqa: E402
+from gvc_jax.weights.dit import convert_source, dit_factory  # noqa: E402
+from gvc_jax.weights.table import load_into  # noqa: E402
 from gvc_jax.models.wan.dit import WanDiT, make_forward  # noqa: E402
 
 

@@ -45,7 +45,7 @@ def build_reference(work: str, dev: str):
     import torch
     import torchvision
 
-    from convert_weights.lpips import ALEXNET_FILE
+    from gvc_jax.weights.lpips import ALEXNET_FILE
 
     torch.manual_seed(0)
     net = lp.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False).eval()

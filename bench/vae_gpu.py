@@ -118,7 +118,7 @@ def jax_case(spec, work, op, name, tiled):
 
     jax.config.update("jax_compilation_cache_dir", os.path.join(work, "jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    from convert_weights.vae import load_vae
+    from gvc_jax.weights.vae import load_vae
     vae = load_vae(os.path.join(work, "vae.safetensors"), config=spec["config"])
     t, h, w = (spec["tiled"] if tiled else spec["sizes"])[name]
     kw = dict(tile=tuple(spec["tile"]), margin=spec["margin"], blend=spec["blend"]) if tiled else {}
@@ -154,7 +154,7 @@ def tiling_error(spec, work, name):
     import jax.numpy as jnp
     import numpy as np
 
-    from convert_weights.vae import load_vae
+    from gvc_jax.weights.vae import load_vae
     vae = load_vae(os.path.join(work, "vae.safetensors"), config=spec["config"])
     t, h, w = spec["sizes"][name]
     kw = dict(tile=tuple(spec["tile"]), margin=spec["margin"], blend=spec["blend"])

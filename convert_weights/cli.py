@@ -27,8 +27,8 @@ def main(argv=None) -> int:
     try:
         return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
     except Exception as e:  # one-line error, exit 3 for bad input
-        from convert_weights.sources import CheckpointError
-        from convert_weights.table import ConversionError
+        from gvc_jax.weights.sources import CheckpointError
+        from gvc_jax.weights.table import ConversionError
         if isinstance(e, (CheckpointError, ConversionError, FileNotFoundError)):
             print(f"gvc-convert: error: {e}", file=sys.stderr)
             return 3

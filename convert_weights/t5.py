@@ -1,118 +1,15 @@
-"""umT5-XXL encoder checkpoints -> :class:`gvc_jax.models.wan.t5.UMT5Encoder`.
-
-Two layouts:
-
-* ``official``: ``models_t5_umt5-xxl-enc-bf16.pth``, the ``state_dict`` of
-  Wan's ``T5Encoder`` (``blocks.{i}.attn.q.weight``, ...), read with the
-  restricted unpickler (no pickled code runs).
-* ``diffusers``: the ``text_encoder/`` folder of a ``*-Diffusers`` repo,
-  transformers ``UMT5EncoderModel`` keys in safetensors
-  (``encoder.block.{i}.layer.0.SelfAttention.q.weight``, ...).
-
-Every rule is listed; a key that matches none is an error. The only key ever
-dropped is ``encoder.embed_tokens.weight`` when ``shared.weight`` is present
-too: transformers ties the two, so they hold the same table.
-"""
+"""``gvc-convert t5``: the command line of :mod:`gvc_jax.weights.t5`."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
 import numpy as np
 
-from convert_weights.sources import (CheckpointError, iter_safetensors_folder, resolve_checkpoint,
-                                     iter_torch_zip)
-from convert_weights.table import (ConversionError, Rule, abstract_targets,
-                                   convert, fingerprint, load_into)
-
-OFFICIAL_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
-
-
-def _heads_in(cfg):
-    n, h = cfg.heads, cfg.dim_attn // cfg.heads
-    return lambda a: a.T.reshape(cfg.dim, n, h)          # [n*h, d] -> [d, n, h]
-
-
-def _heads_out(cfg):
-    n, h = cfg.heads, cfg.dim_attn // cfg.heads
-    return lambda a: a.T.reshape(n, h, cfg.dim)          # [d, n*h] -> [n, h, d]
-
-
-def rules(cfg, layout: str) -> list[Rule]:
-    """The ordered table for one layout ('official' or 'diffusers')."""
-    hi, ho = _heads_in(cfg), _heads_out(cfg)
-    if layout == "official":
-        b = r"blocks\.(\d+)\."
-        return [
-            Rule(r"token_embedding\.weight", "embed"),
-            Rule(b + r"norm1\.weight", "blocks/attn_norm@{0}"),
-            Rule(b + r"attn\.q\.weight", "blocks/q@{0}", hi),
-            Rule(b + r"attn\.k\.weight", "blocks/k@{0}", hi),
-            Rule(b + r"attn\.v\.weight", "blocks/v@{0}", hi),
-            Rule(b + r"attn\.o\.weight", "blocks/o@{0}", ho),
-            Rule(b + r"pos_embedding\.embedding\.weight", "blocks/rel_bias@{0}"),
-            Rule(b + r"norm2\.weight", "blocks/ffn_norm@{0}"),
-            Rule(b + r"ffn\.gate\.0\.weight", "blocks/gate@{0}", "linear"),
-            Rule(b + r"ffn\.fc1\.weight", "blocks/fc1@{0}", "linear"),
-            Rule(b + r"ffn\.fc2\.weight", "blocks/fc2@{0}", "linear"),
-            Rule(r"norm\.weight", "final_norm"),
-        ]
-    if layout == "diffusers":
-        b = r"encoder\.block\.(\d+)\.layer\."
-        return [
-            Rule(r"shared\.weight", "embed"),
-            Rule(r"encoder\.embed_tokens\.weight", "embed"),
-            Rule(b + r"0\.layer_norm\.weight", "blocks/attn_norm@{0}"),
-            Rule(b + r"0\.SelfAttention\.q\.weight", "blocks/q@{0}", hi),
-            Rule(b + r"0\.SelfAttention\.k\.weight", "blocks/k@{0}", hi),
-            Rule(b + r"0\.SelfAttention\.v\.weight", "blocks/v@{0}", hi),
-            Rule(b + r"0\.SelfAttention\.o\.weight", "blocks/o@{0}", ho),
-            Rule(b + r"0\.SelfAttention\.relative_attention_bias\.weight", "blocks/rel_bias@{0}"),
-            Rule(b + r"1\.layer_norm\.weight", "blocks/ffn_norm@{0}"),
-            # HF gated-gelu: wi_0 goes through the activation (= Wan's gate), wi_1 is linear.
-            Rule(b + r"1\.DenseReluDense\.wi_0\.weight", "blocks/gate@{0}", "linear"),
-            Rule(b + r"1\.DenseReluDense\.wi_1\.weight", "blocks/fc1@{0}", "linear"),
-            Rule(b + r"1\.DenseReluDense\.wo\.weight", "blocks/fc2@{0}", "linear"),
-            Rule(r"encoder\.final_layer_norm\.weight", "final_norm"),
-        ]
-    raise ValueError(f"unknown T5 layout {layout!r}")
-
-
-def resolve(path: str, layout: str = "auto") -> tuple[str, str]:
-    """Finds the checkpoint under ``path`` and its layout."""
-    return resolve_checkpoint(path, layout, OFFICIAL_FILE, "text_encoder", "umT5")
-
-
-def _source(path: str, layout: str):
-    if layout == "official":
-        return list(iter_torch_zip(path))
-    items = list(iter_safetensors_folder(path, prefix="model"))
-    keys = {k for k, _ in items}
-    if "shared.weight" in keys and "encoder.embed_tokens.weight" in keys:
-        items = [(k, f) for k, f in items if k != "encoder.embed_tokens.weight"]
-    return items
-
-
-def model_factory(cfg):
-    from flax import nnx
-
-    from gvc_jax.models.wan.t5 import UMT5Encoder
-    return lambda: UMT5Encoder(cfg, rngs=nnx.Rngs(0))
-
-
-def convert_t5(path: str, cfg, layout: str = "auto", progress=None) -> dict[str, np.ndarray]:
-    """Reads a checkpoint into the flat ``{path: array}`` state of ``UMT5Encoder(cfg)``."""
-    path, layout = resolve(path, layout)
-    targets = abstract_targets(model_factory(cfg))
-    return convert(_source(path, layout), rules(cfg, layout), targets, progress=progress)
-
-
-def load_t5(path: str, cfg, layout: str = "auto"):
-    """Returns ``(model, fingerprint)``; the fingerprint matches ``gvc-convert t5``'s."""
-    arrays = convert_t5(path, cfg, layout)
-    return load_into(model_factory(cfg), arrays), fingerprint(arrays, name=f"umt5:{cfg.name}")
-
+from gvc_jax.weights.t5 import *  # noqa: F401,F403
+from gvc_jax.weights import t5 as _lib
 
 def run_cli(argv, *, family: str, prog: str, what: str, convert_fn, get_config, default_config: str) -> int:
     """Shared CLI of the T5 and CLIP converters, shaped like ``gvc-convert dit``:
@@ -140,7 +37,7 @@ def run_cli(argv, *, family: str, prog: str, what: str, convert_fn, get_config, 
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, a.out,
                   metadata={k: str(v) for k, v in meta.items()})
     else:
-        from convert_weights.dit import save_orbax
+        from gvc_jax.weights.dit import save_orbax
         save_orbax(arrays, a.out, meta=meta)
     print(json.dumps({**meta, "tensors": len(arrays), "out": os.path.abspath(a.out)}))
     return 0

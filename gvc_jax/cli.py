@@ -215,7 +215,7 @@ def cmd_demo(a) -> int:
 
 
 def _classify(exc: BaseException) -> int:
-    from convert_weights.sources import CheckpointError
+    from gvc_jax.weights.sources import CheckpointError
     from gvc_jax.bitstream.errors import BitstreamError
     from gvc_jax.codec.errors import ModelMismatchError, UsageError
     from gvc_jax.io import VideoIOError

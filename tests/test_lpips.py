@@ -8,9 +8,9 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from convert_weights import lpips as cw  # noqa: E402
-from convert_weights.sources import CheckpointError  # noqa: E402
-from convert_weights.table import ConversionError, abstract_targets, check_coverage  # noqa: E402
+from gvc_jax.weights import lpips as cw  # noqa: E402
+from gvc_jax.weights.sources import CheckpointError  # noqa: E402
+from gvc_jax.weights.table import ConversionError, abstract_targets, check_coverage  # noqa: E402
 from gvc_jax.io import find_sample_clip, read_video  # noqa: E402
 from gvc_jax.metrics.errors import MetricUnavailable  # noqa: E402
 from gvc_jax.metrics.alexnet import SCALE, SHIFT  # noqa: E402

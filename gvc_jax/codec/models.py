@@ -40,7 +40,7 @@ class CodecModel:
 def _gaussian(weights: str | None) -> CodecModel:
     from gvc_jax.models.gaussian import GaussianPrior
 
-    from convert_weights.sources import CheckpointError
+    from gvc_jax.weights.sources import CheckpointError
 
     try:
         prior = GaussianPrior(path=weights) if weights else GaussianPrior()

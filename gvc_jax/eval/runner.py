@@ -155,8 +155,8 @@ class _Metrics:
         from gvc_jax.metrics import MetricUnavailable
         from gvc_jax.metrics.lpips import LPIPS
 
-        from convert_weights.sources import CheckpointError
-        from convert_weights.table import ConversionError
+        from gvc_jax.weights.sources import CheckpointError
+        from gvc_jax.weights.table import ConversionError
 
         try:
             self._lpips = LPIPS.load(alexnet=alexnet)

@@ -11,7 +11,7 @@ For a pair of frames mapped to [-1, 1]:
    values are summed.
 
 Weights: the heads ship in the ``lpips`` wheel; the trunk is torchvision's
-``alexnet-owt-7be5be79.pth`` (see :mod:`convert_weights.lpips`). Without either file,
+``alexnet-owt-7be5be79.pth`` (see :mod:`gvc_jax.weights.lpips`). Without either file,
 :meth:`LPIPS.load` raises :class:`MetricUnavailable` naming what it looked for; nothing
 is substituted. No torch import: the files are read by our own restricted reader.
 """
@@ -54,7 +54,7 @@ class LPIPS:
     def load(cls, alexnet: str | None = None) -> "LPIPS":
         """Finds and converts both weight files (``alexnet``: the trunk file or its folder;
         default: torch's hub cache). Raises :class:`MetricUnavailable` when one is missing."""
-        from convert_weights import lpips as cw
+        from gvc_jax.weights import lpips as cw
 
         trunk = cw.find_alexnet_weights(alexnet)
         if trunk is None:
@@ -69,7 +69,7 @@ class LPIPS:
 
     def official_trunk(self) -> bool:
         """Whether the trunk file's SHA-256 starts with the 8 hex digits in its hub name."""
-        from convert_weights.lpips import ALEXNET_SHA256_PREFIX
+        from gvc_jax.weights.lpips import ALEXNET_SHA256_PREFIX
 
         if self.trunk_path is None:
             return False
@@ -125,7 +125,7 @@ def lpips(ref, dist, *, alexnet: str | None = None, batch: int = 8) -> np.ndarra
     trunk or head weights are missing, ValueError on bad input.
     """
     ref, dist = check_video_pair(ref, dist)
-    from convert_weights import lpips as cw
+    from gvc_jax.weights import lpips as cw
 
     trunk, heads = cw.find_alexnet_weights(alexnet), cw.find_lpips_heads()
     key = (_file_key(trunk), _file_key(heads)) if trunk and heads else None

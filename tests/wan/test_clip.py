@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from configs.wan_clip import get_config
-from convert_weights import clip as cclip
-from convert_weights.table import ConversionError, abstract_targets, check_coverage
+from gvc_jax.weights import clip as cclip
+from gvc_jax.weights.table import ConversionError, abstract_targets, check_coverage
 from gvc_jax.models.wan import clip as mclip
 from gvc_jax.models.wan import clip_preprocess as pre
 

@@ -9,9 +9,9 @@ import pytest
 
 from configs.wan_dit import NAMES, get_config
 from convert_weights import cli
-from convert_weights.dit import (DIFFUSERS_RULES, OFFICIAL_RULES, check_coverage, convert_dit,
+from gvc_jax.weights.dit import (DIFFUSERS_RULES, OFFICIAL_RULES, check_coverage, convert_dit,
                                  detect_layout, load_dit, load_dit_orbax, load_orbax)
-from convert_weights.table import ConversionError
+from gvc_jax.weights.table import ConversionError
 from gvc_jax.models.wan.dit import has_clip
 from tests.wan.test_dit_refs import diffusers_kwargs, wan22_kwargs
 
@@ -85,7 +85,7 @@ def test_official_table_covers_variant(name):
 
 def test_every_rule_is_used():
     """No dead rows: each rule maps at least one key of some variant."""
-    from convert_weights.table import map_key
+    from gvc_jax.weights.table import map_key
 
     for rules, keysets in ((OFFICIAL_RULES, [_official_keys(get_config(n)) for n in NAMES]),
                            (DIFFUSERS_RULES, [_diffusers_keys(get_config(n))

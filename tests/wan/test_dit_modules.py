@@ -9,8 +9,8 @@ import pytest
 from flax import nnx
 
 from configs.wan_dit import get_config
-from convert_weights.dit import convert_source
-from convert_weights.table import load_into
+from gvc_jax.weights.dit import convert_source
+from gvc_jax.weights.table import load_into
 from gvc_jax.models.wan.dit import WanDiT
 from gvc_jax.models.wan.rope import apply_rope, rope_split, rope_tables, sinusoid
 from tests.wan.test_dit_refs import randomize_, rel_l2, wan22_kwargs, wan22_model_module  # noqa

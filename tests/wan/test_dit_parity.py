@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs.wan_dit import get_config
-from convert_weights.dit import detect_layout, load_dit
+from gvc_jax.weights.dit import detect_layout, load_dit
 from tests.wan.test_dit_refs import (diffusers_kwargs, randomize_, rel_l2, wan22_kwargs,
                                      wan22_model_module)  # noqa: F401
 

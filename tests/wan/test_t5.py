@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from configs.wan_text import get_config
-from convert_weights import t5 as ct5
-from convert_weights.table import ConversionError, abstract_targets, check_coverage
+from gvc_jax.weights import t5 as ct5
+from gvc_jax.weights.table import ConversionError, abstract_targets, check_coverage
 from gvc_jax.models.wan import t5 as mt5
 
 
@@ -95,7 +95,7 @@ def test_official_parity_and_jit(official_file):
     d, enc = official_file
     arrays = ct5.convert_t5(str(d), CFG)
     from flax import nnx
-    from convert_weights.table import load_into
+    from gvc_jax.weights.table import load_into
     model = load_into(ct5.model_factory(CFG), arrays)
     ids, mask = _ids_mask([7, CFG.text_len], CFG.text_len, CFG.vocab, seed=3)
     with torch.no_grad():
@@ -206,7 +206,7 @@ def _other_cfg():
 def test_cli_convert(official_file, tmp_path, capsys):
     import json
     from convert_weights.cli import main
-    from convert_weights.dit import load_orbax
+    from gvc_jax.weights.dit import load_orbax
     out = tmp_path / "t5_orbax"
     assert main(["t5", str(official_file[0]), str(out), "--config", "tiny"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from configs.wan_vae import get_config  # noqa: E402
-from convert_weights import vae as cv  # noqa: E402
-from convert_weights.table import ConversionError, abstract_targets, check_coverage  # noqa: E402
+from gvc_jax.weights import vae as cv  # noqa: E402
+from gvc_jax.weights.table import ConversionError, abstract_targets, check_coverage  # noqa: E402
 
 
 def _meta_shapes(module):
@@ -87,7 +87,8 @@ def test_layouts_and_cli_roundtrip(tiny_files, capsys):
     arrays, fp = cv.convert_vae(str(d / "repo"), config="tiny")  # repo root -> vae/
     arrays2, fp2 = cv.convert_vae(str(d / "repo" / "vae"), layout="diffusers", config="tiny")
     assert fp == fp2
-    assert cv.cli_convert([str(d / "repo" / "vae"), str(d / "out.safetensors"), "--config", "tiny"]) == 0
+    from convert_weights.vae import cli_convert
+    assert cli_convert([str(d / "repo" / "vae"), str(d / "out.safetensors"), "--config", "tiny"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["fingerprint"] == fp and rep["layout"] == "diffusers"
     assert cv.detect_layout(str(d / "out.safetensors")) == "converted"
@@ -108,7 +109,7 @@ def test_pickled_code_refused(tmp_path):
     import pickle
     import zipfile
 
-    from convert_weights.sources import CheckpointError
+    from gvc_jax.weights.sources import CheckpointError
     p = tmp_path / "evil.pth"
     with zipfile.ZipFile(p, "w") as z:
         z.writestr("archive/data.pkl", pickle.dumps(print))

@@ -45,7 +45,7 @@ def _video(t, h, w, seed):
 def diffusers_pair(tmp_path_factory):
     from diffusers import AutoencoderKLWan
 
-    from convert_weights.vae import load_vae
+    from gvc_jax.weights.vae import load_vae
     torch.manual_seed(0)
     ref = AutoencoderKLWan(base_dim=8, **TINY).eval()
     _randomise(ref, 1)
@@ -58,7 +58,7 @@ def diffusers_pair(tmp_path_factory):
 def official_pair(tmp_path_factory):
     from tests.wan22_loader import load_wan22
 
-    from convert_weights.vae import load_vae
+    from gvc_jax.weights.vae import load_vae
     mod = load_wan22("vae2_1")
     torch.manual_seed(0)
     ref = mod.WanVAE_(dim=8, attn_scales=[], dropout=0.0, **TINY).eval()

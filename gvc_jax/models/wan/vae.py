@@ -191,7 +191,7 @@ def random_model(cfg, seed: int = 0) -> WanVAEModel:
     """A randomly initialised model, drawn on the host with NumPy (fast, no per-op compiles).
 
     Kernels ~ N(0, 1/fan_in), gains 1 + N(0, 0.1^2), biases N(0, 0.02^2)."""
-    from convert_weights.table import abstract_targets, load_into
+    from gvc_jax.weights.table import abstract_targets, load_into
 
     factory = lambda: WanVAEModel(cfg, rngs=nnx.Rngs(0))  # noqa: E731
     rng = np.random.default_rng(seed)

@@ -10,7 +10,7 @@ Two files, each with its own explicit table:
   :data:`TRUNK_IGNORED`, by name.
 
 The heads file is an old-style (pre-zip) PyTorch pickle; both are read with
-:func:`convert_weights.sources.iter_torch_any`, so no pickled code runs.
+:func:`gvc_jax.weights.sources.iter_torch_any`, so no pickled code runs.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import os
 
 import numpy as np
 
-from convert_weights.sources import iter_torch_any
-from convert_weights.table import Rule, abstract_targets, convert, load_into
+from gvc_jax.weights.sources import iter_torch_any
+from gvc_jax.weights.table import Rule, abstract_targets, convert, load_into
 from gvc_jax.metrics.alexnet import TORCHVISION_INDEX
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
@@ -104,7 +104,7 @@ def split_targets(targets: dict) -> tuple[dict, dict]:
 
 def convert_lpips(alexnet_path: str, heads_path: str) -> dict[str, np.ndarray]:
     """Both files into the flat ``{path: array}`` state of ``LPIPSAlex``; raises
-    :class:`~convert_weights.table.ConversionError` on any unmapped, missing or misshapen tensor."""
+    :class:`~gvc_jax.weights.table.ConversionError` on any unmapped, missing or misshapen tensor."""
     heads_t, trunk_t = split_targets(abstract_targets(model_factory()))
     out = convert(iter_torch_any(heads_path), HEAD_RULES, heads_t)
     out.update(convert(iter_torch_any(alexnet_path), TRUNK_RULES, trunk_t, ignore=TRUNK_IGNORED))

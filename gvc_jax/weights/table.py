@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Mapping
 import ml_dtypes
 import numpy as np
 
-from convert_weights.sources import Loader
+from gvc_jax.weights.sources import Loader
 
 
 class ConversionError(ValueError):
@@ -149,7 +149,7 @@ def convert(source: Iterable[tuple[str, Loader]], rules: list[Rule],
     """Converts a stream of tensors into a flat ``{path: array}`` dict.
 
     Args:
-      source: ``(key, loader)`` pairs, e.g. from :mod:`convert_weights.sources`.
+      source: ``(key, loader)`` pairs, e.g. from :mod:`gvc_jax.weights.sources`.
       rules: the ordered table.
       targets: ``{path: (shape, dtype)}`` of the model's flat state, e.g. from
         :func:`abstract_targets`. For stacked params (rules writing ``@i``)

@@ -1,0 +1,253 @@
+"""Wan 2.1 DiT checkpoint conversion: official and diffusers layouts -> WanDiT params.
+
+Two explicit ordered tables map checkpoint keys to the flat NNX state of
+:class:`gvc_jax.models.wan.dit.WanDiT` (``blocks/...@N`` writes layer N of the stacked blocks):
+
+* ``OFFICIAL_RULES``: ``diffusion_pytorch_model*.safetensors`` of the Wan 2.1 repos
+  (``blocks.N.self_attn.q``, ``time_embedding.0``, ``img_emb.proj.1`` ...).
+* ``DIFFUSERS_RULES``: the ``transformer/`` folder of the ``*-Diffusers`` repos
+  (``blocks.N.attn1.to_q``, ``condition_embedder.*``; its ``norm2`` is the official ``norm3``).
+
+Conversion streams tensor by tensor (memory-mapped reads, one preallocated copy of the
+converted params) and returns the model fingerprint. Any unmapped, missing or mis-shaped
+tensor raises :class:`~gvc_jax.weights.table.ConversionError` naming it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+
+import jax.numpy as jnp
+import numpy as np
+
+from gvc_jax.weights.sources import CheckpointError, iter_safetensors_folder, safetensors_files
+from gvc_jax.weights.table import ConversionError, Rule, abstract_targets, convert, fingerprint
+
+
+def _patch(a: np.ndarray) -> np.ndarray:
+    """Conv3d [O, I, pt, ph, pw] -> patch matmul kernel [pt*ph*pw*I, O]."""
+    return a.transpose(2, 3, 4, 1, 0).reshape(-1, a.shape[0])
+
+
+def _squeeze0(a: np.ndarray) -> np.ndarray:
+    """[1, n, d] -> [n, d] (modulation tables, FLF2V position table)."""
+    if a.ndim != 3 or a.shape[0] != 1:
+        raise ConversionError(f"expected a [1, n, d] table, got shape {a.shape}")
+    return a[0]
+
+
+def _lin(src: str, dst: str) -> list[Rule]:
+    """nn.Linear ``src.{weight,bias}`` -> Dense ``dst/{kernel,bias}`` (``src`` is a regex)."""
+    return [Rule(src + r"\.weight", dst + "/kernel", "linear"), Rule(src + r"\.bias", dst + "/bias")]
+
+
+def _ln(src: str, dst: str) -> list[Rule]:
+    return [Rule(src + r"\.weight", dst + "/scale"), Rule(src + r"\.bias", dst + "/bias")]
+
+
+_B = r"blocks\.(\d+)\."  # every block rule writes layer {0} of the stacked param
+
+
+def _stacked(rules: list[Rule]) -> list[Rule]:
+    """Appends ``@{0}`` (the block index) to the templates of block rules."""
+    return [Rule(r.pattern, r.template + "@{0}", r.transform) if r.pattern.startswith(_B) else r
+            for r in rules]
+
+
+OFFICIAL_RULES: list[Rule] = _stacked([
+    Rule(r"patch_embedding\.weight", "patch_embedding/kernel", _patch),
+    Rule(r"patch_embedding\.bias", "patch_embedding/bias"),
+    *_lin(r"text_embedding\.0", "text_embedding/fc1"),
+    *_lin(r"text_embedding\.2", "text_embedding/fc2"),
+    *_lin(r"time_embedding\.0", "time_embedding/fc1"),
+    *_lin(r"time_embedding\.2", "time_embedding/fc2"),
+    *_lin(r"time_projection\.1", "time_projection"),
+    *[r for p in ("q", "k", "v", "o") for r in _lin(_B + r"self_attn\." + p, f"blocks/self_attn/{p}")],
+    *[Rule(_B + rf"self_attn\.norm_{p}\.weight", f"blocks/self_attn/norm_{p}/scale")
+      for p in ("q", "k")],
+    *[r for p in ("q", "k", "v", "o", "k_img", "v_img")
+      for r in _lin(_B + r"cross_attn\." + p, f"blocks/cross_attn/{p}")],
+    *[Rule(_B + rf"cross_attn\.norm_{p}\.weight", f"blocks/cross_attn/norm_{p}/scale")
+      for p in ("q", "k", "k_img")],
+    *_ln(_B + r"norm3", "blocks/norm3"),
+    *_lin(_B + r"ffn\.0", "blocks/ffn/fc1"),
+    *_lin(_B + r"ffn\.2", "blocks/ffn/fc2"),
+    Rule(_B + r"modulation", "blocks/modulation", _squeeze0),
+    *_lin(r"head\.head", "head/head"),
+    Rule(r"head\.modulation", "head/modulation", _squeeze0),
+    *_ln(r"img_emb\.proj\.0", "img_emb/norm1"),
+    *_lin(r"img_emb\.proj\.1", "img_emb/mlp/fc1"),
+    *_lin(r"img_emb\.proj\.3", "img_emb/mlp/fc2"),
+    *_ln(r"img_emb\.proj\.4", "img_emb/norm2"),
+    Rule(r"img_emb\.emb_pos", "img_emb/emb_pos", _squeeze0),
+])
+
+_DIFF_ATTN = (("to_q", "q"), ("to_k", "k"), ("to_v", "v"), (r"to_out\.0", "o"))
+DIFFUSERS_RULES: list[Rule] = _stacked([
+    Rule(r"patch_embedding\.weight", "patch_embedding/kernel", _patch),
+    Rule(r"patch_embedding\.bias", "patch_embedding/bias"),
+    *_lin(r"condition_embedder\.text_embedder\.linear_1", "text_embedding/fc1"),
+    *_lin(r"condition_embedder\.text_embedder\.linear_2", "text_embedding/fc2"),
+    *_lin(r"condition_embedder\.time_embedder\.linear_1", "time_embedding/fc1"),
+    *_lin(r"condition_embedder\.time_embedder\.linear_2", "time_embedding/fc2"),
+    *_lin(r"condition_embedder\.time_proj", "time_projection"),
+    *[r for s, d in _DIFF_ATTN for r in _lin(_B + r"attn1\." + s, f"blocks/self_attn/{d}")],
+    *[Rule(_B + rf"attn1\.norm_{p}\.weight", f"blocks/self_attn/norm_{p}/scale") for p in ("q", "k")],
+    *[r for s, d in _DIFF_ATTN + (("add_k_proj", "k_img"), ("add_v_proj", "v_img"))
+      for r in _lin(_B + r"attn2\." + s, f"blocks/cross_attn/{d}")],
+    *[Rule(_B + rf"attn2\.{s}\.weight", f"blocks/cross_attn/{d}/scale")
+      for s, d in (("norm_q", "norm_q"), ("norm_k", "norm_k"), ("norm_added_k", "norm_k_img"))],
+    *_ln(_B + r"norm2", "blocks/norm3"),  # diffusers' affine norm2 == official norm3
+    *_lin(_B + r"ffn\.net\.0\.proj", "blocks/ffn/fc1"),
+    *_lin(_B + r"ffn\.net\.2", "blocks/ffn/fc2"),
+    Rule(_B + r"scale_shift_table", "blocks/modulation", _squeeze0),
+    *_lin(r"proj_out", "head/head"),
+    Rule(r"scale_shift_table", "head/modulation", _squeeze0),
+    *_ln(r"condition_embedder\.image_embedder\.norm1", "img_emb/norm1"),
+    *_lin(r"condition_embedder\.image_embedder\.ff\.net\.0\.proj", "img_emb/mlp/fc1"),
+    *_lin(r"condition_embedder\.image_embedder\.ff\.net\.2", "img_emb/mlp/fc2"),
+    *_ln(r"condition_embedder\.image_embedder\.norm2", "img_emb/norm2"),
+    Rule(r"condition_embedder\.image_embedder\.pos_embed", "img_emb/emb_pos", _squeeze0),
+])
+# Documented extra tensor diffusers itself drops on load (``_keys_to_ignore_on_load_unexpected``).
+DIFFUSERS_IGNORE = (r"blocks\.\d+\.attn2\.norm_added_q\.weight",)
+
+LAYOUTS = {"official": (OFFICIAL_RULES, ()), "diffusers": (DIFFUSERS_RULES, DIFFUSERS_IGNORE)}
+
+
+# ------------------------------------------------------------------ layout / sources
+def _resolve(path: str) -> str:
+    """A diffusers repo root resolves to its ``transformer/`` folder."""
+    sub = os.path.join(path, "transformer")
+    return sub if os.path.isdir(sub) else path
+
+
+def detect_layout(path: str) -> str:
+    """'official' or 'diffusers', from the tensor names (headers only are read)."""
+    path = _resolve(path)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")):
+        with open(os.path.join(path, "config.json")) as f:
+            if json.load(f).get("_class_name") == "WanTransformer3DModel":
+                return "diffusers"
+    for key, _ in iter_safetensors_folder(path):
+        if key.startswith("condition_embedder.") or re.match(r"blocks\.\d+\.attn1\.", key):
+            return "diffusers"
+        if key.startswith(("time_embedding.", "text_embedding.")) or re.match(
+                r"blocks\.\d+\.self_attn\.", key):
+            return "official"
+    raise CheckpointError(f"{path}: cannot tell the DiT checkpoint layout from its tensor names")
+
+
+def dit_factory(cfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16):
+    from flax import nnx
+
+    from gvc_jax.models.wan.dit import WanDiT
+    return lambda: WanDiT(cfg, rngs=nnx.Rngs(0), dtype=dtype, param_dtype=param_dtype)
+
+
+def check_coverage(key_shapes, cfg, layout: str) -> None:
+    """Dry run of the ``layout`` table on ``{key: shape}`` against WanDiT(cfg), no allocation
+    (see :func:`gvc_jax.weights.table.check_coverage`)."""
+    from gvc_jax.weights import table
+
+    rules, ignore = LAYOUTS[layout]
+    table.check_coverage(list(key_shapes.items()), rules, abstract_targets(dit_factory(cfg)),
+                         ignore=ignore)
+
+
+def convert_source(source, cfg, layout: str, param_dtype=jnp.bfloat16, progress=None):
+    """Converts ``(key, loader)`` pairs of ``layout``; returns (arrays, fingerprint)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; use one of {sorted(LAYOUTS)}")
+    rules, ignore = LAYOUTS[layout]
+    targets = abstract_targets(dit_factory(cfg, param_dtype=param_dtype))
+    arrays = convert(source, rules, targets, ignore=ignore, progress=progress)
+    return arrays, fingerprint(arrays, name=f"wan_dit:{cfg.name}")
+
+
+def convert_dit(path: str, cfg, layout: str = "auto", param_dtype=jnp.bfloat16, progress=None):
+    """Reads a DiT checkpoint (file, folder, sharded folder or diffusers repo root).
+
+    Returns ``(arrays, fingerprint)``: the flat ``{state path: np.ndarray}`` of WanDiT.
+    """
+    path = _resolve(path)
+    safetensors_files(path)  # clear error if there is nothing to read
+    if layout == "auto":
+        layout = detect_layout(path)
+    return convert_source(iter_safetensors_folder(path), cfg, layout, param_dtype, progress)
+
+
+def load_dit(path: str, cfg, layout: str = "auto", dtype=jnp.bfloat16, param_dtype=jnp.bfloat16):
+    """Converts a checkpoint straight into a ready :class:`WanDiT` (sets ``.fingerprint``)."""
+    from gvc_jax.weights.table import load_into
+
+    arrays, fp = convert_dit(path, cfg, layout, param_dtype)
+    model = load_into(dit_factory(cfg, dtype, param_dtype), arrays)
+    model.fingerprint = fp
+    return model
+
+
+# ------------------------------------------------------------------ orbax
+def save_orbax(arrays, out_dir: str, meta: dict | None = None) -> str:
+    """Writes the flat arrays as a nested orbax PyTree checkpoint at ``out_dir/params``
+    (+ ``out_dir/meta.json``)."""
+    import orbax.checkpoint as ocp
+
+    out_dir = os.path.abspath(out_dir)
+    tree: dict = {}
+    for path, a in arrays.items():
+        node = tree
+        *parents, leaf = path.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = a
+    os.makedirs(out_dir, exist_ok=True)
+    ckptr = ocp.PyTreeCheckpointer()
+    ckptr.save(os.path.join(out_dir, "params"), tree)
+    if meta is not None:
+        with open(os.path.join(out_dir, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1)
+    return out_dir
+
+
+def load_orbax(out_dir: str) -> dict:
+    """Reads :func:`save_orbax` output back into flat ``{path: np.ndarray}``."""
+    import orbax.checkpoint as ocp
+
+    tree = ocp.PyTreeCheckpointer().restore(os.path.join(os.path.abspath(out_dir), "params"))
+    flat = {}
+
+    def walk(node, prefix):
+        for k, v in node.items():
+            p = f"{prefix}/{k}" if prefix else k
+            if isinstance(v, dict):
+                walk(v, p)
+            else:
+                flat[p] = np.asarray(v)
+
+    walk(tree, "")
+    return flat
+
+
+def load_dit_orbax(out_dir: str, cfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16,
+                   verify: bool = True):
+    """Builds a :class:`WanDiT` from a ``gvc-convert dit`` output folder (sets ``.fingerprint``).
+
+    With ``verify`` the fingerprint is recomputed and must equal the one in ``meta.json``.
+    """
+    from gvc_jax.weights.table import load_into
+
+    arrays = load_orbax(out_dir)
+    fp = fingerprint(arrays, name=f"wan_dit:{cfg.name}")
+    meta_path = os.path.join(out_dir, "meta.json")
+    if verify and os.path.isfile(meta_path):
+        with open(meta_path) as f:
+            want = json.load(f).get("fingerprint")
+        if want != fp:
+            raise ConversionError(f"{out_dir}: params fingerprint {fp[:16]}... does not match "
+                                  f"meta.json ({str(want)[:16]}...) or config {cfg.name!r}")
+    model = load_into(dit_factory(cfg, dtype, param_dtype), arrays)
+    model.fingerprint = fp
+    return model
