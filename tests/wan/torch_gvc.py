@@ -88,7 +88,7 @@ def _atoms(seed, gop, step, frame, indices, d) -> torch.Tensor:
 
 def _rank(scores_k: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The m largest |score| (stable: equal |score| keeps the smaller k first); sign = score ≥ 0."""
-    order = torch.argsort(-scores_k.abs(), stable=False, descending=False)[:m]
+    order = torch.argsort(-scores_k.abs(), stable=True)[:m]
     return order, scores_k[order] >= 0
 
 
