@@ -24,7 +24,8 @@ from fractions import Fraction
 import jax
 import numpy as np
 
-from gvc_jax.codec import t2v
+from gvc_jax.codec import core
+from gvc_jax.codec.params import CodecParams
 from gvc_jax.codec.models import load_model
 from gvc_jax.metrics import psnr_mean
 
@@ -33,13 +34,13 @@ def _code(frames, params, device):
     with jax.default_device(device):
         model = load_model("gaussian")
         t0 = time.perf_counter()
-        enc = t2v.compress(frames, Fraction(25), model, params)
+        enc = core.compress(frames, Fraction(25), model, params)
         first = time.perf_counter() - t0
         t0 = time.perf_counter()
-        enc = t2v.compress(frames, Fraction(25), model, params)
+        enc = core.compress(frames, Fraction(25), model, params)
         second = time.perf_counter() - t0
         t0 = time.perf_counter()
-        out, _, _ = t2v.decompress(enc.data, lambda name: model)
+        out, _, _ = core.decompress(enc.data, lambda *_: model)
         dec = time.perf_counter() - t0
     return enc, out, first, second, dec
 
@@ -56,7 +57,7 @@ def main(argv=None):
            "device": getattr(gpu, "device_kind", str(gpu)), "jax": jax.__version__}
 
     big = np.load(a.clip720)
-    p = t2v.CodecParams(K=16384, M=64, steps=20, sde_steps=17, gop_frames=big.shape[0])
+    p = CodecParams(K=16384, M=64, steps=20, sde_steps=17, gop_frames=big.shape[0])
     enc, out, first, second, dec = _code(big, p, gpu)
     t, h, w, _ = big.shape
     res["720p"] = {
@@ -71,12 +72,12 @@ def main(argv=None):
     print(json.dumps(res["720p"]), flush=True)
 
     small = np.load(a.clip_small)
-    ps = t2v.CodecParams(K=4096, M=16, steps=20, sde_steps=17, gop_frames=16)
+    ps = CodecParams(K=4096, M=16, steps=20, sde_steps=17, gop_frames=16)
     enc_g, out_g, *_ = _code(small, ps, gpu)
     with jax.default_device(cpu):
         model_c = load_model("gaussian")
         t0 = time.perf_counter()
-        out_c, _, _ = t2v.decompress(enc_g.data, lambda name: model_c)
+        out_c, _, _ = core.decompress(enc_g.data, lambda *_: model_c)
         cpu_s = time.perf_counter() - t0
     diff = np.abs(out_c.astype(int) - out_g.astype(int))
     res["cross_backend"] = {

@@ -29,7 +29,8 @@ import numpy as np
 
 from gvc_jax.bitstream.indices import index_bits
 from gvc_jax.bounds import gaussian_model_bounds, psnr_from_mse
-from gvc_jax.codec import t2v
+from gvc_jax.codec import core
+from gvc_jax.codec.params import CodecParams
 from gvc_jax.codec.models import load_model
 from gvc_jax.sampler import SamplerSpec, decode_gop
 from gvc_jax import codebook
@@ -52,11 +53,11 @@ def source_clip(args, model) -> np.ndarray:
 
 def rd_point(model, frames, K, M, args) -> dict:
     t, h, w, _ = frames.shape
-    p = t2v.CodecParams(K=K, M=M, steps=args.steps, sde_steps=args.sde_steps,
+    p = CodecParams(K=K, M=M, steps=args.steps, sde_steps=args.sde_steps,
                         g_scale=args.g_scale, shift=args.shift, gop_frames=args.frames,
                         schedule=args.schedule)
     t0 = time.perf_counter()
-    enc = t2v.compress(frames, Fraction(25), model, p)
+    enc = core.compress(frames, Fraction(25), model, p)
     secs = time.perf_counter() - t0
     n_lat = enc.header["codec"]["latent_frames"]
     bits = index_bits(args.sde_steps, [M] * n_lat, K) * len(enc.gops)

@@ -59,3 +59,22 @@ def get_config(arg: str = "t2v-1.3b") -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict(dict(_BASE, **_VARIANTS[name], name=name))
     assert cfg.dim % cfg.num_heads == 0 and (cfg.dim // cfg.num_heads) % 2 == 0
     return cfg
+
+
+def from_fields(fields: dict) -> ml_collections.ConfigDict:
+    """The config a checkpoint's own ``config.json`` declares (see gvc_jax.weights.folder).
+
+    It takes the name of the released (or tiny) variant it equals, else ``custom``."""
+    cfg = dict(_BASE, **fields)
+    cfg["patch_size"] = tuple(int(p) for p in cfg["patch_size"])
+    if cfg["dim"] % cfg["num_heads"] or (cfg["dim"] // cfg["num_heads"]) % 2:
+        raise ValueError(f"dim {cfg['dim']} does not split into {cfg['num_heads']} even heads")
+    name = "custom"
+    for n, v in _VARIANTS.items():
+        ref = dict(_BASE, **v)
+        skip = ("patch_size",) + (("clip_dim", "clip_len") if cfg["model_type"] == "t2v" else ())
+        if all(ref.get(k) == cfg[k] for k in cfg if k not in skip) and \
+                tuple(ref["patch_size"]) == cfg["patch_size"]:
+            name = n
+            break
+    return ml_collections.ConfigDict(dict(cfg, name=name))

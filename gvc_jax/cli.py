@@ -30,7 +30,16 @@ def _add_common(p):
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+def _cache_dir(a):
+    return False if a.no_cache else a.cache_dir
+
+
+def _log(a):
+    return None if a.quiet else (lambda s: print(f"gvc: {s}", file=sys.stderr, flush=True))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from gvc_jax.codec.params import add_cli_flags
     from gvc_jax.codec.presets import PRESETS
 
     p = _Parser(prog="gvc", description="GVC generative video codec (JAX)")
@@ -39,23 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compress", help="encode a video into a .gvc file")
     c.add_argument("input", help="mp4/mkv/avi/y4m video, .npy uint8 [T,H,W,3] or a PNG folder")
     c.add_argument("-o", "--output", required=True, help="output .gvc path")
-    c.add_argument("--config", default="gaussian",
-                   help=f"codec preset: {', '.join(sorted(PRESETS))} (default gaussian)")
-    c.add_argument("--weights", help="weights folder for model configs that need them")
+    c.add_argument("--config", default=None,
+                   help=f"codec preset: {', '.join(sorted(PRESETS))} (default: gaussian, or "
+                        "the Wan preset that --weights holds)")
+    c.add_argument("--weights", help="the model folder: a Wan 2.1 download (official or "
+                                     "diffusers layout), or a gaussian prior .npz")
     c.add_argument("--recon", help="also write the decoder's reconstruction (mp4/y4m/npy)")
     c.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     c.add_argument("--max-frames", type=int, help="code only the first N frames")
-    for name, typ in (("K", int), ("M", int), ("steps", int), ("sde-steps", int),
-                      ("g-scale", float), ("shift", float), ("seed", int), ("gop-frames", int),
-                      ("schedule", str)):
-        c.add_argument(f"--{name}", type=typ, dest=name.replace("-", "_"),
-                       help=f"override the preset's {name}")
+    c.add_argument("--prompt", default="", help="text prompt (sent in the stream; default empty)")
+    c.add_argument("--negative-prompt", default="",
+                   help="negative prompt for --guidance (sent in the stream)")
+    add_cli_flags(c)
+    _add_model_options(c)
     _add_common(c)
 
     d = sub.add_parser("decompress", help="decode a .gvc file")
     d.add_argument("input", help=".gvc file")
     d.add_argument("-o", "--output", required=True, help="output video: .mp4, .y4m or .npy")
-    d.add_argument("--weights", help="weights folder for model configs that need them")
+    d.add_argument("--weights", help="the model folder the stream was made with")
+    _add_model_options(d)
     _add_common(d)
 
     i = sub.add_parser("info", help="print a .gvc header as JSON")
@@ -69,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--frames", type=int, default=None, help="frames of the clip to code")
     _add_common(m)
     return p
+
+
+def _add_model_options(p):
+    from gvc_jax.codec.params import DTYPES
+
+    p.add_argument("--dtype", choices=DTYPES, help="compute dtype of the model (default: "
+                   "bfloat16 on GPU/TPU, float32 on CPU; decoding: the stream's)")
+    p.add_argument("--cache-dir", help="cache of converted weights and prompt contexts "
+                                       "(default $GVC_CACHE_DIR or ~/.cache/gvc_jax)")
+    p.add_argument("--no-cache", action="store_true", help="convert the weights afresh and "
+                                                           "write no cache")
 
 
 def _add_eval_parser(sub):
@@ -143,21 +166,28 @@ def _check_output(path: str) -> None:
 
 def cmd_compress(a) -> int:
     from gvc_jax.codec import api
+    from gvc_jax.codec.models import Prompt
+    from gvc_jax.codec.params import overrides_from_args
     from gvc_jax.io import read_video
 
-    overrides = {k: getattr(a, k) for k in ("K", "M", "steps", "sde_steps", "g_scale", "shift",
-                                             "seed", "gop_frames", "schedule")
-                 if getattr(a, k) is not None}
-    api.params_for(a.config, overrides)  # usage errors before any file is read
+    overrides = overrides_from_args(a)
+    if a.dtype:
+        overrides["dtype"] = a.dtype
+    prompt = Prompt(a.prompt, a.negative_prompt)
+    config = a.config
+    _, _, params = api.params_for(config, overrides, a.weights)  # usage errors before any work
+    if a.negative_prompt and params.guidance == 1.0:
+        raise _Usage("--negative-prompt needs --guidance other than 1")
     _check_output(a.output)
     if a.recon:
         api.check_video_ext(a.recon)
         _check_output(a.recon)
     video = read_video(a.input, max_frames=a.max_frames)
     on_gop, on_step = _progress_printer(a.quiet)
-    report = api.compress_file(video, a.output, config=a.config, weights=a.weights,
-                               overrides=overrides, recon_path=a.recon,
-                               on_gop=on_gop, on_step=on_step)
+    report = api.compress_file(video, a.output, config=config, weights=a.weights,
+                               overrides=overrides, recon_path=a.recon, prompt=prompt,
+                               cache_dir=_cache_dir(a), on_gop=on_gop, on_step=on_step,
+                               log=_log(a), progress=not a.quiet and sys.stderr.isatty())
     _end_progress(a.quiet)
     if a.json:
         print(json.dumps(report, indent=2))
@@ -172,7 +202,9 @@ def cmd_decompress(a) -> int:
 
     _check_output(a.output)
     on_gop, on_step = _progress_printer(a.quiet)
-    api.decompress_file(a.input, a.output, weights=a.weights, on_gop=on_gop, on_step=on_step)
+    api.decompress_file(a.input, a.output, weights=a.weights, dtype=a.dtype,
+                        cache_dir=_cache_dir(a), on_gop=on_gop, on_step=on_step, log=_log(a),
+                        progress=not a.quiet and sys.stderr.isatty())
     _end_progress(a.quiet)
     return EXIT_OK
 
@@ -216,13 +248,15 @@ def cmd_demo(a) -> int:
 
 def _classify(exc: BaseException) -> int:
     from gvc_jax.weights.sources import CheckpointError
+    from gvc_jax.weights.table import ConversionError
     from gvc_jax.bitstream.errors import BitstreamError
     from gvc_jax.codec.errors import ModelMismatchError, UsageError
     from gvc_jax.io import VideoIOError
 
     if isinstance(exc, UsageError):
         return EXIT_USAGE
-    if isinstance(exc, (BitstreamError, ModelMismatchError, VideoIOError, CheckpointError)):
+    if isinstance(exc, (BitstreamError, ModelMismatchError, VideoIOError, CheckpointError,
+                        ConversionError)):
         return EXIT_BAD_INPUT
     if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
         return EXIT_BAD_INPUT

@@ -5,9 +5,11 @@ from fractions import Fraction
 
 from gvc_jax import codebook
 from gvc_jax.bitstream.errors import BitstreamError
-from gvc_jax.codec import t2v
+from gvc_jax.codec import core
+from gvc_jax.codec.params import CodecParams
 from gvc_jax.codec.errors import ModelMismatchError, UsageError
-from gvc_jax.codec.geometry import coded_length, latent_frames, pad_clip, plan_gops
+from gvc_jax.codec.geometry import pad_clip, plan_disjoint
+from gvc_jax.models.protocol import Geometry
 from gvc_jax.codec.models import load_model
 from gvc_jax.sampler import SamplerSpec, decode_gop, encode_gop
 
@@ -18,14 +20,20 @@ def model():
 
 
 def test_plan_gops_and_lengths():
-    g = plan_gops(10, 8, 4, causal=False)
+    blocks = Geometry(4, False, 8, 8, 768)
+    wan = Geometry(4, True, 16, 8, 16)
+    g = plan_disjoint(10, 8, blocks)
     assert [(x.start, x.frames, x.coded) for x in g] == [(0, 8, 8), (8, 2, 4)]
-    g = plan_gops(40, 33, 4, causal=True)                    # Wan: T = 1 + 4k
+    g = plan_disjoint(40, 33, wan)                           # Wan: T = 1 + 4k
     assert [(x.frames, x.coded) for x in g] == [(33, 33), (7, 9)]
-    assert latent_frames(33, 4, True) == 9 and latent_frames(16, 4, False) == 4
-    assert coded_length(1, 4, True) == 1 and coded_length(5, 4, False) == 8
+    assert wan.latent_frames(33) == 9 and blocks.latent_frames(16) == 4
+    assert wan.coded_length(1) == 1 and blocks.coded_length(5) == 8
+    assert wan.padded_size(720, 1279) == (720, 1280) and wan.latent_shape(33, 720, 1280) == \
+        (16, 9, 90, 160)
     with pytest.raises(ValueError):
-        plan_gops(10, 6, 4, causal=False)
+        plan_disjoint(10, 6, blocks)
+    with pytest.raises(ValueError):
+        wan.latent_shape(32, 720, 1280)
     clip = np.arange(2 * 3 * 5 * 3, dtype=np.uint8).reshape(2, 3, 5, 3)
     p = pad_clip(clip, 4, 8, 8)
     assert p.shape == (4, 8, 8, 3)
@@ -61,8 +69,8 @@ def test_more_atoms_more_rate_better_quality(model):
     frames = np.clip(base + rng.integers(-8, 8, base.shape), 0, 255).astype(np.uint8)[:, :16, :16]
     out = {}
     for m in (1, 8):
-        p = t2v.CodecParams(K=256, M=m, steps=10, sde_steps=8, gop_frames=4)
-        enc = t2v.compress(frames, Fraction(25), model, p)
+        p = CodecParams(K=256, M=m, steps=10, sde_steps=8, gop_frames=4)
+        enc = core.compress(frames, Fraction(25), model, p)
         mse = np.mean((enc.recon.astype(float) - frames) ** 2)
         out[m] = (len(enc.data), mse)
     assert out[8][0] > out[1][0]
@@ -71,9 +79,9 @@ def test_more_atoms_more_rate_better_quality(model):
 
 def test_decompress_checks_model_and_header(model):
     frames = np.random.default_rng(2).integers(0, 256, (5, 9, 10, 3), dtype=np.uint8)
-    p = t2v.CodecParams(K=32, M=2, steps=4, sde_steps=3, gop_frames=4)
-    enc = t2v.compress(frames, Fraction(30000, 1001), model, p)
-    out, fps, header = t2v.decompress(enc.data, lambda name: model)
+    p = CodecParams(K=32, M=2, steps=4, sde_steps=3, gop_frames=4)
+    enc = core.compress(frames, Fraction(30000, 1001), model, p)
+    out, fps, header = core.decompress(enc.data, lambda *_: model)
     assert fps == Fraction(30000, 1001) and out.shape == frames.shape
     np.testing.assert_array_equal(out, enc.recon)
 
@@ -82,14 +90,14 @@ def test_decompress_checks_model_and_header(model):
     prior = GaussianPrior()
     other = GaussianPrior(np.asarray(prior.mean[...]), np.asarray(prior.var[...]) * 1.5,
                           scale=prior.scale)
-    wrong = CodecModel("gaussian", other.fingerprint, other, model.encode, model.decode, 4,
-                       False, 8)
+    wrong = CodecModel("gaussian", other.fingerprint, other, model.encode, model.decode,
+                       model.geometry)
     with pytest.raises(ModelMismatchError):
-        t2v.decompress(enc.data, lambda name: wrong)
+        core.decompress(enc.data, lambda *_: wrong)
     with pytest.raises(BitstreamError):
-        t2v.decompress(enc.data[:-7], lambda name: model)
+        core.decompress(enc.data[:-7], lambda *_: model)
     with pytest.raises(UsageError):
-        t2v.compress(frames, Fraction(25), model, t2v.CodecParams(K=8, M=9))
+        core.compress(frames, Fraction(25), model, CodecParams(K=8, M=9))
 
 
 def test_decoder_refuses_header_parameters_it_cannot_run(model):
@@ -97,12 +105,12 @@ def test_decoder_refuses_header_parameters_it_cannot_run(model):
     (here M beyond the exact-sum limit, or an unknown schedule) is bad input."""
     from gvc_jax.bitstream import container
     frames = np.random.default_rng(3).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
-    enc = t2v.compress(frames, Fraction(25), model,
-                       t2v.CodecParams(K=32, M=2, steps=4, sde_steps=3, gop_frames=4))
+    enc = core.compress(frames, Fraction(25), model,
+                       CodecParams(K=32, M=2, steps=4, sde_steps=3, gop_frames=4))
     for key, value in (("schedule", "cosine"), ("M", [2000])):
         header = dict(enc.header, codec=dict(enc.header["codec"], **{key: value}))
         if key == "M":
             header["codec"]["K"] = 4096
         data = container.dumps_gvc(header, enc.chunks)
         with pytest.raises(BitstreamError, match="unsupported codec parameters"):
-            t2v.decompress(data, lambda name: model)
+            core.decompress(data, lambda *_: model)

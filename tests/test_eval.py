@@ -161,7 +161,7 @@ def test_changed_geometry_refuses_the_folder(first_run, clip, capsys):
 
 @pytest.mark.parametrize("args, code, msg", [
     (["--gvc", "gaussian:Q=3"], 2, "unknown codec parameter"),
-    (["--gvc", "wan2.1-t2v-14b"], 2, "not yet wired"),
+    (["--gvc", "wan2.1-t2v-14b"], 2, "needs --weights"),
     (["--baselines", "x266"], 2, "unknown 'x266'"),
     (["--ladder", "x265=speed:3"], 2, "knob is crf, qp or kbps"),
     (["--baselines", "vvc", "--ladder", "vvc=crf:30"], 2, "the ladder knob is 'qp'"),
@@ -259,7 +259,7 @@ def test_presets_resolve(clip):
     assert (plan.frames, plan.size, plan.match_rate) == (99, (1280, 720), True)
     assert plan.baselines == ["x264", "x265", "vvc", "av1"]
     (run,) = plan.gvc
-    _, p = params_for(run.config, dict(run.overrides))
+    _, _, p = params_for(run.config, dict(run.overrides))
     assert (run.config, p.K, p.M, p.gop_frames) == ("gaussian", 16384, 64, 32)
     a = cli.build_parser().parse_args(["eval", str(clip / "bunny.npy"), "--out", "o",
                                        "--preset", "uvg-720p-gvcc", "--frames", "33"])

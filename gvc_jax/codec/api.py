@@ -1,44 +1,53 @@
-"""File-level codec API used by the CLI, the demo and the benchmarks."""
+"""File-level codec API used by the CLI, the demo, eval and the benchmarks."""
 from __future__ import annotations
 
 import os
 
 import numpy as np
 
-from gvc_jax.bitstream import container
-from gvc_jax.codec import t2v
+from gvc_jax.bitstream import container, indices as bs_indices
+from gvc_jax.codec import core
 from gvc_jax.codec.errors import UsageError
-from gvc_jax.codec.models import CodecModel, load_model
+from gvc_jax.codec.models import CodecModel, Prompt, detect_config, load_model
+from gvc_jax.codec.params import CodecParams
 from gvc_jax.codec.presets import PRESETS, get_config
 from gvc_jax.metrics import psnr_mean, psnr_sequence
 
-_PARAM_KEYS = ("K", "M", "steps", "sde_steps", "g_scale", "shift", "seed", "gop_frames",
-               "schedule")
+
+def default_dtype(model_name: str) -> str:
+    """bf16 for the Wan models on an accelerator, fp32 on a CPU and for the analytic prior."""
+    if model_name == "gaussian":
+        return "float32"
+    import jax
+
+    return "bfloat16" if jax.default_backend() in ("gpu", "tpu") else "float32"
 
 
-def params_for(config: str, overrides: dict | None = None) -> tuple[str, t2v.CodecParams]:
+def params_for(config: str | None, overrides: dict | None = None, weights: str | None = None
+               ) -> tuple[str, str, CodecParams]:
+    """``(model name, mode, params)`` of a preset with the user's overrides.
+
+    With no ``config``, the preset follows ``weights`` (see :func:`detect_config`)."""
+    config = config or detect_config(weights)
     if config not in PRESETS:
         raise UsageError(f"unknown config {config!r}; available: {', '.join(sorted(PRESETS))}")
     cfg = get_config(config)
-    values = {k: cfg.codec[k] for k in _PARAM_KEYS}
-    for k, v in (overrides or {}).items():
-        if k not in values and k != "chunk":
-            raise UsageError(f"unknown codec parameter {k!r}")
-        values[k] = v
-    params = t2v.CodecParams(**values)
-    params.validate()
-    return cfg.model, params
+    values = dict(cfg.codec)
+    values.update(overrides or {})
+    if "dtype" not in (overrides or {}):
+        values["dtype"] = default_dtype(cfg.model)
+    return cfg.model, cfg.mode, CodecParams.from_values(values)
 
 
 def rates(nbytes: int, frames: int, height: int, width: int, fps) -> tuple[float, float]:
     """(bpp, kbps) of ``nbytes``: bpp = bits / (frames·H·W) of the source, kbps at the source
-    frame rate (DESIGN 'Numbers'); the one definition every report uses."""
+    frame rate (docs/codec.md, "Rates"); the one definition every report uses."""
     bits = 8 * nbytes
     return bits / (frames * height * width), bits / (frames / float(fps)) / 1000.0
 
 
 def rate_report(header: dict, data: bytes) -> dict:
-    """Honest rate: every byte of the file counts (DESIGN 'Numbers')."""
+    """Honest rate: every byte of the file counts."""
     src = header["source"]
     t, h, w = src["frames"], src["height"], src["width"]
     fps = src["fps"][0] / src["fps"][1]
@@ -47,6 +56,15 @@ def rate_report(header: dict, data: bytes) -> dict:
             "kbps": kbps, "frames": t, "height": h, "width": w,
             "fps": fps, "fps_rational": list(src["fps"]),
             "breakdown": container.breakdown(data)}
+
+
+def index_bits_per_gop(header: dict, model: CodecModel, params: CodecParams) -> list[int]:
+    """Payload bits of each GOP's indices and signs: known from K, M, steps and geometry."""
+    geom = model.geometry
+    return [bs_indices.index_bits(params.sde_steps,
+                                  params.m_per_frame(geom.latent_frames(geom.coded_length(
+                                      g["frames"]))), params.K)
+            for g in header["gops"]]
 
 
 def bound_report(model: CodecModel, header: dict, bits: int) -> dict:
@@ -63,37 +81,58 @@ def bound_report(model: CodecModel, header: dict, bits: int) -> dict:
                            "total bits over the coded (padded) geometry"}
 
 
-def compress_video(video, *, config: str = "gaussian", weights: str | None = None,
+def _frames_of(video):
+    """``(frames, fps)`` of a :class:`gvc_jax.io.Video` or a plain uint8 array (25 fps)."""
+    from fractions import Fraction
+
+    if isinstance(video, np.ndarray):
+        return video, Fraction(25)
+    return video.frames, video.fps
+
+
+def compress_video(video, *, config: str | None = "gaussian", weights: str | None = None,
                    overrides: dict | None = None, model: CodecModel | None = None,
-                   on_gop=None, on_step=None):
-    model_name, params = params_for(config, overrides)
-    model = model or load_model(model_name, weights)
-    enc = t2v.compress(video.frames, video.fps, model, params, on_gop=on_gop, on_step=on_step)
+                   prompt: Prompt = Prompt(), cache_dir=None, on_gop=None, on_step=None,
+                   log=None, progress=False):
+    """Encodes a clip; returns ``(core.Encoded, report dict)``."""
+    model_name, mode, params = params_for(config, overrides, weights)
+    frames, fps = _frames_of(video)
+    model = model or load_model(model_name, weights, prompt, params, cache_dir=cache_dir,
+                                log=log, progress=progress)
+    enc = core.compress(frames, fps, model, params, mode=mode, on_gop=on_gop, on_step=on_step)
     report = rate_report(enc.header, enc.data)
+    codec = enc.header["codec"]
     report.update({
-        "config": config, "mode": enc.header["codec"]["mode"],
-        "codec": {k: enc.header["codec"][k] for k in ("K", "steps", "sde_steps", "g_scale",
-                                                      "shift", "seed", "gop_frames",
-                                                      "schedule")},
-        "M": params.M, "gops": len(enc.gops),
-        "psnr": psnr_mean(video.frames, enc.recon),
-        "psnr_sequence": psnr_sequence(video.frames, enc.recon),
+        "config": model.name, "mode": mode,
+        "codec": {k: v for k, v in codec.items() if k not in ("mode", "M", "latent_frames")},
+        "M": params.M, "gops": len(enc.gops), "prompt": prompt.text,
+        "index_bits_per_gop": index_bits_per_gop(enc.header, model, params),
+        "psnr": psnr_mean(frames, enc.recon),
+        "psnr_sequence": psnr_sequence(frames, enc.recon),
         "encode_seconds": enc.encode_seconds, "decode_seconds": enc.decode_seconds,
+        "model_fingerprint": model.fingerprint,
     })
+    if model.info:
+        report["model_load"] = model.info
     report.update(bound_report(model, enc.header, report["bits_total"]))
     return enc, report
 
 
-def compress_file(video, output: str, *, config="gaussian", weights=None, overrides=None,
-                  recon_path=None, on_gop=None, on_step=None, model=None) -> dict:
+def compress_file(video, output: str, *, config: str | None = "gaussian", weights=None,
+                  overrides=None, recon_path=None, prompt: Prompt = Prompt(), cache_dir=None,
+                  on_gop=None, on_step=None, model=None, log=None, progress=False) -> dict:
+    """Compresses ``video`` (a :class:`gvc_jax.io.Video` or uint8 ``[T,H,W,3]``) into the .gvc
+    file ``output`` (written atomically); returns the JSON report. ``recon_path`` also writes
+    the decoder's reconstruction (mp4, y4m or npy)."""
     if recon_path:
         check_video_ext(recon_path)
     enc, report = compress_video(video, config=config, weights=weights, overrides=overrides,
-                                 model=model, on_gop=on_gop, on_step=on_step)
+                                 model=model, prompt=prompt, cache_dir=cache_dir,
+                                 on_gop=on_gop, on_step=on_step, log=log, progress=progress)
     container.write_gvc(output, enc.header, enc.chunks)
     if recon_path:
         from gvc_jax.io import write_video
-        write_video(recon_path, enc.recon, video.fps)
+        write_video(recon_path, enc.recon, _frames_of(video)[1])
     report["output"] = output
     return report
 
@@ -104,15 +143,35 @@ def check_video_ext(path: str) -> None:
         raise UsageError(f"{path}: output must end in .mp4, .y4m or .npy")
 
 
-def decompress_file(path: str, output: str, *, weights: str | None = None,
-                    on_gop=None, on_step=None) -> np.ndarray:
+def decode_bytes(data: bytes, *, weights: str | None = None, dtype: str | None = None,
+                 cache_dir=None, on_gop=None, on_step=None, log=None, progress=False, models=None):
+    """``(frames, fps, header)`` of .gvc bytes. ``dtype`` overrides the header's compute dtype
+    (the output then drifts from the encoder's); ``models`` is an optional ``{name: model}``
+    of already loaded models to reuse."""
+
+    def load(name, prompt, params):
+        if models and name in models and models[name].prompt == prompt:
+            return models[name]
+        p = params.replace(dtype=dtype) if dtype else params
+        return load_model(name, weights, prompt, p, cache_dir=cache_dir, log=log,
+                          progress=progress)
+
+    return core.decompress(data, load, on_gop=on_gop, on_step=on_step)
+
+
+def decompress_file(path: str, output: str, *, weights: str | None = None, dtype=None,
+                    cache_dir=None, on_gop=None, on_step=None, log=None,
+                    progress=False) -> np.ndarray:
+    """Decodes the .gvc file ``path`` into ``output`` (mp4, y4m or npy, written atomically);
+    returns the frames, uint8 ``[T,H,W,3]``. Decoding needs no codec flags: the header has
+    them; ``weights`` is the folder of the model the stream names."""
     from gvc_jax.io import write_video
 
     check_video_ext(output)
     with open(path, "rb") as f:
         data = f.read()
-    frames, fps, _ = t2v.decompress(data, lambda name: load_model(name, weights),
-                                    on_gop=on_gop, on_step=on_step)
+    frames, fps, _ = decode_bytes(data, weights=weights, dtype=dtype, cache_dir=cache_dir,
+                                  on_gop=on_gop, on_step=on_step, log=log, progress=progress)
     write_video(output, frames, fps)
     return frames
 
@@ -120,7 +179,9 @@ def decompress_file(path: str, output: str, *, weights: str | None = None,
 def info(path: str) -> dict:
     with open(path, "rb") as f:
         data = f.read()
-    header, _ = container.read_gvc(data)
+    header, prompt, _ = core.read_stream(data)
     out = dict(header)
+    if prompt.payload():
+        out["prompt"] = {"text": prompt.text, "negative": prompt.negative}
     out["file"] = rate_report(header, data)
     return out

@@ -1,15 +1,17 @@
-"""GOP planning and padding: source geometry <-> coded geometry.
+"""GOPs and padding: source geometry <-> coded geometry (docs/codec.md, "GOPs").
 
-A GOP is a run of source frames coded independently (T2V). Each GOP is
-padded in time to the model's next valid length (repeating its last frame)
-and in space to the model's block/patch multiple (edge replication); the
-decoder crops back to the true geometry recorded in the header.
+A GOP is a run of source frames coded as one clip. Each GOP is padded in time to the model's
+next valid length (repeating its last frame) and in space to the model's pixel multiple (edge
+replication); the decoder crops back to the true geometry recorded in the header. The shape
+rules themselves live in :class:`gvc_jax.models.protocol.Geometry`.
 """
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
+
+from gvc_jax.models.protocol import Geometry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,38 +25,24 @@ class Gop:
         return {"index": self.index, "start": self.start, "frames": self.frames}
 
 
-def coded_length(n: int, frames_per_latent: int, causal: bool) -> int:
-    """Smallest valid clip length >= n: a multiple of ``frames_per_latent``, or
-    1 + a multiple of it for causal autoencoders (Wan's VAE: T = 1 + 4k)."""
-    if n < 1:
-        raise ValueError("a GOP needs at least one frame")
-    q = frames_per_latent
-    if causal:
-        return 1 + -(-(n - 1) // q) * q
-    return -(-n // q) * q
-
-
-def latent_frames(coded: int, frames_per_latent: int, causal: bool) -> int:
-    return 1 + (coded - 1) // frames_per_latent if causal else coded // frames_per_latent
-
-
-def plan_gops(n_frames: int, gop_frames: int, frames_per_latent: int, causal: bool) -> list[Gop]:
-    """Splits ``n_frames`` into GOPs of ``gop_frames`` (the last may be shorter)."""
+def check_gop_frames(gop_frames: int, geom: Geometry) -> None:
     if gop_frames < 1:
         raise ValueError(f"gop_frames must be >= 1, got {gop_frames}")
-    if coded_length(gop_frames, frames_per_latent, causal) != gop_frames:
-        kind = "1 + a multiple of" if causal else "a multiple of"
-        raise ValueError(f"gop_frames={gop_frames} must be {kind} {frames_per_latent} for this model")
+    if geom.coded_length(gop_frames) != gop_frames:
+        kind = "1 + a multiple of" if geom.causal else "a multiple of"
+        raise ValueError(f"gop_frames={gop_frames} must be {kind} {geom.frames_per_latent} "
+                         "for this model")
+
+
+def plan_disjoint(n_frames: int, gop_frames: int, geom: Geometry) -> list[Gop]:
+    """Splits ``n_frames`` into back-to-back GOPs of ``gop_frames`` (the last may be shorter)."""
+    check_gop_frames(gop_frames, geom)
     gops, start = [], 0
     while start < n_frames:
         n = min(gop_frames, n_frames - start)
-        gops.append(Gop(len(gops), start, n, coded_length(n, frames_per_latent, causal)))
+        gops.append(Gop(len(gops), start, n, geom.coded_length(n)))
         start += n
     return gops
-
-
-def padded_size(h: int, w: int, multiple: int) -> tuple[int, int]:
-    return -(-h // multiple) * multiple, -(-w // multiple) * multiple
 
 
 def pad_clip(frames_thwc: np.ndarray, coded_t: int, coded_h: int, coded_w: int) -> np.ndarray:

@@ -1,71 +1,172 @@
 """Model registry: config name -> the velocity model + autoencoder the codec drives.
 
-The codec never knows which model it drives; it sees a :class:`CodecModel`:
-an NNX module with ``velocity(x_cthw, t, cond)`` split once into
-``(graphdef, state)`` for the jitted scans, plus encode/decode to latents.
+The codec never knows which model it drives; it sees a :class:`CodecModel`: a
+:class:`~gvc_jax.models.protocol.VelocityModel` split once into ``(graphdef, state)`` for the
+jitted scans, encode/decode between uint8 frames and latents, one
+:class:`~gvc_jax.models.protocol.Geometry`, and the conditioning shared by all GOPs (the prompt
+context).
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable
 
 import jax
 import numpy as np
 from flax import nnx
 
+from gvc_jax.bitstream import container
+from gvc_jax.bitstream.errors import BitstreamError
 from gvc_jax.codec.errors import UsageError
+from gvc_jax.models.protocol import Geometry, VelocityModel
 
-WAN_CONFIGS = ("wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.1-i2v-14b-480p",
-               "wan2.1-i2v-14b-720p", "wan2.1-flf2v-14b-720p")
+# Wan presets that name a released size; "wan2.1-t2v" takes any T2V folder.
+WAN_T2V = {"wan2.1-t2v-1.3b": "t2v-1.3b", "wan2.1-t2v-14b": "t2v-14b", "wan2.1-t2v": None}
+WAN_LATER = ("wan2.1-i2v-14b-480p", "wan2.1-i2v-14b-720p", "wan2.1-flf2v-14b-720p")
+MAX_PROMPT_BYTES = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Prompt:
+    """The text conditioning of a stream; it travels in the ``PRMT`` chunk (every byte counted).
+
+    The chunk holds the UTF-8 prompt, and for classifier-free guidance a NUL byte and the
+    negative prompt. No chunk at all means both are empty (GVCC's setting)."""
+    text: str = ""
+    negative: str = ""
+
+    def __post_init__(self):
+        for what, s in (("prompt", self.text), ("negative prompt", self.negative)):
+            if "\x00" in s:
+                raise UsageError(f"the {what} contains a NUL character")
+        if len(self.payload()) > MAX_PROMPT_BYTES:
+            raise UsageError(f"prompts are limited to {MAX_PROMPT_BYTES} bytes of UTF-8")
+
+    def payload(self) -> bytes:
+        s = self.text + ("\x00" + self.negative if self.negative else "")
+        return s.encode("utf-8")
+
+    def chunks(self) -> list[tuple[str, bytes]]:
+        return [container.prompt_chunk(self.payload().decode("utf-8"))] if self.payload() else []
+
+    @classmethod
+    def from_chunk(cls, payload: bytes | None) -> "Prompt":
+        if payload is None:
+            return cls()
+        text = container.parse_prompt(payload)
+        if not text:
+            raise BitstreamError("PRMT chunk is empty (an empty prompt is sent as no chunk)")
+        if len(payload) > MAX_PROMPT_BYTES:
+            raise BitstreamError(f"PRMT chunk exceeds {MAX_PROMPT_BYTES} bytes")
+        pos, _, neg = text.partition("\x00")
+        if "\x00" in neg:
+            raise BitstreamError("PRMT chunk holds more than two prompts")
+        return cls(pos, neg)
 
 
 @dataclasses.dataclass
 class CodecModel:
     name: str
     fingerprint: str
-    module: Any                      # nnx.Module with .velocity
-    encode: Callable[[np.ndarray], jax.Array]      # uint8 [T,H,W,3] -> x0 [C,T',H',W']
-    decode: Callable[[jax.Array], np.ndarray]      # x0 -> uint8 [T,H,W,3]
-    frames_per_latent: int
-    causal: bool
-    spatial_multiple: int
+    module: VelocityModel                            # nnx.Module with .velocity
+    encode: Callable[[np.ndarray], jax.Array]        # uint8 [T,H,W,3] -> x0 [C,T',H',W']
+    decode: Callable[[jax.Array], np.ndarray]        # x0 -> uint8 [T,H,W,3]
+    geometry: Geometry
     cond: Any = None
+    prompt: Prompt = Prompt()
+    text_conditioned: bool = False
+    dtype: str = "float32"
+    autoencoder: Any = None                          # the autoencoder object, where there is one
+    info: dict = dataclasses.field(default_factory=dict)
     graphdef: Any = None
     state: Any = None
 
     def __post_init__(self):
         self.graphdef, self.state = nnx.split(self.module)
 
+    def check_params(self, params) -> None:
+        """Parameters this model cannot honour are usage errors."""
+        if params.dtype != self.dtype:
+            raise UsageError(f"the model was loaded in {self.dtype}, the parameters ask for "
+                             f"{params.dtype}")
+        if not self.text_conditioned and (params.guidance != 1.0 or self.prompt.payload()):
+            raise UsageError(f"config {self.name!r} takes no prompt or guidance")
 
-def _gaussian(weights: str | None) -> CodecModel:
+
+# ------------------------------------------------------------------ loaders
+def _gaussian(weights: str | None, prompt: Prompt, params, **_) -> CodecModel:
     from gvc_jax.models.gaussian import GaussianPrior
-
     from gvc_jax.weights.sources import CheckpointError
 
+    if prompt.payload():
+        raise UsageError("the gaussian model takes no prompt")
     try:
         prior = GaussianPrior(path=weights) if weights else GaussianPrior()
     except (OSError, ValueError, KeyError) as e:
         raise CheckpointError(f"{weights}: not a usable gaussian prior stats file ({e})") from None
     enc = jax.jit(prior.encode)
     dec = jax.jit(prior.decode_uint8)
-    return CodecModel(
-        name="gaussian", fingerprint=prior.fingerprint, module=prior,
-        encode=lambda f: enc(np.asarray(f)), decode=lambda x: np.asarray(dec(x)),
-        frames_per_latent=prior.frames_per_latent, causal=False,
-        spatial_multiple=prior.spatial_multiple)
+    geom = Geometry(frames_per_latent=prior.frames_per_latent, causal=False,
+                    spatial_multiple=prior.spatial_multiple,
+                    spatial_stride=prior.spatial_multiple, latent_channels=prior.latent_channels)
+    return CodecModel(name="gaussian", fingerprint=prior.fingerprint, module=prior,
+                      encode=lambda f: enc(np.asarray(f)), decode=lambda x: np.asarray(dec(x)),
+                      geometry=geom, prompt=prompt, dtype=params.dtype)
 
 
-_LOADERS: dict[str, Callable[[str | None], CodecModel]] = {"gaussian": _gaussian}
+def _wan_t2v(name: str):
+    def load(weights: str | None, prompt: Prompt, params, *, cache_dir=None, log=None,
+             progress=False) -> CodecModel:
+        from gvc_jax.models.wan import t2v
+
+        if not weights:
+            raise UsageError(f"config {name!r} needs --weights: the Wan 2.1 T2V folder you "
+                             "downloaded (official or diffusers layout)")
+        got = t2v.load(weights, prompt=prompt.text, negative=prompt.negative,
+                       guidance=params.guidance, dtype=params.dtype, cache_dir=cache_dir,
+                       expect=WAN_T2V[name], log=log, progress=progress)
+        vae = got.vae
+        return CodecModel(name=name, fingerprint=got.fingerprint, module=got.module,
+                          encode=vae.encode, decode=vae.decode_uint8, geometry=got.geometry,
+                          cond=got.cond, prompt=prompt, text_conditioned=True,
+                          dtype=params.dtype, autoencoder=vae,
+                          info={"parts": got.parts, **got.info})
+    return load
+
+
+_LOADERS: dict[str, Callable[..., CodecModel]] = {"gaussian": _gaussian,
+                                                  **{n: _wan_t2v(n) for n in WAN_T2V}}
 
 
 def available_configs() -> list[str]:
-    return sorted(_LOADERS) + list(WAN_CONFIGS)
+    return sorted(_LOADERS)
 
 
-def load_model(config: str, weights: str | None = None) -> CodecModel:
+def load_model(config: str, weights: str | None = None, prompt: Prompt = Prompt(),
+               params=None, **kw) -> CodecModel:
+    """The codec model of a config name; ``params`` (CodecParams) give the guidance and dtype."""
+    from gvc_jax.codec.params import CodecParams
+
+    params = params if params is not None else CodecParams()
     if config in _LOADERS:
-        return _LOADERS[config](weights)
-    if config in WAN_CONFIGS or config.startswith("wan"):
-        raise UsageError(f"config {config!r}: the Wan models are ported (gvc_jax.models.wan) but "
-                         "not yet wired into the codec; use --config gaussian")
+        return _LOADERS[config](weights, prompt, params, **kw)
+    if config in WAN_LATER:
+        raise UsageError(f"config {config!r}: the I2V/FLF2V modes are not wired yet; T2V "
+                         f"configs: {', '.join(WAN_T2V)}")
     raise UsageError(f"unknown config {config!r}; available: {', '.join(available_configs())}")
+
+
+def detect_config(weights: str | None) -> str:
+    """The preset for a ``--weights`` path when ``--config`` is not given."""
+    if not weights or (os.path.isfile(weights) and weights.endswith(".npz")):
+        return "gaussian"
+    from gvc_jax.weights import folder as wf
+
+    cfg, _, _ = wf.dit_config(weights)
+    for name, variant in WAN_T2V.items():
+        if variant is not None and variant == cfg.name:
+            return name
+    if cfg.model_type == "t2v":
+        return "wan2.1-t2v"
+    raise UsageError(f"{weights}: a {cfg.model_type} checkpoint; only T2V is wired so far")

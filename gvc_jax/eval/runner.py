@@ -41,12 +41,10 @@ class GvcRun:
         return ",".join(f"{k}={v}" for k, v in parts.items())
 
 
-_INT_KEYS = ("K", "M", "steps", "sde_steps", "seed", "gop_frames")
-_FLOAT_KEYS = ("g_scale", "shift")
-
-
 def parse_gvc_spec(spec: str) -> list[GvcRun]:
     """'config[:key=v1,v2[:key=...]]' -> runs over the Cartesian product of the values."""
+    from gvc_jax.codec import params as params_mod
+
     config, *fields = spec.split(":")
     if not config:
         raise UsageError(f"--gvc {spec!r}: missing config name")
@@ -56,9 +54,11 @@ def parse_gvc_spec(spec: str) -> list[GvcRun]:
         key = key.strip().replace("-", "_")
         if not eq or not vals:
             raise UsageError(f"--gvc {spec!r}: expected key=value, got {f!r}")
-        if key not in _INT_KEYS + _FLOAT_KEYS + ("schedule",):
+        types = {f.name: {"int": int, "float": float, "str": str}[str(f.type)]
+                 for f in params_mod.flag_fields()}
+        if key not in types:
             raise UsageError(f"--gvc {spec!r}: unknown codec parameter {key!r}")
-        conv = int if key in _INT_KEYS else float if key in _FLOAT_KEYS else str
+        conv = types[key]
         try:
             axes.append([(key, conv(v)) for v in vals.split(",")])
         except ValueError:
@@ -209,15 +209,16 @@ def _rate(nbytes: int, t: int, h: int, w: int, fps) -> dict:
 # ------------------------------------------------------------------ runs
 def _run_gvc(run: GvcRun, video, name: str, plan: EvalPlan, models: dict, on_gop, on_step):
     from gvc_jax.bitstream import container
-    from gvc_jax.codec import t2v
-    from gvc_jax.codec.api import params_for
+    from gvc_jax.codec import core
+    from gvc_jax.codec.api import decode_bytes, params_for
     from gvc_jax.codec.models import load_model
 
-    model_name, params = params_for(run.config, dict(run.overrides))
+    model_name, mode, params = params_for(run.config, dict(run.overrides))
     if model_name not in models:
-        models[model_name] = load_model(model_name, plan.weights)
+        models[model_name] = load_model(model_name, plan.weights, params=params)
     model = models[model_name]
-    enc = t2v.compress(video.frames, video.fps, model, params, on_gop=on_gop, on_step=on_step)
+    enc = core.compress(video.frames, video.fps, model, params, mode=mode, on_gop=on_gop,
+                        on_step=on_step)
     label = run.label(params)
     stream_dir = os.path.join(plan.out, "streams", name)
     os.makedirs(stream_dir, exist_ok=True)
@@ -226,12 +227,12 @@ def _run_gvc(run: GvcRun, video, name: str, plan: EvalPlan, models: dict, on_gop
     with open(path, "rb") as f:          # decode what is on disk, and time it
         data = f.read()
     t0 = time.perf_counter()
-    decoded, _, _ = t2v.decompress(data, lambda n: models[n] if n in models else
-                                   load_model(n, plan.weights), on_gop=on_gop, on_step=on_step)
+    decoded, _, _ = decode_bytes(data, weights=plan.weights, models=models, on_gop=on_gop,
+                                 on_step=on_step)
     dec_s = time.perf_counter() - t0
     if not np.array_equal(decoded, enc.recon):
         raise RuntimeError(f"{path}: the decoder's output differs from the encoder's reconstruction")
-    settings = {"config": run.config, "model": model_name, "mode": enc.header["codec"]["mode"],
+    settings = {"config": run.config, "model": model_name, "mode": mode,
                 **dataclasses.asdict(params), "stream": os.path.relpath(path, plan.out)}
     return label, decoded, len(data), settings, enc.encode_seconds, dec_s
 
@@ -241,7 +242,7 @@ def _label(kind: str, arg) -> str:
 
     if kind == "gvc":
         from gvc_jax.codec.api import params_for
-        return arg.label(params_for(arg.config, dict(arg.overrides))[1])
+        return arg.label(params_for(arg.config, dict(arg.overrides))[2])
     if kind == "matched":
         return baselines.match_label(arg)
     return baselines.setting_label(arg)
@@ -285,14 +286,12 @@ def _jobs_for_video(plan: EvalPlan, name: str, done_rows: list[dict]):
 def _preflight(plan: EvalPlan) -> None:
     """Usage errors before any video is read or coded."""
     from gvc_jax.codec.api import params_for
-    from gvc_jax.codec.models import WAN_CONFIGS
     from gvc_jax.eval import baselines
 
     for run in plan.gvc:
-        model_name, _ = params_for(run.config, dict(run.overrides))
-        if model_name in WAN_CONFIGS:
-            raise UsageError(f"--gvc {run.config}: the Wan models are ported but not yet wired "
-                             "into the codec; evaluate the gaussian config for now")
+        model_name, _, _ = params_for(run.config, dict(run.overrides))
+        if model_name != "gaussian" and not plan.weights:
+            raise UsageError(f"--gvc {run.config} needs --weights: the Wan 2.1 folder")
     for b in plan.baselines:
         if b not in baselines.BASELINES:
             raise UsageError(f"unknown baseline {b!r}; known: {', '.join(baselines.BASELINES)}")

@@ -59,10 +59,16 @@ def _from_fd(z_fd, shape_cthw):
     return jnp.moveaxis(z_fd.reshape(f, c, h, w), 0, 1)
 
 
-def _ode_tail(model, cond, x, times, spec: SamplerSpec):
+def _velocity(graphdef, state, cond):
+    """``u(x, t)``. The module is merged inside each scan body, at that body's trace level
+    (NNX transforms inside the model, e.g. ``nnx.scan`` over blocks, require it)."""
+    return lambda x, t: nnx.merge(graphdef, state, copy=True).velocity(x, t, cond)
+
+
+def _ode_tail(velocity, x, times, spec: SamplerSpec):
     def body(x, i):
         t, t_next = times[i], times[i + 1]
-        u = model.velocity(x, t, cond)
+        u = velocity(x, t)
         _progress.tick(i)
         return ode_step(x, u, t, t_next), None
 
@@ -93,7 +99,7 @@ def encode_gop(graphdef, state, cond, x_T, x0_target, seed, gop, *, spec: Sample
     per SDE step and latent frame the atoms ordered by |score|, and the
     encoder's own final sample.
     """
-    model = nnx.merge(graphdef, state)
+    velocity = _velocity(graphdef, state, cond)
     times = jnp.asarray(spec.times())
     shape = x_T.shape
     seed = jnp.asarray(seed, jnp.uint32)
@@ -101,7 +107,7 @@ def encode_gop(graphdef, state, cond, x_T, x0_target, seed, gop, *, spec: Sample
 
     def body(x, i):
         t, t_next = times[i], times[i + 1]
-        u = model.velocity(x, t, cond)
+        u = velocity(x, t)
         r_fd = _to_fd(x0_target - x0_from_velocity(x, t, u))
         idx, sign = codebook.select_topm(seed, gop, i, r_fd, spec.K, spec.m_max, chunk=spec.chunk)
         z = _noise(seed, gop, i, idx, sign, spec, shape)
@@ -109,13 +115,13 @@ def encode_gop(graphdef, state, cond, x_T, x0_target, seed, gop, *, spec: Sample
         return sde_step(x, u, t, t_next, z, spec.g_scale), (idx, sign)
 
     x, (idx, sign) = jax.lax.scan(body, x_T, jnp.arange(spec.sde_steps))
-    return idx, sign, _ode_tail(model, cond, x, times, spec)
+    return idx, sign, _ode_tail(velocity, x, times, spec)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "spec"))
 def decode_gop(graphdef, state, cond, x_T, idx, sign, seed, gop, *, spec: SamplerSpec):
     """Replays one GOP from its indices and signs; generates only the M atoms used."""
-    model = nnx.merge(graphdef, state)
+    velocity = _velocity(graphdef, state, cond)
     times = jnp.asarray(spec.times())
     shape = x_T.shape
     seed = jnp.asarray(seed, jnp.uint32)
@@ -124,27 +130,27 @@ def decode_gop(graphdef, state, cond, x_T, idx, sign, seed, gop, *, spec: Sample
     def body(x, inputs):
         i, idx_fm, sign_fm = inputs
         t, t_next = times[i], times[i + 1]
-        u = model.velocity(x, t, cond)
+        u = velocity(x, t)
         z = _noise(seed, gop, i, idx_fm, sign_fm, spec, shape)
         _progress.tick(i)
         return sde_step(x, u, t, t_next, z, spec.g_scale), None
 
     x, _ = jax.lax.scan(body, x_T, (jnp.arange(spec.sde_steps), idx, sign))
-    return _ode_tail(model, cond, x, times, spec)
+    return _ode_tail(velocity, x, times, spec)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "spec"))
 def sample_gop(graphdef, state, cond, x_T, key, *, spec: SamplerSpec):
     """Unconditional sampling with Gaussian noise (no target): used to check
     that the SDE keeps the prior's marginals."""
-    model = nnx.merge(graphdef, state)
+    velocity = _velocity(graphdef, state, cond)
     times = jnp.asarray(spec.times())
 
     def body(x, i):
         t, t_next = times[i], times[i + 1]
-        u = model.velocity(x, t, cond)
+        u = velocity(x, t)
         z = jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
         return sde_step(x, u, t, t_next, z, spec.g_scale), None
 
     x, _ = jax.lax.scan(body, x_T, jnp.arange(spec.sde_steps))
-    return _ode_tail(model, cond, x, times, spec)
+    return _ode_tail(velocity, x, times, spec)

@@ -251,3 +251,32 @@ def load_dit_orbax(out_dir: str, cfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat
     model = load_into(dit_factory(cfg, dtype, param_dtype), arrays)
     model.fingerprint = fp
     return model
+
+
+# ------------------------------------------------------------------ the family loader
+def load(path: str, *, dtype: str = "float32", cache_dir=None, log=None, progress: bool = False,
+         info: dict | None = None):
+    """``(WanDiT, fingerprint)`` from a download folder (official or diffusers layout) or the
+    DiT folder itself; the architecture comes from its ``config.json`` (also in ``info["config"]``: ``info`` receives where the weights came from).
+
+    ``dtype`` is the compute and parameter dtype; the fingerprint is that of the weights in the
+    checkpoint's own dtype, which the cache keeps (see :mod:`gvc_jax.weights.cache`)."""
+    from gvc_jax.weights import folder as wf
+    from gvc_jax.weights.cache import cached_convert
+    from gvc_jax.weights.progress import bar, dominant_float_dtype, jnp_dtype
+    from gvc_jax.weights.table import load_into
+
+    cfg, layout, where = wf.dit_config(path)
+
+    def conv():
+        items = list(iter_safetensors_folder(where))
+        with bar(len(items), "converting the DiT", progress) as tick:
+            return convert_source(items, cfg, layout, dominant_float_dtype(items), tick)
+
+    arrays, fp, how = cached_convert("wan_dit", wf.dit_files(where), conv, cache_dir=cache_dir,
+                                     extra=cfg.name, log=log, label=where)
+    jd = jnp_dtype(dtype)
+    model = load_into(dit_factory(cfg, jd, jd), arrays)
+    if info is not None:
+        info.update(how, config=cfg)
+    return model, fp

@@ -25,6 +25,23 @@ import numpy as np
 Loader = Callable[[], np.ndarray]
 
 
+class TensorRef:
+    """A lazily read tensor: ``ref()`` reads it; ``shape`` and ``dtype`` are known up front,
+    so architectures can be inferred from a checkpoint without reading its data."""
+    __slots__ = ("shape", "dtype", "_load")
+
+    def __init__(self, shape, dtype, load: Loader):
+        self.shape, self.dtype, self._load = tuple(int(s) for s in shape), np.dtype(dtype), load
+
+    def __call__(self) -> np.ndarray:
+        return self._load()
+
+
+def shapes(items) -> dict[str, tuple[int, ...]]:
+    """``{key: shape}`` of ``(key, TensorRef)`` pairs, reading no tensor data."""
+    return {k: ref.shape for k, ref in items}
+
+
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable or has unexpected content."""
 
@@ -72,7 +89,7 @@ def iter_safetensors(path: str) -> Iterator[tuple[str, Loader]]:
                            shape=(stop - start,))
             return np.asarray(mm).view(dtype).reshape(shape)
 
-        yield key, load
+        yield key, TensorRef(shape, dtype, load)
 
 
 def safetensors_files(folder_or_file: str, prefix: str = "diffusion_pytorch_model") -> list[str]:
@@ -215,7 +232,7 @@ def iter_torch_zip(path: str, subtree: str | None = None) -> Iterator[tuple[str,
             raise CheckpointError(f"{path}: no {subtree!r} entry")
         obj = obj[subtree]
     for key, t in _flatten_tensors(obj):
-        yield key, t.load
+        yield key, TensorRef(t.size, t.storage.dtype, t.load)
 
 
 def resolve_checkpoint(path: str, layout: str, official_file: str, subfolder: str,
@@ -319,7 +336,7 @@ def iter_torch_legacy(path: str) -> Iterator[tuple[str, Loader]]:
         except Exception as e:  # malformed stream
             raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e})") from None
     for key, t in _flatten_tensors(obj):
-        yield key, t.load
+        yield key, TensorRef(t.size, t.storage.dtype, t.load)
 
 
 def iter_torch_any(path: str) -> Iterator[tuple[str, Loader]]:

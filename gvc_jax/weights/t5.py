@@ -112,3 +112,35 @@ def load_t5(path: str, cfg, layout: str = "auto"):
     """Returns ``(model, fingerprint)``; the fingerprint matches ``gvc-convert t5``'s."""
     arrays = convert_t5(path, cfg, layout)
     return load_into(model_factory(cfg), arrays), fingerprint(arrays, name=f"umt5:{cfg.name}")
+
+
+# ------------------------------------------------------------------ the family loader
+def load(path: str, *, dtype: str = "float32", cache_dir=None, log=None, progress: bool = False,
+         info: dict | None = None):
+    """``(UMT5Encoder, fingerprint)`` from a download folder
+    (``models_t5_umt5-xxl-enc-bf16.pth`` or ``text_encoder/``) or the checkpoint itself; the
+    official file's sizes come from its tensor shapes."""
+    from gvc_jax.weights import folder as wf
+    from gvc_jax.weights.cache import cached_convert
+    from gvc_jax.weights.progress import bar, dominant_float_dtype
+
+    src, layout = wf.t5_source(path)
+    cfg = wf.t5_config(src, layout)
+    cfg.dtype = cfg.param_dtype = dtype
+
+    def conv():
+        items = _source(src, layout)
+        stored = dominant_float_dtype(items)
+        c = cfg.copy_and_resolve_references()
+        c.param_dtype = "bfloat16" if str(stored) == "bfloat16" else "float32"
+        with bar(len(items), "converting the text encoder", progress) as tick:
+            arrays = convert(items, rules(c, layout), abstract_targets(model_factory(c)),
+                             progress=tick)
+        return arrays, fingerprint(arrays, name=f"umt5:{cfg.name}")
+
+    arrays, fp, how = cached_convert("umt5", wf.t5_files(src), conv, cache_dir=cache_dir,
+                                     extra=cfg.name, log=log, label=src)
+    model = load_into(model_factory(cfg), arrays)
+    if info is not None:
+        info.update(how, config=cfg)
+    return model, fp

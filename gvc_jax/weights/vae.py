@@ -181,3 +181,34 @@ def load_vae(path: str, config="wan2.1", layout: str = "auto"):
     vae = WanVAE(cfg, load_into(vae_factory(cfg), arrays))
     vae.fingerprint = fp
     return vae
+
+
+# ------------------------------------------------------------------ the family loader
+def load(path: str, *, dtype: str = "float32", cache_dir=None, log=None, progress: bool = False,
+         info: dict | None = None):
+    """``(WanVAE, fingerprint)`` from a download folder (``Wan2.1_VAE.pth`` or ``vae/``) or the
+    VAE file/folder itself. The official file has no config: its size comes from the shapes."""
+    from gvc_jax.models.wan.vae import WanVAE
+    from gvc_jax.weights import folder as wf
+    from gvc_jax.weights.cache import cached_convert
+    from gvc_jax.weights.progress import bar
+
+    src, layout = wf.vae_source(path)
+    cfg = wf.vae_config(src, layout)
+    if dtype == "bfloat16":
+        cfg.dtype = "bfloat16"
+
+    def conv():
+        items = list(_source(src, layout))
+        with bar(len(items), "converting the VAE", progress) as tick:
+            arrays = convert(items, RULES[layout](cfg), abstract_targets(vae_factory(cfg)),
+                             progress=tick)
+        return arrays, fingerprint(arrays, name=f"wan_vae:{cfg.name}")
+
+    arrays, fp, how = cached_convert("wan_vae", wf.vae_files(src), conv, cache_dir=cache_dir,
+                                     extra=cfg.name, log=log, label=src)
+    vae = WanVAE(cfg, load_into(vae_factory(cfg), arrays))
+    vae.fingerprint = fp
+    if info is not None:
+        info.update(how, config=cfg)
+    return vae, fp

@@ -300,6 +300,27 @@ def write_diffusers_folder(root, *, seed: int = 0) -> str:
     return root
 
 
+def load_pipeline(root):
+    """``WanPipeline.from_pretrained(root)``, fp32 on the CPU. Without ``accelerate``,
+    diffusers 0.42 refuses to load ``WanTransformer3DModel`` (it has ``_keep_in_fp32_modules``
+    and then insists on ``low_cpu_mem_usage``), so the transformer is then loaded by hand from
+    the same folder and handed in."""
+    import torch
+    from diffusers import WanPipeline, WanTransformer3DModel
+    from diffusers.utils import is_accelerate_available
+
+    kw = {}
+    if not is_accelerate_available():
+        from safetensors.torch import load_file
+
+        sub = os.path.join(root, "transformer")
+        tr = WanTransformer3DModel.from_config(WanTransformer3DModel.load_config(sub))
+        tr.load_state_dict(load_file(os.path.join(sub, "diffusion_pytorch_model.safetensors")),
+                           strict=True)
+        kw["transformer"] = tr.eval()
+    return WanPipeline.from_pretrained(root, dtype=torch.float32, **kw)
+
+
 # ------------------------------------------------------------------ pytest fixtures
 OTHER_SEED = 1
 

@@ -5,7 +5,7 @@ context; the codec needs that context for every GOP but the encoder never
 again. So the context is computed once per (model fingerprint, prompt) and
 stored at ``<cache>/context/<fingerprint>/<sha256(prompt)>.npz``; the
 encoder can then be freed before the DiT is loaded. ``<cache>`` is
-``$GVC_CACHE_DIR`` or ``~/.cache/gvc_jax``. Other weights have another
+``--cache-dir``, ``$GVC_CACHE_DIR``, ``$XDG_CACHE_HOME/gvc_jax`` or ``~/.cache/gvc_jax``. Other weights have another
 fingerprint, hence another folder: a stale context is never reused. Writes
 are atomic (temp file + ``os.replace``); an unreadable or mismatched file is
 recomputed, never trusted.
@@ -22,12 +22,9 @@ import numpy as np
 
 
 def cache_root(cache_dir: str | None = None) -> str:
-    if cache_dir:
-        return cache_dir
-    env = os.environ.get("GVC_CACHE_DIR")
-    if env:
-        return env
-    return os.path.join(os.path.expanduser("~"), ".cache", "gvc_jax")
+    """The project's cache folder (see :func:`gvc_jax.weights.cache.cache_root`)."""
+    from gvc_jax.weights.cache import cache_root as root
+    return root(cache_dir)
 
 
 def context_path(prompt: str, fingerprint: str, cache_dir: str | None = None) -> str:

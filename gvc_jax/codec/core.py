@@ -1,0 +1,204 @@
+"""The codec core: one encoder and one decoder loop for every mode (docs/codec.md).
+
+Per GOP: pad -> autoencoder.encode -> x0 target; seeded x_T (not sent); the encoder scan emits
+the top-M atom indices and signs per SDE step and latent frame, enumeratively coded into one
+``IDX `` chunk. The mode (:mod:`gvc_jax.codec.modes`) plans the GOPs and builds each GOP's
+conditioning; the decoder rebuilds everything else from the header, the prompt and the mode's
+chunks, calling the same functions.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from fractions import Fraction
+from typing import Callable
+
+import numpy as np
+
+from gvc_jax import codebook
+from gvc_jax.bitstream import container, indices as bs_indices
+from gvc_jax.bitstream.errors import BitstreamError
+from gvc_jax.codec import modes
+from gvc_jax.codec.errors import ModelMismatchError, UsageError
+from gvc_jax.codec.geometry import Gop, pad_clip
+from gvc_jax.codec.models import CodecModel, Prompt
+from gvc_jax.codec.params import CodecParams
+from gvc_jax.sampler import decode_gop, encode_gop
+from gvc_jax.sampler import progress as sampler_progress
+
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass
+class Encoded:
+    data: bytes
+    header: dict
+    chunks: list
+    recon: np.ndarray          # uint8 [T,H,W,3], equal to what decompress returns
+    encode_seconds: float
+    decode_seconds: float
+    gops: list[Gop]
+
+
+def make_header(model: CodecModel, mode: str, params: CodecParams, n_frames: int, h: int,
+                w: int, fps: Fraction, gops: list[Gop]) -> dict:
+    geom = model.geometry
+    ch, cw = geom.padded_size(h, w)
+    n_lat = geom.latent_frames(geom.coded_length(params.gop_frames))
+    return {
+        "format": "gvc", "version": FORMAT_VERSION,
+        "model": {"config": model.name, "fingerprint": model.fingerprint},
+        "codec": {"mode": mode, **params.header_fields(n_lat)},
+        "source": {"frames": n_frames, "height": h, "width": w,
+                   "fps": [fps.numerator, fps.denominator]},
+        "coded": {"frames": sum(g.coded for g in gops), "height": ch, "width": cw},
+        "gops": [g.to_json() for g in gops],
+    }
+
+
+def _decode_gop_frames(session: modes.Session, mode, gop: Gop, payload: bytes) -> np.ndarray:
+    """The decoder's frames of one GOP (cropped to the source size): shared by both sides."""
+    model, params, header = session.model, session.params, session.header
+    geom = model.geometry
+    coded = header["coded"]
+    m = params.m_per_frame(geom.latent_frames(gop.coded))
+    idx, sign = bs_indices.unpack_indices(payload, params.sde_steps, m, params.K)
+    shape = geom.latent_shape(gop.coded, coded["height"], coded["width"])
+    x_T = codebook.init_noise(params.seed, gop.index, shape)
+    x0 = decode_gop(model.graphdef, model.state, mode.cond(session, gop), x_T, idx, sign,
+                    params.seed, gop.index, spec=params.spec(m))
+    src = header["source"]
+    return model.decode(x0)[: gop.frames, : src["height"], : src["width"]]
+
+
+def compress(frames: np.ndarray, fps: Fraction, model: CodecModel, params: CodecParams, *,
+             mode: str = "t2v", on_gop: Callable[[int, int, str], None] | None = None,
+             on_step: Callable[[int], None] | None = None) -> Encoded:
+    """Encodes a uint8 clip [T,H,W,3]; returns the .gvc bytes and the decoder's output."""
+    params.validate()
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise UsageError(f"expected uint8 frames [T,H,W,3], got {frames.dtype} {frames.shape}")
+    model.check_params(params)
+    md = modes.get(mode)
+    t, h, w, _ = frames.shape
+    try:
+        gops = md.plan(t, params, model.geometry)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    header = make_header(model, mode, params, t, h, w, fps, gops)
+    ch, cw = header["coded"]["height"], header["coded"]["width"]
+    session = modes.Session(model, params, header)
+    chunks = list(model.prompt.chunks()) + list(md.begin(session, frames))
+    recon = []
+    enc_s = dec_s = 0.0
+    with sampler_progress.reporting(on_step):
+        for g in gops:
+            m = params.m_per_frame(model.geometry.latent_frames(g.coded))
+            if on_gop:
+                on_gop(g.index, len(gops), "encode")
+            t0 = time.perf_counter()
+            x0 = model.encode(pad_clip(frames[g.start:g.start + g.frames], g.coded, ch, cw))
+            x_T = codebook.init_noise(params.seed, g.index, x0.shape)
+            idx, sign, _ = encode_gop(model.graphdef, model.state, md.cond(session, g), x_T, x0,
+                                      params.seed, g.index, spec=params.spec(m))
+            payload = bs_indices.pack_indices(np.asarray(idx), np.asarray(sign), m, params.K)
+            chunks.append(container.idx_chunk(g.index, payload))
+            enc_s += time.perf_counter() - t0
+            # The reconstruction is what the decoder will produce: decode the packed indices
+            # with the decoder's own function.
+            if on_gop:
+                on_gop(g.index, len(gops), "decode")
+            t0 = time.perf_counter()
+            out = _decode_gop_frames(session, md, g, payload)
+            session.decoded.append(out)
+            recon.append(md.emit(session, g, out))
+            dec_s += time.perf_counter() - t0
+    data = container.dumps_gvc(header, chunks)
+    return Encoded(data, header, chunks, np.concatenate(recon), enc_s, dec_s, gops)
+
+
+def check_model(header: dict, model: CodecModel) -> None:
+    want = header["model"]
+    if want["config"] != model.name:
+        raise ModelMismatchError(f"bitstream was made with config {want['config']!r}, "
+                                 f"not {model.name!r}")
+    if want["fingerprint"] != model.fingerprint:
+        raise ModelMismatchError(
+            f"model fingerprint mismatch: bitstream {want['fingerprint'][:16]}…, "
+            f"loaded weights {model.fingerprint[:16]}… (wrong or modified weights)")
+
+
+def _check_gop_table(header: dict, md, params: CodecParams, model: CodecModel) -> list[Gop]:
+    """The GOP table must be exactly what the encoder would plan for this source."""
+    src, coded, codec = header["source"], header["coded"], header["codec"]
+    try:
+        want = md.plan(src["frames"], params, model.geometry)
+    except ValueError as e:
+        raise BitstreamError(f"inconsistent header: {e}") from None
+    if [g.to_json() for g in want] != header["gops"]:
+        raise BitstreamError("GOP table does not match the source geometry and gop_frames")
+    if [coded["height"], coded["width"]] != list(model.geometry.padded_size(src["height"],
+                                                                            src["width"])):
+        raise BitstreamError("coded size does not match the source size")
+    if coded["frames"] != sum(g.coded for g in want):
+        raise BitstreamError("coded frame count does not match the GOP table")
+    n_lat = model.geometry.latent_frames(model.geometry.coded_length(params.gop_frames))
+    if int(codec.get("latent_frames", -1)) != n_lat:
+        raise BitstreamError("codec latent_frames does not match gop_frames")
+    return want
+
+
+def read_stream(data: bytes) -> tuple[dict, Prompt, dict[str, list[bytes]]]:
+    """Header, prompt and the payload chunks by tag; no model needed."""
+    header, chunks = container.read_gvc(data)
+    by_tag: dict[str, list[bytes]] = {}
+    for tag, payload in chunks:
+        by_tag.setdefault(tag, []).append(payload)
+    prompt = Prompt.from_chunk(by_tag.pop("PRMT", [None])[0])
+    return header, prompt, by_tag
+
+
+def decompress(data: bytes, load: Callable[[str, Prompt, CodecParams], CodecModel], *,
+               on_gop: Callable[[int, int, str], None] | None = None,
+               on_step: Callable[[int], None] | None = None) -> tuple[np.ndarray, Fraction, dict]:
+    """Decodes .gvc bytes; ``load(config_name, prompt, params)`` supplies the model."""
+    header, prompt, by_tag = read_stream(data)
+    codec = header["codec"]
+    md = modes.get(codec["mode"]) if codec.get("mode") in modes.MODES else None
+    if md is None:
+        raise BitstreamError(f"unsupported codec mode {codec.get('mode')!r}")
+    params = CodecParams.from_header(codec)
+    for tag in by_tag:
+        if tag != "IDX " and tag not in md.chunk_tags:
+            raise BitstreamError(f"unexpected chunk {tag!r} in a {md.name} stream")
+    try:
+        model = load(header["model"]["config"], prompt, params)
+    except UsageError as e:   # the file names a model this build cannot run
+        raise ModelMismatchError(str(e)) from None
+    check_model(header, model)
+    gops = _check_gop_table(header, md, params, model)
+    by_gop = {}
+    for payload in by_tag.pop("IDX ", []):
+        g, packed = container.parse_idx(payload)
+        if g in by_gop:
+            raise BitstreamError(f"GOP {g} coded twice")
+        by_gop[g] = packed
+    if sorted(by_gop) != list(range(len(gops))):
+        raise BitstreamError(f"IDX chunks for GOPs {sorted(by_gop)} do not match the "
+                             f"GOP table of {len(gops)}")
+    session = modes.Session(model, params, header, chunks=by_tag)
+    md.begin(session, None)
+    out = []
+    with sampler_progress.reporting(on_step):
+        for g in gops:
+            if on_gop:
+                on_gop(g.index, len(gops), "decode")
+            frames = _decode_gop_frames(session, md, g, by_gop[g.index])
+            session.decoded.append(frames)
+            out.append(md.emit(session, g, frames))
+    frames = np.concatenate(out)
+    src = header["source"]
+    if frames.shape[0] != src["frames"]:
+        raise BitstreamError(f"GOP table covers {frames.shape[0]} frames, header says "
+                             f"{src['frames']}")
+    return frames, Fraction(*src["fps"]), header

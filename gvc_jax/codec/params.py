@@ -1,0 +1,177 @@
+"""The codec parameters, declared once (docs/codec.md, "Parameters").
+
+:class:`CodecParams` is the single declaration. Everything else is derived from its fields and
+their metadata: validation, the ``gvc compress`` flags (:func:`add_cli_flags`), the presets in
+``configs/codec.py`` (which only name the fields they change), the header's ``codec`` object
+(:meth:`CodecParams.header_fields` / :meth:`CodecParams.from_header`) and the sampler spec
+(:meth:`CodecParams.spec`). The number of atoms per latent frame comes from one method,
+:meth:`CodecParams.m_per_frame`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from gvc_jax.bitstream.errors import BitstreamError
+from gvc_jax.codebook.table import MAX_EXACT_ATOMS
+from gvc_jax.codec.errors import UsageError
+from gvc_jax.sampler import SamplerSpec
+
+SCHEDULES = ("shifted", "logsnr")
+DTYPES = ("float32", "bfloat16")
+
+
+def _p(default, help: str, *, header: bool = True, choices=None, flag: bool = True):
+    return dataclasses.field(default=default, metadata={"help": help, "header": header,
+                                                        "choices": choices, "flag": flag})
+
+
+@dataclasses.dataclass(frozen=True)
+class CodecParams:
+    """Codec settings. Fields with ``header`` metadata travel in the bitstream header."""
+    K: int = _p(16384, "codebook size: atoms scored per SDE step and latent frame")
+    M: int = _p(64, "atoms sent per SDE step and latent frame")
+    steps: int = _p(20, "sampler steps")
+    sde_steps: int = _p(17, "leading steps that are SDE steps and carry bits")
+    g_scale: float = _p(3.0, "diffusion scale: g_t = g_scale * t^2")
+    shift: float = _p(1.0, "time-grid shift s: t' = s t / (1 + (s - 1) t)")
+    seed: int = _p(0, "seed of the codebook and of x_T")
+    gop_frames: int = _p(16, "source frames per GOP")
+    schedule: str = _p("shifted", "time grid", choices=SCHEDULES)
+    guidance: float = _p(1.0, "classifier-free guidance scale (1 = off; needs a text-conditioned "
+                              "model)")
+    dtype: str = _p("float32", "compute dtype of the velocity model (the decoder uses the same)",
+                    choices=DTYPES, flag=False)
+    chunk: Any = _p(None, "atoms scored at once by the encoder (memory knob)", header=False,
+                    flag=False)
+
+    # ------------------------------------------------------------------ derived
+    def m_per_frame(self, n_latent: int) -> tuple[int, ...]:
+        """Atoms per latent frame of a GOP with ``n_latent`` latent frames."""
+        return (self.M,) * n_latent
+
+    def spec(self, m_per_frame: tuple[int, ...]) -> SamplerSpec:
+        return SamplerSpec(n_steps=self.steps, sde_steps=self.sde_steps, g_scale=self.g_scale,
+                           shift=self.shift, K=self.K, m_per_frame=tuple(m_per_frame),
+                           chunk=self.chunk, schedule=self.schedule)
+
+    def header_fields(self, n_latent: int) -> dict:
+        """The header's codec entries: every ``header`` field, M as a per-latent-frame list."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.metadata["header"]}
+        out["M"] = list(self.m_per_frame(n_latent))
+        out["latent_frames"] = n_latent
+        return out
+
+    @classmethod
+    def from_header(cls, codec: dict) -> "CodecParams":
+        """Parameters of a stream; BitstreamError if the decoder cannot run them exactly.
+
+        Fields written by older builds before they existed take their defaults (``guidance``
+        1, ``dtype`` float32: what those builds ran)."""
+        try:
+            values = {}
+            for f in dataclasses.fields(cls):
+                if not f.metadata["header"] or f.name == "M":
+                    continue
+                if f.name in codec:
+                    values[f.name] = _cast(f, codec[f.name])
+            m = [int(v) for v in codec["M"]]
+            if not m or min(m) < 1:
+                raise UsageError("every M must be >= 1")
+            params = cls(M=max(m), **values)
+            params.validate()
+            if list(params.m_per_frame(len(m))) != m:
+                raise UsageError(f"the M list {m} is not what M={max(m)} gives")
+            return params
+        except (UsageError, KeyError, TypeError, ValueError) as e:
+            raise BitstreamError(f"unsupported codec parameters in header: {e}") from None
+
+    @classmethod
+    def from_values(cls, values: dict) -> "CodecParams":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise UsageError(f"unknown codec parameter(s): {', '.join(unknown)}")
+        p = cls(**{k: _cast(_field(k), v) if v is not None else None for k, v in values.items()})
+        p.validate()
+        return p
+
+    def replace(self, **kw) -> "CodecParams":
+        return CodecParams.from_values({**dataclasses.asdict(self), **kw})
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        if not 2 <= self.K <= 2 ** 16:
+            raise UsageError(f"K must lie in [2, 65536], got {self.K}")
+        if not 1 <= self.M <= min(self.K, MAX_EXACT_ATOMS):
+            raise UsageError(f"M must lie in [1, min(K, {MAX_EXACT_ATOMS})], got {self.M} "
+                             f"(K={self.K}; sums of more atoms are not exact in float32)")
+        if not 1 <= self.steps <= 1000 or not 0 <= self.sde_steps <= self.steps:
+            raise UsageError(f"need 1 <= steps <= 1000 and 0 <= sde_steps <= steps, "
+                             f"got steps={self.steps}, sde_steps={self.sde_steps}")
+        if not self.g_scale >= 0 or not self.shift > 0:
+            raise UsageError("g_scale must be >= 0 and shift > 0")
+        if not 0 <= self.seed < 2 ** 32:
+            raise UsageError("seed must lie in [0, 2^32)")
+        if self.gop_frames < 1:
+            raise UsageError(f"gop_frames must be >= 1, got {self.gop_frames}")
+        for f in dataclasses.fields(self):
+            ch = f.metadata["choices"]
+            if ch and getattr(self, f.name) not in ch:
+                raise UsageError(f"{f.name} must be one of {', '.join(ch)}, "
+                                 f"got {getattr(self, f.name)!r}")
+        if self.schedule == "logsnr" and self.steps < 2:
+            raise UsageError("the logsnr schedule needs at least 2 steps")
+        if not 0 < self.guidance <= 100:
+            raise UsageError(f"guidance must lie in (0, 100], got {self.guidance}")
+        if self.chunk is not None and self.chunk < 1:
+            raise UsageError(f"chunk must be >= 1, got {self.chunk}")
+
+
+def _field(name: str) -> dataclasses.Field:
+    return {f.name: f for f in dataclasses.fields(CodecParams)}[name]
+
+
+def _cast(f: dataclasses.Field, v):
+    """Strict type of a field value: ints stay ints (no bools, no floats), floats accept ints."""
+    t = {"int": int, "float": float, "str": str}.get(str(f.type))
+    if t is int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise UsageError(f"{f.name} must be an integer, got {v!r}")
+        return v
+    if t is float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise UsageError(f"{f.name} must be a number, got {v!r}")
+        return float(v)
+    if t is str:
+        if not isinstance(v, str):
+            raise UsageError(f"{f.name} must be a string, got {v!r}")
+        return v
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+        raise UsageError(f"{f.name} must be an integer, got {v!r}")
+    return v
+
+
+def defaults() -> dict:
+    return {f.name: f.default for f in dataclasses.fields(CodecParams)}
+
+
+# ---------------------------------------------------------------------- CLI glue
+def flag_fields() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(CodecParams) if f.metadata["flag"]]
+
+
+def add_cli_flags(parser) -> None:
+    """``--K``, ``--M``, ``--sde-steps`` ...: one optional flag per field, overriding the preset."""
+    for f in flag_fields():
+        typ = {"int": int, "float": float, "str": str}[str(f.type)]
+        kw = {"choices": f.metadata["choices"]} if f.metadata["choices"] else {}
+        parser.add_argument("--" + f.name.replace("_", "-"), type=typ, dest=f.name, default=None,
+                            help=f.metadata["help"] + " (default: the preset's)", **kw)
+
+
+def overrides_from_args(args) -> dict:
+    """The parameter flags a user actually gave."""
+    return {f.name: getattr(args, f.name) for f in flag_fields()
+            if getattr(args, f.name, None) is not None}

@@ -1,0 +1,174 @@
+"""Wan 2.1 text-to-video as a codec model (docs/wan.md).
+
+:class:`WanT2V` is the velocity adapter the sampler runs: it adds the batch axis, gives the DiT
+its time as ``t * 1000`` (Wan's timestep scale), passes the prompt context and, when the
+conditioning carries a negative context, applies classifier-free guidance
+``u = u_neg + g (u_cond - u_neg)`` in one batched forward.
+
+:func:`load` builds everything from the folder a user downloads: the prompt contexts first
+(through the on-disk context cache; the umT5 encoder is loaded only on a miss and released
+before the DiT is loaded), then the VAE and the DiT, each through its family loader and the
+converted-weights cache.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any, Callable
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from gvc_jax.models.protocol import Geometry
+
+GEOMETRY_VAE_STRIDE = 8
+
+
+class WanT2V(nnx.Module):
+    """``velocity(x [C,T,H,W], t in [0,1], cond) -> u`` over a :class:`WanDiT`.
+
+    ``cond = {"context": [L, D]}``, plus ``"negative": [L, D]`` and ``"guidance": scalar`` for
+    classifier-free guidance.
+    """
+
+    def __init__(self, dit):
+        self.dit = dit
+
+    def velocity(self, x_cthw, t, cond):
+        t1000 = jnp.asarray(t, jnp.float32) * jnp.float32(1000.0)
+        ctx = cond["context"]
+        if "negative" not in cond:
+            return self.dit(x_cthw[None], t1000.reshape(1), ctx[None])[0]
+        u = self.dit(jnp.stack([x_cthw, x_cthw]), jnp.stack([t1000, t1000]),
+                     jnp.stack([ctx, cond["negative"]]))
+        g = jnp.asarray(cond["guidance"], jnp.float32)
+        return u[1] + g * (u[0] - u[1])
+
+
+def geometry(dit_cfg, z_dim: int) -> Geometry:
+    patch = tuple(int(p) for p in dit_cfg.patch_size)
+    if patch[0] != 1 or patch[1] != patch[2]:
+        raise ValueError(f"unsupported DiT patch {patch}")
+    return Geometry(frames_per_latent=4, causal=True,
+                    spatial_multiple=GEOMETRY_VAE_STRIDE * patch[1],
+                    spatial_stride=GEOMETRY_VAE_STRIDE, latent_channels=z_dim)
+
+
+def tokenizer_fingerprint(files: list[str]) -> str:
+    h = hashlib.sha256(b"umt5-tokenizer")
+    for f in files:
+        with open(f, "rb") as fh:
+            h.update(f"{f.rsplit('/', 1)[-1]}|".encode())
+            h.update(hashlib.sha256(fh.read()).digest())
+    return h.hexdigest()
+
+
+def combined_fingerprint(parts: dict[str, str]) -> str:
+    """The stream's model fingerprint: every input that changes the output."""
+    blob = "gvc-wan2.1-t2v|" + "|".join(f"{k}={parts[k]}" for k in sorted(parts))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclasses.dataclass
+class Loaded:
+    module: WanT2V
+    vae: Any
+    cond: dict
+    fingerprint: str
+    parts: dict
+    geometry: Geometry
+    dit_config: Any
+    info: dict
+
+
+def text_contexts(root: str, prompts: list[str], *, seq_len: int, dtype: str, cache_dir=None,
+                  log=None, progress=False) -> tuple[list[np.ndarray], str, str, dict]:
+    """Prompt contexts ``[seq_len, D]`` through the context cache; returns
+    ``(contexts, t5 fingerprint, tokenizer fingerprint, how umT5 was loaded)``. umT5 is loaded only on a miss and
+    dropped before returning."""
+    from gvc_jax.models.wan import context_cache
+    from gvc_jax.models.wan.t5 import make_apply
+    from gvc_jax.models.wan.tokenizer import UMT5Tokenizer
+    from gvc_jax.weights import cache as wcache, folder as wf, t5 as wt5
+
+    tok_files = wf.tokenizer_files(root)
+    tok_fp = tokenizer_fingerprint(tok_files)
+    tokenizer = UMT5Tokenizer(root, seq_len=seq_len)
+    src, layout = wf.t5_source(root)
+    t5_name = wf.t5_config(src, layout).name
+    t5_fp = wcache.lookup("umt5", wf.t5_files(src), cache_dir, extra=t5_name)
+    state: dict = {}
+    info = {"source": "context cache"}
+
+    def encoder():
+        if "apply" not in state:
+            model, fp = wt5.load(root, dtype=dtype, cache_dir=cache_dir, log=log,
+                                 progress=progress, info=info)
+            graphdef, state["state"] = nnx.split(model)
+            state["apply"], state["fp"] = make_apply(graphdef), fp
+        return state["apply"], state["state"]
+
+    if t5_fp is None:
+        encoder()
+        t5_fp = state["fp"]
+    key = hashlib.sha256(f"{t5_fp}|{tok_fp}|{dtype}|{seq_len}".encode()).hexdigest()
+
+    def compute(prompt: str) -> np.ndarray:
+        apply, st = encoder()
+        ids, mask = tokenizer([prompt])
+        return np.asarray(apply(st, jnp.asarray(ids), jnp.asarray(mask))[0])
+
+    if cache_dir is False:
+        ctxs = [compute(p) for p in prompts]
+    else:
+        ctxs = [context_cache.get_context(p, key, compute, cache_dir) for p in prompts]
+    state.clear()  # the text encoder leaves device memory here
+    info.pop("config", None)
+    return ctxs, t5_fp, tok_fp, info
+
+
+def load(root: str, *, prompt: str = "", negative: str = "", guidance: float = 1.0,
+         dtype: str = "float32", cache_dir=None, expect: str | None = None,
+         log: Callable[[str], None] | None = None, progress: bool = False) -> Loaded:
+    """Everything the codec needs from a Wan 2.1 T2V folder (either layout)."""
+    import time
+
+    from gvc_jax.weights import dit as wdit, folder as wf, vae as wvae
+    from gvc_jax.weights.progress import jnp_dtype
+    from gvc_jax.weights.sources import CheckpointError
+
+    wf.layout_of(root)
+    cfg, _, _ = wf.dit_config(root)
+    if cfg.model_type != "t2v":
+        raise CheckpointError(f"{root}: the DiT is a {cfg.model_type} model, not t2v")
+    if expect is not None and cfg.name != expect:
+        raise CheckpointError(f"{root}: the DiT's config.json describes {cfg.name!r} "
+                              f"(dim {cfg.dim}, {cfg.num_layers} layers), not {expect!r}")
+    info = {}
+    t0 = time.perf_counter()
+    prompts = [prompt] + ([negative] if guidance != 1.0 else [])
+    ctxs, t5_fp, tok_fp, info["umt5"] = text_contexts(root, prompts, seq_len=cfg.text_len, dtype=dtype,
+                                        cache_dir=cache_dir, log=log, progress=progress)
+    info["text_seconds"] = time.perf_counter() - t0
+    info["vae"], info["dit"] = {}, {}
+    vae, vae_fp = wvae.load(root, dtype="float32", cache_dir=cache_dir, log=log,
+                            progress=progress, info=info["vae"])
+    dit, dit_fp = wdit.load(root, dtype=dtype, cache_dir=cache_dir, log=log, progress=progress,
+                            info=info["dit"])
+    for k in ("vae", "dit"):
+        info[k].pop("config")
+    if int(cfg.text_dim) != int(ctxs[0].shape[-1]):
+        raise CheckpointError(f"{root}: the text encoder gives width {ctxs[0].shape[-1]}, the "
+                              f"DiT expects {cfg.text_dim}")
+    if int(cfg.in_dim) != vae.z_dim:
+        raise CheckpointError(f"{root}: the VAE has {vae.z_dim} latent channels, the DiT takes "
+                              f"{cfg.in_dim}")
+    jd = jnp_dtype(dtype)
+    cond = {"context": jnp.asarray(ctxs[0], jd)}
+    if guidance != 1.0:
+        cond["negative"] = jnp.asarray(ctxs[1], jd)
+        cond["guidance"] = jnp.asarray(guidance, jnp.float32)
+    parts = {"dit": dit_fp, "vae": vae_fp, "umt5": t5_fp, "tokenizer": tok_fp}
+    return Loaded(WanT2V(dit), vae, cond, combined_fingerprint(parts), parts,
+                  geometry(cfg, vae.z_dim), cfg, info)

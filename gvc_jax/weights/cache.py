@@ -1,0 +1,180 @@
+"""Converted-weights cache (docs/weights.md, "Cache").
+
+The first load of a checkpoint converts it (tensor by tensor, with a progress bar) and stores
+the converted arrays, in the checkpoint's own dtype, as an orbax checkpoint under
+``<cache>/weights/<family>-<fingerprint>/``. Later loads read that folder instead of the
+checkpoint. A small index maps the source files' identity (absolute path, size and modification
+time of every file read) to the fingerprint, so a cached load never reads the source; touching
+or replacing a file makes a new key, hence a fresh conversion. ``<cache>`` is ``--cache-dir``,
+``$GVC_CACHE_DIR``, ``$XDG_CACHE_HOME/gvc_jax`` or ``~/.cache/gvc_jax``.
+
+Writes are atomic: the checkpoint is written to a temporary folder and renamed into place, and
+the index entry is written last; an unreadable entry is converted again, never trusted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Callable
+
+import numpy as np
+
+from gvc_jax.fileutil import write_bytes_atomic
+
+CACHE_VERSION = 1
+
+
+def cache_root(cache_dir: str | None = None) -> str:
+    if cache_dir:
+        return os.path.abspath(os.path.expanduser(cache_dir))
+    env = os.environ.get("GVC_CACHE_DIR")
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = xdg if xdg else os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "gvc_jax")
+
+
+def source_key(family: str, files: list[str], extra: str = "") -> str:
+    """Identity of a checkpoint's files: path, size and mtime of each (no content read)."""
+    items = []
+    for f in sorted(os.path.abspath(p) for p in files):
+        st = os.stat(f)
+        items.append([f, st.st_size, st.st_mtime_ns])
+    blob = json.dumps([CACHE_VERSION, family, extra, items]).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _index_path(root: str, key: str) -> str:
+    return os.path.join(root, "weights", "index", key + ".json")
+
+
+def _entry_dir(root: str, family: str, fp: str) -> str:
+    return os.path.join(root, "weights", f"{family}-{fp}")
+
+
+def lookup(family: str, files: list[str], cache_dir: str | None = None, extra: str = ""
+           ) -> str | None:
+    """The fingerprint of a checkpoint already in the cache, or None."""
+    root = cache_root(cache_dir)
+    try:
+        with open(_index_path(root, source_key(family, files, extra))) as f:
+            rec = json.load(f)
+        fp = rec["fingerprint"]
+        if os.path.isfile(os.path.join(_entry_dir(root, family, fp), "meta.json")):
+            return fp
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _nest(arrays: dict) -> dict:
+    tree: dict = {}
+    for path, a in arrays.items():
+        node = tree
+        *parents, leaf = path.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = a
+    return tree
+
+
+def _flatten(tree: dict, prefix: str = "", out: dict | None = None) -> dict:
+    out = {} if out is None else out
+    for k, v in tree.items():
+        p = f"{prefix}/{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            _flatten(v, p, out)
+        else:
+            out[p] = np.asarray(v)
+    return out
+
+
+def save_arrays(arrays: dict, folder: str, meta: dict) -> None:
+    """Orbax checkpoint of the flat arrays at ``folder/params`` plus ``folder/meta.json``."""
+    import orbax.checkpoint as ocp
+
+    os.makedirs(folder, exist_ok=True)
+    with ocp.PyTreeCheckpointer() as ckptr:
+        ckptr.save(os.path.join(os.path.abspath(folder), "params"), _nest(arrays))
+    with open(os.path.join(folder, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+
+
+def load_arrays(folder: str) -> dict:
+    import orbax.checkpoint as ocp
+
+    with ocp.PyTreeCheckpointer() as ckptr:
+        tree = ckptr.restore(os.path.join(os.path.abspath(folder), "params"))
+    return _flatten(tree)
+
+
+def _labelled(convert: Callable[[], tuple[dict, str]], label: str):
+    """``convert`` whose table errors name the checkpoint (the tables only know tensor names)."""
+    from gvc_jax.weights.table import ConversionError
+
+    def run():
+        try:
+            return convert()
+        except ConversionError as e:
+            raise ConversionError(f"{label}: {e}") from None
+    return run
+
+
+def cached_convert(family: str, files: list[str], convert: Callable[[], tuple[dict, str]], *,
+                   cache_dir: str | None | bool = None, extra: str = "",
+                   log: Callable[[str], None] | None = None, label: str | None = None
+                   ) -> tuple[dict, str, dict]:
+    """``(arrays, fingerprint, info)``: from the cache, or ``convert()`` then cached.
+
+    ``cache_dir=False`` bypasses the cache. ``info`` says where the arrays came from and how
+    long it took (``{"source": "cache"|"converted", "seconds": ...}``). ``label`` (the checkpoint
+    path) prefixes conversion errors.
+    """
+    t0 = time.perf_counter()
+    convert = _labelled(convert, label or os.path.dirname(os.path.abspath(files[0])))
+    if cache_dir is False:
+        arrays, fp = convert()
+        return arrays, fp, {"source": "converted", "seconds": time.perf_counter() - t0,
+                            "cached": False}
+    root = cache_root(cache_dir)
+    key = source_key(family, files, extra)
+    fp = lookup(family, files, cache_dir, extra)
+    if fp is not None:
+        try:
+            arrays = load_arrays(_entry_dir(root, family, fp))
+            return arrays, fp, {"source": "cache", "seconds": time.perf_counter() - t0}
+        except Exception as e:  # noqa: BLE001 - a damaged entry is rebuilt, never trusted
+            if log:
+                log(f"cached {family} weights unreadable ({type(e).__name__}); converting again")
+    arrays, fp = convert()
+    info = {"source": "converted", "seconds": time.perf_counter() - t0}
+    entry = _entry_dir(root, family, fp)
+    try:
+        if not os.path.isfile(os.path.join(entry, "meta.json")):
+            t1 = time.perf_counter()
+            if log:
+                log(f"caching the converted {family} weights in {entry}")
+            os.makedirs(os.path.dirname(entry), exist_ok=True)
+            tmp = tempfile.mkdtemp(prefix=f".tmp-{family}-", dir=os.path.dirname(entry))
+            try:
+                save_arrays(arrays, tmp, {"family": family, "fingerprint": fp,
+                                          "files": [os.path.abspath(f) for f in files]})
+                shutil.rmtree(entry, ignore_errors=True)
+                os.rename(tmp, entry)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            info["cache_write_seconds"] = time.perf_counter() - t1
+        os.makedirs(os.path.dirname(_index_path(root, key)), exist_ok=True)
+        write_bytes_atomic(_index_path(root, key),
+                           json.dumps({"fingerprint": fp, "family": family}).encode())
+        info["cached"] = True
+    except OSError as e:  # a read-only or full disk costs the reuse, never the result
+        info["cached"] = False
+        if log:
+            log(f"could not cache the {family} weights ({e})")
+    return arrays, fp, info

@@ -1,0 +1,171 @@
+"""Wan T2V through the ``gvc`` command line on tiny random folders, in both layouts.
+
+Round trips are bit-exact against ``--recon``; a stream decoded with other weights is refused
+(exit 3, no output); GVCC's index accounting holds (K=16384, M=64, 17 SDE steps, 9 latent
+frames: 101,592 bits a GOP); bad folders end in one ``gvc: error:`` line naming the file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+
+from gvc_jax import cli
+
+
+def _clip(t, h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (1, -(-h // 8), -(-w // 8), 3)).repeat(8, 1).repeat(8, 2)
+    return np.clip(base[:, :h, :w] + rng.integers(-12, 12, (t, h, w, 3)), 0, 255).astype(
+        np.uint8)
+
+
+def _error(err: str) -> str:
+    """The error line: exactly one, the last thing on stderr (progress lines may precede it)."""
+    lines = err.strip().splitlines()
+    assert sum(ln.startswith("gvc: error:") for ln in lines) == 1, err
+    assert lines[-1].startswith("gvc: error:") and "Traceback" not in err, err
+    return lines[-1]
+
+
+def _gvc(capsys, *args):
+    rc = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("gvc_cache"))
+
+
+def test_official_round_trip_gvcc_accounting(wan_official_folder, wan_official_folder_other,
+                                             cache, tmp_path, capsys):
+    """GVCC's T2V preset unchanged (K=16384, M=64, 20/17 steps): one 33-frame GOP."""
+    src = tmp_path / "src.npy"
+    np.save(src, _clip(33, 16, 24))
+    rc, out, err = _gvc(capsys, "compress", src, "-o", tmp_path / "a.gvc", "--weights",
+                        wan_official_folder, "--cache-dir", cache, "--recon",
+                        tmp_path / "recon.npy", "--json")
+    assert rc == 0, err
+    rep = json.loads(out)
+    assert rep["config"] == "wan2.1-t2v" and rep["mode"] == "t2v"
+    assert rep["codec"]["K"] == 16384 and rep["M"] == 64 and rep["codec"]["shift"] == 3.0
+    assert rep["index_bits_per_gop"] == [101_592]
+    assert rep["breakdown"]["indices"] == 101_592 // 8 + 4   # GOP prefix of the IDX chunk
+    assert rep["bytes_file"] == os.path.getsize(tmp_path / "a.gvc")
+    assert rep["bpp"] == pytest.approx(8 * rep["bytes_file"] / (33 * 16 * 24))
+
+    rc, _, err = _gvc(capsys, "decompress", tmp_path / "a.gvc", "-o", tmp_path / "dec.npy",
+                      "--weights", wan_official_folder, "--cache-dir", cache)
+    assert rc == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "dec.npy"), np.load(tmp_path / "recon.npy"))
+
+    rc, _, err = _gvc(capsys, "decompress", tmp_path / "a.gvc", "-o", tmp_path / "bad.npy",
+                      "--weights", wan_official_folder_other, "--cache-dir", cache)
+    assert rc == 3 and "fingerprint mismatch" in _error(err)
+    assert not (tmp_path / "bad.npy").exists()
+
+
+def test_diffusers_round_trip_with_prompt(wan_diffusers_folder, wan_diffusers_folder_other,
+                                          cache, tmp_path, capsys):
+    src = tmp_path / "src.npy"
+    np.save(src, _clip(10, 36, 50, seed=1))      # odd size: padded to 48 x 64, cropped back
+    prompt = "a red fox runs across a snowy field"
+    rc, out, err = _gvc(capsys, "compress", src, "-o", tmp_path / "a.gvc", "--weights",
+                        wan_diffusers_folder, "--cache-dir", cache, "--recon",
+                        tmp_path / "recon.npy", "--json", "--K", "512", "--M", "6",
+                        "--gop-frames", "5", "--prompt", prompt)
+    assert rc == 0, err
+    rep = json.loads(out)
+    assert rep["gops"] == 2 and rep["prompt"] == prompt
+    assert rep["breakdown"]["prompt"] == len(prompt)
+    rc, out, _ = _gvc(capsys, "info", tmp_path / "a.gvc")
+    assert json.loads(out)["prompt"]["text"] == prompt
+    rc, _, err = _gvc(capsys, "decompress", tmp_path / "a.gvc", "-o", tmp_path / "dec.npy",
+                      "--weights", wan_diffusers_folder, "--cache-dir", cache)
+    assert rc == 0, err
+    dec = np.load(tmp_path / "dec.npy")
+    assert dec.shape == (10, 36, 50, 3)
+    np.testing.assert_array_equal(dec, np.load(tmp_path / "recon.npy"))
+    rc, _, err = _gvc(capsys, "decompress", tmp_path / "a.gvc", "-o", tmp_path / "bad.npy",
+                      "--weights", wan_diffusers_folder_other, "--cache-dir", cache)
+    assert rc == 3 and "fingerprint mismatch" in _error(err)
+    assert not (tmp_path / "bad.npy").exists()
+
+
+def test_named_preset_is_checked_against_the_folder(wan_official_folder, cache, tmp_path,
+                                                    capsys):
+    np.save(tmp_path / "s.npy", _clip(5, 16, 16))
+    rc, _, err = _gvc(capsys, "compress", tmp_path / "s.npy", "-o", tmp_path / "a.gvc",
+                      "--config", "wan2.1-t2v-1.3b", "--weights", wan_official_folder,
+                      "--cache-dir", cache)
+    assert rc == 3 and "not 't2v-1.3b'" in _error(err)
+    assert not (tmp_path / "a.gvc").exists()
+    rc, _, err = _gvc(capsys, "compress", tmp_path / "s.npy", "-o", tmp_path / "a.gvc",
+                      "--config", "wan2.1-t2v")
+    assert rc == 2 and "needs --weights" in _error(err)
+
+
+# ------------------------------------------------------------------ bad folders
+class _Evil:
+    """Unpickling this would create a marker file (it must never happen)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _broken_folders(base, good):
+    """name -> (folder, file the error must name)."""
+    out = {}
+
+    def copy(name):
+        d = os.path.join(base, name)
+        shutil.copytree(good, d)
+        return d
+
+    d = copy("missing_vae")
+    os.remove(os.path.join(d, "Wan2.1_VAE.pth"))
+    out["missing file"] = (d, "Wan2.1_VAE.pth")
+
+    d = copy("truncated_dit")
+    f = os.path.join(d, "diffusion_pytorch_model.safetensors")
+    with open(f, "r+b") as fh:
+        fh.truncate(os.path.getsize(f) // 2)
+    out["truncated safetensors"] = (d, "diffusion_pytorch_model.safetensors")
+
+    d = copy("wrong_shape")
+    cfg = os.path.join(d, "config.json")
+    with open(cfg) as fh:
+        c = json.load(fh)
+    c["ffn_dim"] = 96
+    with open(cfg, "w") as fh:
+        json.dump(c, fh)
+    out["wrong shape"] = (d, "wrong_shape")
+
+    d = copy("evil_pth")
+    marker = os.path.join(base, "pwned")
+    with open(os.path.join(d, "models_t5_umt5-xxl-enc-bf16.pth"), "wb") as fh:
+        pickle.dump({"weight": _Evil(marker)}, fh)
+    out["code-running pickle"] = (d, "models_t5_umt5-xxl-enc-bf16.pth")
+    return out, marker
+
+
+def test_bad_folders_are_one_line_exit_3(wan_official_folder, tmp_path, capsys):
+    np.save(tmp_path / "s.npy", _clip(5, 16, 16))
+    cases, marker = _broken_folders(str(tmp_path), wan_official_folder)
+    for what, (folder, name) in cases.items():
+        out = tmp_path / f"{what.replace(' ', '_')}.gvc"
+        rc, _, err = _gvc(capsys, "compress", tmp_path / "s.npy", "-o", out, "--weights",
+                          folder, "--no-cache", "--K", "64", "--M", "2")
+        assert rc == 3, (what, err)
+        assert name in _error(err), (what, err)
+        assert not out.exists(), what
+    assert not os.path.exists(marker), "the pickle ran code"
