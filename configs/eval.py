@@ -1,4 +1,4 @@
-"""Evaluation presets for ``gvc eval`` (DESIGN §7).
+"""Evaluation presets for ``gvc eval`` (docs/design.md §7).
 
 Launch line::
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ml_collections
 
-# GVCC parameters per mode (DESIGN §7). Only T2V has a codec mode here yet;
+# GVCC parameters per mode (docs/design.md §7). Only T2V has a codec mode here yet;
 # the I2V / FLF2V entries are listed so the preset names what it will run.
 GVCC_720P = {
     "t2v": "wan2.1-t2v-14b:K=16384:M=64:gop_frames=33",

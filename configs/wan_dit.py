@@ -1,11 +1,11 @@
-"""Wan 2.1 DiT configurations (DESIGN §6), one per released checkpoint plus tiny test variants.
+"""Wan 2.1 DiT configurations (docs/design.md §6), one per released checkpoint plus tiny test variants.
 
 Example::
 
     gvc-convert dit /ckpt/Wan2.1-T2V-1.3B /tmp/wan_t2v_1p3b_orbax --config t2v-1.3b
 
 or, in Python, ``configs.wan_dit.get_config("tiny-i2v")``. A ``wan2.1-`` prefix on the name is
-accepted (the codec's config names, DESIGN §5).
+accepted (the codec's config names, docs/design.md §5).
 """
 from __future__ import annotations
 

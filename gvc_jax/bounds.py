@@ -1,4 +1,4 @@
-"""Rate-distortion reference bounds for independent Gaussian components (DESIGN §10), NumPy only.
+"""Rate-distortion reference bounds for independent Gaussian components (docs/design.md §10), NumPy only.
 
 For x_i ~ N(0, var_i) and a total rate of R bits:
 

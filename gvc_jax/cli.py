@@ -1,4 +1,4 @@
-"""The ``gvc`` command line (DESIGN §5).
+"""The ``gvc`` command line (docs/design.md §5).
 
 Exit codes: 0 ok · 1 internal error · 2 usage · 3 bad input (unreadable
 video, corrupt bitstream, wrong weights). Errors are one line on stderr

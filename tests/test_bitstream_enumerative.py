@@ -66,7 +66,7 @@ def test_bits_for_is_exact_ceil_log2(K, M):
 
 
 def test_design_rate_figure():
-    # DESIGN §3: at K=16384, M=64 enumerative coding costs 664 bits per frame-step (rank + 64 signs)
+    # docs/design.md §3: at K=16384, M=64 enumerative coding costs 664 bits per frame-step (rank + 64 signs)
     assert bits_for(16384, 64) + 64 == 664
 
 

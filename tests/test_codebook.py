@@ -1,4 +1,4 @@
-"""Codebook (DESIGN §3): bit-exact atoms JAX == NumPy, statistics, selection and combination."""
+"""Codebook (docs/design.md §3): bit-exact atoms JAX == NumPy, statistics, selection and combination."""
 import hashlib
 
 import jax

@@ -114,3 +114,19 @@ def test_decoder_refuses_header_parameters_it_cannot_run(model):
         data = container.dumps_gvc(header, enc.chunks)
         with pytest.raises(BitstreamError, match="unsupported codec parameters"):
             core.decompress(data, lambda *_: model)
+
+
+def test_one_compilation_for_gops_of_one_shape(model):
+    """Three GOPs of the same shape: one encoder and one decoder program, reused, and the
+    progress ticks carry the step numbers out of the jitted scan."""
+    from gvc_jax.sampler import scan
+
+    frames = np.random.default_rng(4).integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
+    p = CodecParams(K=16, M=2, steps=3, sde_steps=2, gop_frames=4, seed=11)
+    enc0, dec0 = scan.encode_gop._cache_size(), scan.decode_gop._cache_size()
+    steps = []
+    enc = core.compress(frames, Fraction(25), model, p, on_step=steps.append)
+    assert len(enc.gops) == 3
+    assert scan.encode_gop._cache_size() - enc0 == 1
+    assert scan.decode_gop._cache_size() - dec0 == 1
+    assert sorted(set(steps)) == [0, 1, 2]

@@ -1,4 +1,4 @@
-"""The .gvc container: magic, version, CRC-protected chunks (DESIGN §4, docs/bitstream.md).
+"""The .gvc container: magic, version, CRC-protected chunks (docs/design.md §4, docs/bitstream.md).
 
 Layout (all integers big-endian)::
 

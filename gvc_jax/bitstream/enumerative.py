@@ -1,4 +1,4 @@
-"""Enumerative coding of M-subsets of {0..K-1} with the combinatorial number system (DESIGN §3).
+"""Enumerative coding of M-subsets of {0..K-1} with the combinatorial number system (docs/design.md §3).
 
 A sorted index set c_0 < c_1 < ... < c_{M-1} has the colex rank
 

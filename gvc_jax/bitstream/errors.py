@@ -1,4 +1,4 @@
-"""Error class of the bitstream layer (DESIGN §4, §5: exit code 3 'bad input')."""
+"""Error class of the bitstream layer (docs/design.md §4, §5: exit code 3 'bad input')."""
 from __future__ import annotations
 
 

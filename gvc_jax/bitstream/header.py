@@ -1,4 +1,4 @@
-"""Schema and value limits of the .gvc header (DESIGN §4, docs/bitstream.md §4)."""
+"""Schema and value limits of the .gvc header (docs/design.md §4, docs/bitstream.md §4)."""
 from __future__ import annotations
 
 import json

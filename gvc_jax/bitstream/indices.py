@@ -1,4 +1,4 @@
-"""Packing of the per-step, per-frame signed atom choices into bits (DESIGN §3, docs/bitstream.md §5).
+"""Packing of the per-step, per-frame signed atom choices into bits (docs/design.md §3, docs/bitstream.md §5).
 
 For each step s, then each latent frame f, the M_f chosen indices are sorted ascending, their colex
 rank is written in ``bits_for(K, M_f)`` bits, then one sign bit per index (1 = +1) in sorted order.

@@ -1,4 +1,4 @@
-"""Bit-exact addressable codebook (DESIGN §3).
+"""Bit-exact addressable codebook (docs/design.md §3).
 
 Atom (seed, gop, step, frame, k) is a pure function of five integers: Threefry-2x32 words under an
 address key, split into 16-bit halves, through a table of normal quantiles. ``atoms``/``select_topm``/

@@ -1,4 +1,4 @@
-"""JAX codebook: addressable atoms, chunked top-M selection and signed combination (DESIGN §3).
+"""JAX codebook: addressable atoms, chunked top-M selection and signed combination (docs/design.md §3).
 
 Bit-identical to :mod:`gvc_jax.codebook.reference` (same Threefry words, layout and table); all
 functions are jit-able with seed/gop/step traced uint32/int32 scalars.
@@ -70,7 +70,7 @@ def _atoms_c4(key, k, nc: int, mode: str = DEFAULT_LOOKUP):
 
 
 def atoms(seed, gop, step, frame, indices, shape):
-    """float32 atoms [len(indices), *shape] of address (seed, gop, step, frame) (DESIGN §3)."""
+    """float32 atoms [len(indices), *shape] of address (seed, gop, step, frame) (docs/design.md §3)."""
     shape, _ = _size(shape)
     return _atoms_jit(_u32(seed), _u32(gop), _u32(step), _u32(frame),
                       jnp.asarray(indices).reshape(-1).astype(U32), shape)

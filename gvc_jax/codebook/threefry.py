@@ -7,7 +7,7 @@ from __future__ import annotations
 
 _ROT = (13, 15, 26, 6, 17, 29, 16, 24)
 _PARITY = 0x1BD11BDA
-# Address of the seeded initial noise x_T (DESIGN §2): a step number the sampler never uses.
+# Address of the seeded initial noise x_T (docs/design.md §2): a step number the sampler never uses.
 INIT_STEP = 0xFFFFFFFF
 INIT_FRAME = 0xFFFFFFFF
 

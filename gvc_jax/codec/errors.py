@@ -1,4 +1,4 @@
-"""Error classes the CLI maps to exit codes (DESIGN §5)."""
+"""Error classes the CLI maps to exit codes (docs/design.md §5)."""
 
 
 class UsageError(ValueError):

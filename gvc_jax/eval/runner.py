@@ -2,7 +2,7 @@
 (video, codec, setting), appended to ``rows.jsonl`` as each finishes so that an
 interrupted run resumes where it stopped.
 
-Rates (DESIGN 'Numbers'): bpp = 8·bytes / (frames·H·W) of the evaluated frames;
+Rates (docs/design.md, "Numbers"): bpp = 8·bytes / (frames·H·W) of the evaluated frames;
 kbps = 8·bytes / (frames / source fps) / 1000. Every byte of the coded file counts.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Error class of the video I/O layer (DESIGN §5: exit code 3 'bad input')."""
+"""Error class of the video I/O layer (docs/design.md §5: exit code 3 'bad input')."""
 from __future__ import annotations
 
 

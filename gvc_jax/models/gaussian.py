@@ -6,7 +6,7 @@ Autoencoder: ``x0 = scale * forward(frames)`` with the orthonormal colour + 4x8x
 i.i.d. over latent positions with ``x0 ~ N(mean_c, var_c)``, fitted on Big Buck Bunny by
 ``scripts/fit_gaussian_prior.py`` (see docs/gaussian_prior.md).
 
-Velocity (DESIGN §2, interpolant x_t = (1-t) x0 + t eps) in closed form: with
+Velocity (docs/design.md §2, interpolant x_t = (1-t) x0 + t eps) in closed form: with
 ``d = x_t - (1-t) mean`` and ``v = (1-t)^2 var + t^2`` (> 0 on [0, 1]),
 ``E[x0|x_t] = mean + (1-t) var d / v``, ``E[eps|x_t] = t d / v``, and
 ``u = E[eps|x_t] - E[x0|x_t] = (t - (1-t) var) d / v - mean``.

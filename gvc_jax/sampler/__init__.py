@@ -1,4 +1,4 @@
-"""Rectified-flow ODE -> SDE sampler that carries the codebook bits (DESIGN §2)."""
+"""Rectified-flow ODE -> SDE sampler that carries the codebook bits (docs/design.md §2)."""
 from gvc_jax.sampler.schedules import shifted_times
 from gvc_jax.sampler.sde import (diffusion, ode_step, score_from_velocity, sde_step,
                                  x0_from_velocity)

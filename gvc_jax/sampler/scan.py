@@ -1,4 +1,4 @@
-"""The encoder and decoder scans over one GOP (DESIGN §1–§3).
+"""The encoder and decoder scans over one GOP (docs/design.md §1–§3).
 
 Both are a plain ``jax.jit`` over ``(graphdef, state, ...)`` with one
 ``lax.scan`` over the SDE steps (which carry bits) followed by one over the

@@ -5,7 +5,7 @@ import numpy as np
 
 
 def shifted_times(n_steps: int, shift: float) -> np.ndarray:
-    """Shifted grid t' = s·t / (1 + (s−1)·t) over linspace(1, 0, N+1) (DESIGN §2).
+    """Shifted grid t' = s·t / (1 + (s−1)·t) over linspace(1, 0, N+1) (docs/design.md §2).
 
     Computed in float64 on the host and cast once to float32, so encoder and
     decoder (any backend) see identical times. Decreasing, t[0]=1, t[N]=0.

@@ -1,4 +1,4 @@
-"""Pure per-step functions of the rectified-flow SDE (DESIGN §2, GVC eq. for the ODE->SDE).
+"""Pure per-step functions of the rectified-flow SDE (docs/design.md §2, GVC eq. for the ODE->SDE).
 
 Interpolant x_t = (1−t)·x0 + t·ε, velocity u = ε − x0.
 """

@@ -169,3 +169,17 @@ def test_bad_folders_are_one_line_exit_3(wan_official_folder, tmp_path, capsys):
         assert name in _error(err), (what, err)
         assert not out.exists(), what
     assert not os.path.exists(marker), "the pickle ran code"
+
+
+def test_eval_runs_wan_rows(wan_official_folder, cache, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GVC_CACHE_DIR", cache)
+    np.save(tmp_path / "v.npy", _clip(5, 16, 16, seed=3))
+    rc, out, err = _gvc(capsys, "eval", tmp_path / "v.npy", "--out", tmp_path / "ev", "--gvc",
+                        "wan2.1-t2v:K=256:M=2,4", "--weights", wan_official_folder,
+                        "--baselines", "none", "--no-lpips", "--quiet")
+    assert rc == 0, err
+    with open(tmp_path / "ev" / "results.json") as f:
+        rows = json.load(f)["rows"]
+    assert [r["setting"] for r in rows] == ["K=256,M=2", "K=256,M=4"]
+    assert all(r["codec"] == "gvc-wan2.1-t2v" and r["settings"]["mode"] == "t2v" for r in rows)
+    assert rows[1]["bytes"] > rows[0]["bytes"]
