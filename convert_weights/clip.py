@@ -1,15 +1,7 @@
 """``gvc-convert clip``: the command line of :mod:`gvc_jax.weights.clip`."""
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-
-import numpy as np
-
-from gvc_jax.weights.clip import *  # noqa: F401,F403
-from gvc_jax.weights import clip as _lib
+from gvc_jax.weights.clip import convert_clip, resolve
 
 def cli_convert(argv=None) -> int:
     """``gvc-convert clip SRC OUT [--config vit-h-14] [--layout auto]``."""

@@ -4,12 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
-import numpy as np
-
-from gvc_jax.weights.dit import *  # noqa: F401,F403
-from gvc_jax.weights import dit as _lib
+from gvc_jax.weights.dit import LAYOUTS, convert_dit, detect_layout, save_orbax
 
 # ------------------------------------------------------------------ CLI
 def cli_convert(argv=None) -> int:

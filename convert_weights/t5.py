@@ -8,8 +8,9 @@ import sys
 
 import numpy as np
 
-from gvc_jax.weights.t5 import *  # noqa: F401,F403
-from gvc_jax.weights import t5 as _lib
+from gvc_jax.weights.sources import CheckpointError
+from gvc_jax.weights.t5 import convert_t5, resolve
+from gvc_jax.weights.table import ConversionError, fingerprint
 
 def run_cli(argv, *, family: str, prog: str, what: str, convert_fn, get_config, default_config: str) -> int:
     """Shared CLI of the T5 and CLIP converters, shaped like ``gvc-convert dit``:
@@ -17,7 +18,6 @@ def run_cli(argv, *, family: str, prog: str, what: str, convert_fn, get_config, 
     orbax folder (``OUT/params`` + ``meta.json``, as the DiT converter writes)
     or, if it ends in ``.safetensors``, one safetensors file (fingerprint in its
     metadata). Prints a JSON line; exit 3 on a bad checkpoint."""
-    import json
     ap = argparse.ArgumentParser(prog=prog, description=f"Convert a {what} checkpoint.")
     ap.add_argument("src", help="checkpoint file, model folder, or diffusers subfolder")
     ap.add_argument("out", help="output orbax folder, or a .safetensors file")

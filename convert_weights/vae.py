@@ -4,12 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 
-from gvc_jax.weights.vae import *  # noqa: F401,F403
 from gvc_jax.weights import vae as _lib
+from gvc_jax.weights.vae import LAYOUTS, convert_vae, detect_layout
 
 def cli_convert(argv=None) -> int:
     """``gvc-convert vae SRC OUT.safetensors [--config wan2.1] [--layout auto|official|diffusers]``."""

@@ -94,15 +94,16 @@ def _flatten(tree: dict, prefix: str = "", out: dict | None = None) -> dict:
     return out
 
 
-def save_arrays(arrays: dict, folder: str, meta: dict) -> None:
-    """Orbax checkpoint of the flat arrays at ``folder/params`` plus ``folder/meta.json``."""
+def save_arrays(arrays: dict, folder: str, meta: dict | None = None) -> None:
+    """Orbax checkpoint of the flat arrays at ``folder/params`` (plus ``folder/meta.json``)."""
     import orbax.checkpoint as ocp
 
     os.makedirs(folder, exist_ok=True)
     with ocp.PyTreeCheckpointer() as ckptr:
         ckptr.save(os.path.join(os.path.abspath(folder), "params"), _nest(arrays))
-    with open(os.path.join(folder, "meta.json"), "w") as f:
-        json.dump(meta, f, indent=1)
+    if meta is not None:
+        with open(os.path.join(folder, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1)
 
 
 def load_arrays(folder: str) -> dict:

@@ -14,7 +14,6 @@ tensor raises :class:`~gvc_jax.weights.table.ConversionError` naming it.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -192,43 +191,18 @@ def load_dit(path: str, cfg, layout: str = "auto", dtype=jnp.bfloat16, param_dty
 # ------------------------------------------------------------------ orbax
 def save_orbax(arrays, out_dir: str, meta: dict | None = None) -> str:
     """Writes the flat arrays as a nested orbax PyTree checkpoint at ``out_dir/params``
-    (+ ``out_dir/meta.json``)."""
-    import orbax.checkpoint as ocp
+    (+ ``out_dir/meta.json``); see :func:`gvc_jax.weights.cache.save_arrays`."""
+    from gvc_jax.weights.cache import save_arrays
 
-    out_dir = os.path.abspath(out_dir)
-    tree: dict = {}
-    for path, a in arrays.items():
-        node = tree
-        *parents, leaf = path.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = a
-    os.makedirs(out_dir, exist_ok=True)
-    ckptr = ocp.PyTreeCheckpointer()
-    ckptr.save(os.path.join(out_dir, "params"), tree)
-    if meta is not None:
-        with open(os.path.join(out_dir, "meta.json"), "w") as f:
-            json.dump(meta, f, indent=1)
-    return out_dir
+    save_arrays(arrays, out_dir, meta)
+    return os.path.abspath(out_dir)
 
 
 def load_orbax(out_dir: str) -> dict:
     """Reads :func:`save_orbax` output back into flat ``{path: np.ndarray}``."""
-    import orbax.checkpoint as ocp
+    from gvc_jax.weights.cache import load_arrays
 
-    tree = ocp.PyTreeCheckpointer().restore(os.path.join(os.path.abspath(out_dir), "params"))
-    flat = {}
-
-    def walk(node, prefix):
-        for k, v in node.items():
-            p = f"{prefix}/{k}" if prefix else k
-            if isinstance(v, dict):
-                walk(v, p)
-            else:
-                flat[p] = np.asarray(v)
-
-    walk(tree, "")
-    return flat
+    return load_arrays(out_dir)
 
 
 def load_dit_orbax(out_dir: str, cfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16,

@@ -15,15 +15,12 @@ too: transformers ties the two, so they hold the same table.
 """
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 
 import numpy as np
 
-from gvc_jax.weights.sources import (CheckpointError, iter_safetensors_folder, resolve_checkpoint,
+from gvc_jax.weights.sources import (iter_safetensors_folder, resolve_checkpoint,
                                      iter_torch_zip)
-from gvc_jax.weights.table import (ConversionError, Rule, abstract_targets,
+from gvc_jax.weights.table import (Rule, abstract_targets,
                                    convert, fingerprint, load_into)
 
 OFFICIAL_FILE = "models_t5_umt5-xxl-enc-bf16.pth"

@@ -13,8 +13,6 @@ decoder blocks in one flat list, our model nests them per level).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 
 import numpy as np
