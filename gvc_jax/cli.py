@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import sys
+import threading
 import traceback
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_BAD_INPUT = 0, 1, 2, 3
@@ -28,6 +29,8 @@ class _Usage(Exception):
 def _add_common(p):
     p.add_argument("--debug", action="store_true", help="show tracebacks on error")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--progress", action="store_true",
+                   help="progress bars even when stderr is not a terminal")
 
 
 def _cache_dir(a):
@@ -49,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("input", help="mp4/mkv/avi/y4m video, .npy uint8 [T,H,W,3] or a PNG folder")
     c.add_argument("-o", "--output", required=True, help="output .gvc path")
     c.add_argument("--config", default=None,
-                   help=f"codec preset: {', '.join(sorted(PRESETS))} (default: gaussian, or "
-                        "the Wan preset that --weights holds)")
+                   help=f"codec preset: {', '.join(sorted(PRESETS))} (default: the Wan "
+                        "preset that --weights holds, else gaussian on GPU/TPU and "
+                        "gaussian-fast on CPU)")
     c.add_argument("--weights", help="the model folder: a Wan 2.1 download (official or "
                                      "diffusers layout), or a gaussian prior .npz")
     c.add_argument("--recon", help="also write the decoder's reconstruction (mp4/y4m/npy)")
@@ -126,34 +130,6 @@ def _add_eval_parser(sub):
     _add_common(e)
 
 
-def _progress_printer(quiet: bool):
-    """GOP-level lines always; a live step counter only on a terminal."""
-    if quiet:
-        return None, None
-    tty = sys.stderr.isatty()
-    state = {"gop": "", "steps": 0}
-
-    def on_gop(i, n, what):
-        state["gop"] = f"GOP {i + 1}/{n} {what}"
-        if tty:
-            sys.stderr.write(f"\r{state['gop']}" + " " * 20)
-        else:
-            sys.stderr.write(f"gvc: {state['gop']}\n")
-        sys.stderr.flush()
-
-    def on_step(step):
-        if tty:
-            sys.stderr.write(f"\r{state['gop']}  step {step + 1}" + " " * 8)
-            sys.stderr.flush()
-
-    return on_gop, on_step
-
-
-def _end_progress(quiet):
-    if not quiet and sys.stderr.isatty():
-        sys.stderr.write("\n")
-
-
 def _check_output(path: str) -> None:
     from gvc_jax.codec.errors import UsageError
 
@@ -169,26 +145,32 @@ def cmd_compress(a) -> int:
     from gvc_jax.codec.models import Prompt
     from gvc_jax.codec.params import overrides_from_args
     from gvc_jax.io import read_video
+    from gvc_jax.progress import CodecProgress
 
     overrides = overrides_from_args(a)
     if a.dtype:
         overrides["dtype"] = a.dtype
+    if a.max_frames is not None and a.max_frames < 1:
+        raise _Usage(f"--max-frames must be >= 1, got {a.max_frames}")
     prompt = Prompt(a.prompt, a.negative_prompt)
-    config = a.config
-    _, _, params = api.params_for(config, overrides, a.weights)  # usage errors before any work
+    _, _, params = api.params_for(a.config, overrides, a.weights)  # usage errors before any work
     if a.negative_prompt and params.guidance == 1.0:
         raise _Usage("--negative-prompt needs --guidance other than 1")
+    api.check_gvc_ext(a.output)
     _check_output(a.output)
     if a.recon:
         api.check_video_ext(a.recon)
         _check_output(a.recon)
     video = read_video(a.input, max_frames=a.max_frames)
-    on_gop, on_step = _progress_printer(a.quiet)
-    report = api.compress_file(video, a.output, config=config, weights=a.weights,
-                               overrides=overrides, recon_path=a.recon, prompt=prompt,
-                               cache_dir=_cache_dir(a), on_gop=on_gop, on_step=on_step,
-                               log=_log(a), progress=not a.quiet and sys.stderr.isatty())
-    _end_progress(a.quiet)
+    prog = CodecProgress.for_cli(a.quiet, a.progress, params.steps)
+    on_gop, on_step = prog.callbacks
+    try:
+        report = api.compress_file(video, a.output, config=a.config, weights=a.weights,
+                                   overrides=overrides, recon_path=a.recon, prompt=prompt,
+                                   cache_dir=_cache_dir(a), on_gop=on_gop, on_step=on_step,
+                                   log=_log(a), progress=prog.mode == "bar")
+    finally:
+        prog.close()
     if a.json:
         print(json.dumps(report, indent=2))
     elif not a.quiet:
@@ -199,13 +181,19 @@ def cmd_compress(a) -> int:
 
 def cmd_decompress(a) -> int:
     from gvc_jax.codec import api
+    from gvc_jax.progress import CodecProgress
 
     _check_output(a.output)
-    on_gop, on_step = _progress_printer(a.quiet)
-    api.decompress_file(a.input, a.output, weights=a.weights, dtype=a.dtype,
-                        cache_dir=_cache_dir(a), on_gop=on_gop, on_step=on_step, log=_log(a),
-                        progress=not a.quiet and sys.stderr.isatty())
-    _end_progress(a.quiet)
+    api.check_video_ext(a.output)
+    steps = api.info(a.input)["codec"]["steps"]
+    prog = CodecProgress.for_cli(a.quiet, a.progress, steps)
+    on_gop, on_step = prog.callbacks
+    try:
+        api.decompress_file(a.input, a.output, weights=a.weights, dtype=a.dtype,
+                            cache_dir=_cache_dir(a), on_gop=on_gop, on_step=on_step,
+                            log=_log(a), progress=prog.mode == "bar")
+    finally:
+        prog.close()
     return EXIT_OK
 
 
@@ -219,13 +207,16 @@ def cmd_info(a) -> int:
 def cmd_eval(a) -> int:
     from gvc_jax.eval import cli_plan, report, runner
 
+    from gvc_jax.progress import CodecProgress
+
     plan = cli_plan.plan_from_args(a)
     log = (lambda s: None) if a.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    on_gop, on_step = _progress_printer(a.quiet)
+    prog = CodecProgress.for_cli(a.quiet, a.progress)
+    on_gop, on_step = prog.callbacks
     try:
         rows = runner.run(plan, log=log, on_gop=on_gop, on_step=on_step)
     finally:
-        _end_progress(a.quiet)
+        prog.close()
     notes = {}
     for r in rows:
         notes.update(r.get("notes") or {})
@@ -238,11 +229,15 @@ def cmd_eval(a) -> int:
 
 def cmd_demo(a) -> int:
     from gvc_jax import demo
+    from gvc_jax.progress import CodecProgress
 
-    on_gop, on_step = _progress_printer(a.quiet)
-    demo.run(a.out, frames=a.frames, on_gop=on_gop, on_step=on_step,
-             log=None if a.quiet else (lambda s: print(s, file=sys.stderr)))
-    _end_progress(a.quiet)
+    prog = CodecProgress.for_cli(a.quiet, a.progress)
+    on_gop, on_step = prog.callbacks
+    try:
+        demo.run(a.out, frames=a.frames, on_gop=on_gop, on_step=on_step,
+                 log=None if a.quiet else (lambda s: print(s, file=sys.stderr)))
+    finally:
+        prog.close()
     return EXIT_OK
 
 
@@ -282,6 +277,9 @@ def main(argv=None) -> int:
         a.argv = argv
         fn = {"compress": cmd_compress, "decompress": cmd_decompress, "info": cmd_info,
               "eval": cmd_eval, "demo": cmd_demo}[a.cmd]
+        if threading.current_thread() is threading.main_thread():
+            from gvc_jax.interrupt import run_interruptible
+            return run_interruptible(lambda: fn(a))
         return fn(a)
     except _Usage as e:
         print(f"gvc: error: {e} (see gvc --help)", file=sys.stderr)

@@ -6,8 +6,39 @@ existing target is untouched.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import threading
 from typing import Callable
+
+# Temporary files and folders being written right now; an interrupted command removes them
+# (``remove_live_temps``) before it exits, so nothing partial is left behind.
+_LIVE: set[str] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def track_temp(path: str) -> None:
+    with _LIVE_LOCK:
+        _LIVE.add(path)
+
+
+def untrack_temp(path: str) -> None:
+    with _LIVE_LOCK:
+        _LIVE.discard(path)
+
+
+def remove_live_temps() -> None:
+    with _LIVE_LOCK:
+        paths = list(_LIVE)
+        _LIVE.clear()
+    for p in paths:
+        if os.path.isdir(p):
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
 
 
 def umask() -> int:
@@ -24,6 +55,7 @@ def atomic_output(path: str | os.PathLike, write: Callable[[str], None], suffix:
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix,
                                dir=directory)
     os.close(fd)
+    track_temp(tmp)
     try:
         os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the usual permissions
         write(tmp)
@@ -36,6 +68,8 @@ def atomic_output(path: str | os.PathLike, write: Callable[[str], None], suffix:
         except FileNotFoundError:
             pass
         raise
+    finally:
+        untrack_temp(tmp)
     try:  # make the rename durable; best effort (not every file system allows it)
         dfd = os.open(directory, os.O_RDONLY)
         try:

@@ -90,6 +90,41 @@ def _frames_of(video):
     return video.frames, video.fps
 
 
+# Codebook throughput, atom samples scored per second, as measured (docs/codec.md, "Cost"):
+# XLA:CPU on the 2-core CI machine, and select_topm at 720p on one H200.
+ATOM_SAMPLES_PER_S = {"cpu": 1.0e8, "gpu": 4.2e11}
+
+
+def cost_estimate(frames: int, height: int, width: int, params: CodecParams, model: CodecModel,
+                  mode: str = "t2v") -> dict:
+    """The encoder's codebook work before it starts: SDE steps x latent frames x K x D atom
+    samples, and the model evaluations (2 x steps per GOP: the encode and the reconstruction)."""
+    import jax
+
+    from gvc_jax.codec import modes
+
+    geom = model.geometry
+    ch, cw = geom.padded_size(height, width)
+    gops = modes.get(mode).plan(frames, params, geom)
+    samples = 0
+    for g in gops:
+        c, f, h, w = geom.latent_shape(g.coded, ch, cw)
+        samples += params.sde_steps * f * params.K * c * h * w
+    backend = jax.default_backend()
+    rate = ATOM_SAMPLES_PER_S.get("cpu" if backend == "cpu" else "gpu")
+    return {"gops": len(gops), "atom_samples": samples, "model_evaluations":
+            2 * params.steps * len(gops), "codebook_seconds_estimate": samples / rate,
+            "backend": backend}
+
+
+def _describe_cost(c: dict) -> str:
+    secs = c["codebook_seconds_estimate"]
+    when = f"{secs:.0f} s" if secs < 120 else f"{secs / 60:.0f} min"
+    return (f"{c['gops']} GOP(s): {c['atom_samples'] / 1e9:.1f} G atom samples of codebook "
+            f"search (about {when} on this {c['backend'].upper()}) and "
+            f"{c['model_evaluations']} model evaluations")
+
+
 def compress_video(video, *, config: str | None = "gaussian", weights: str | None = None,
                    overrides: dict | None = None, model: CodecModel | None = None,
                    prompt: Prompt = Prompt(), cache_dir=None, on_gop=None, on_step=None,
@@ -99,6 +134,9 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
     frames, fps = _frames_of(video)
     model = model or load_model(model_name, weights, prompt, params, cache_dir=cache_dir,
                                 log=log, progress=progress)
+    cost = cost_estimate(frames.shape[0], frames.shape[1], frames.shape[2], params, model, mode)
+    if log:
+        log(_describe_cost(cost))
     enc = core.compress(frames, fps, model, params, mode=mode, on_gop=on_gop, on_step=on_step)
     report = rate_report(enc.header, enc.data)
     codec = enc.header["codec"]
@@ -110,7 +148,7 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
         "psnr": psnr_mean(frames, enc.recon),
         "psnr_sequence": psnr_sequence(frames, enc.recon),
         "encode_seconds": enc.encode_seconds, "decode_seconds": enc.decode_seconds,
-        "model_fingerprint": model.fingerprint,
+        "model_fingerprint": model.fingerprint, "cost_estimate": cost,
     })
     if model.info:
         report["model_load"] = model.info
@@ -124,6 +162,7 @@ def compress_file(video, output: str, *, config: str | None = "gaussian", weight
     """Compresses ``video`` (a :class:`gvc_jax.io.Video` or uint8 ``[T,H,W,3]``) into the .gvc
     file ``output`` (written atomically); returns the JSON report. ``recon_path`` also writes
     the decoder's reconstruction (mp4, y4m or npy)."""
+    check_gvc_ext(output)
     if recon_path:
         check_video_ext(recon_path)
     enc, report = compress_video(video, config=config, weights=weights, overrides=overrides,
@@ -135,6 +174,29 @@ def compress_file(video, output: str, *, config: str | None = "gaussian", weight
         write_video(recon_path, enc.recon, _frames_of(video)[1])
     report["output"] = output
     return report
+
+
+def _read_stream_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a folder, expected a .gvc file") from None
+
+
+def _named(path: str, fn):
+    """Runs ``fn()``; a bitstream error names the file it concerns."""
+    from gvc_jax.bitstream.errors import BitstreamError
+
+    try:
+        return fn()
+    except BitstreamError as e:
+        raise BitstreamError(f"{path}: {e}") from None
+
+
+def check_gvc_ext(path: str) -> None:
+    if os.path.splitext(path)[1].lower() != ".gvc":
+        raise UsageError(f"{path}: a compressed stream must end in .gvc")
 
 
 def check_video_ext(path: str) -> None:
@@ -168,18 +230,18 @@ def decompress_file(path: str, output: str, *, weights: str | None = None, dtype
     from gvc_jax.io import write_video
 
     check_video_ext(output)
-    with open(path, "rb") as f:
-        data = f.read()
-    frames, fps, _ = decode_bytes(data, weights=weights, dtype=dtype, cache_dir=cache_dir,
-                                  on_gop=on_gop, on_step=on_step, log=log, progress=progress)
+    data = _read_stream_file(path)
+    frames, fps, _ = _named(path, lambda: decode_bytes(
+        data, weights=weights, dtype=dtype, cache_dir=cache_dir, on_gop=on_gop,
+        on_step=on_step, log=log, progress=progress))
     write_video(output, frames, fps)
     return frames
 
 
 def info(path: str) -> dict:
-    with open(path, "rb") as f:
-        data = f.read()
-    header, prompt, _ = core.read_stream(data)
+    """The header of a .gvc file as a dict, with its prompt and rate report."""
+    data = _read_stream_file(path)
+    header, prompt, _ = _named(path, lambda: core.read_stream(data))
     out = dict(header)
     if prompt.payload():
         out["prompt"] = {"text": prompt.text, "negative": prompt.negative}

@@ -118,6 +118,8 @@ def _read_npy(path: str, max_frames: int | None) -> Video:
         raise VideoIOError(f"{path}: not a readable .npy array ({str(e)[:200]})") from None
     if not isinstance(a, np.ndarray):
         raise VideoIOError(f"{path}: expected one array, not an archive")
+    if a.dtype == np.uint8 and (a.ndim == 3 or (a.ndim == 4 and a.shape[-1] == 1)):
+        a = np.repeat(a.reshape(a.shape[:3])[..., None], 3, -1)   # grayscale, as PNG folders
     a = _check_frames(a, path)
     if max_frames is not None:
         a = a[:max_frames]

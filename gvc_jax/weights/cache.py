@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from gvc_jax.fileutil import write_bytes_atomic
+from gvc_jax.fileutil import track_temp, untrack_temp, write_bytes_atomic
 
 CACHE_VERSION = 1
 
@@ -162,6 +162,7 @@ def cached_convert(family: str, files: list[str], convert: Callable[[], tuple[di
                 log(f"caching the converted {family} weights in {entry}")
             os.makedirs(os.path.dirname(entry), exist_ok=True)
             tmp = tempfile.mkdtemp(prefix=f".tmp-{family}-", dir=os.path.dirname(entry))
+            track_temp(tmp)
             try:
                 save_arrays(arrays, tmp, {"family": family, "fingerprint": fp,
                                           "files": [os.path.abspath(f) for f in files]})
@@ -169,6 +170,7 @@ def cached_convert(family: str, files: list[str], convert: Callable[[], tuple[di
                 os.rename(tmp, entry)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+                untrack_temp(tmp)
             info["cache_write_seconds"] = time.perf_counter() - t1
         os.makedirs(os.path.dirname(_index_path(root, key)), exist_ok=True)
         write_bytes_atomic(_index_path(root, key),

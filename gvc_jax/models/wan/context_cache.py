@@ -50,7 +50,10 @@ def _read(path: str, prompt: str, fingerprint: str) -> np.ndarray | None:
 
 def _write(path: str, ctx: np.ndarray, prompt: str, fingerprint: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    from gvc_jax.fileutil import track_temp, untrack_temp
+
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".npz")
+    track_temp(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
             raw = ctx.view(np.uint16) if str(ctx.dtype) == "bfloat16" else ctx  # npz has no bfloat16
@@ -61,6 +64,8 @@ def _write(path: str, ctx: np.ndarray, prompt: str, fingerprint: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    finally:
+        untrack_temp(tmp)
 
 
 def get_context(prompt: str, fingerprint: str, compute_fn: Callable[[str], np.ndarray],
