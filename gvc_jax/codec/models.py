@@ -166,7 +166,11 @@ def detect_config(weights: str | None) -> str:
     if not weights or (os.path.isfile(weights) and weights.endswith(".npz")):
         return "gaussian" if jax.default_backend() in ("gpu", "tpu") else "gaussian-fast"
     from gvc_jax.weights import folder as wf
+    from gvc_jax.weights.sources import CheckpointError
 
+    if not os.path.isdir(weights):
+        raise CheckpointError(f"{weights}: --weights takes a Wan 2.1 folder or a gaussian prior "
+                              ".npz")
     cfg, _, _ = wf.dit_config(weights)
     for name, variant in WAN_T2V.items():
         if variant is not None and variant == cfg.name:
