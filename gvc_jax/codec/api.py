@@ -212,9 +212,10 @@ def decode_bytes(data: bytes, *, weights: str | None = None, dtype: str | None =
     of already loaded models to reuse."""
 
     def load(name, prompt, params):
-        if models and name in models and models[name].prompt == prompt:
-            return models[name]
         p = params.replace(dtype=dtype) if dtype else params
+        m = (models or {}).get(name)
+        if m is not None and m.prompt == prompt and m.dtype == p.dtype:
+            return m
         return load_model(name, weights, prompt, p, cache_dir=cache_dir, log=log,
                           progress=progress)
 
