@@ -36,7 +36,8 @@ def index_bits(S: int, m_per_frame: Sequence[int], K: int) -> int:
     ms = _check_m(m_per_frame, K)
     if S < 0:
         raise ValueError(f"S must be >= 0, got {S}")
-    return int(S) * sum(bits_for(K, m) + m for m in ms)
+    width = {m: bits_for(K, m) for m in set(ms)}  # one binomial per distinct M, not per frame
+    return int(S) * sum(width[m] + m for m in ms)
 
 
 def index_bytes(S: int, m_per_frame: Sequence[int], K: int) -> int:
@@ -88,19 +89,23 @@ def unpack_indices(data: bytes, S: int, m_per_frame: Sequence[int], K: int) -> t
     """
     K = int(K)
     ms = _check_m(m_per_frame, K)
+    mmax = max(ms) if ms else 0
+    if S * len(ms) * mmax > MAX_INDEX_CELLS:
+        raise BitstreamError(f"index arrays too large: {S} x {len(ms)} x {mmax} > limit {MAX_INDEX_CELLS} entries")
+    if S * sum(ms) > 8 * len(data):  # the sign bits alone: cheap, before any binomial is computed
+        raise BitstreamError(f"index payload is {len(data)} bytes, too short for the {S * sum(ms)} sign "
+                             f"bits of S={S}, K={K}, {len(ms)} latent frames")
     nbits = index_bits(S, ms, K)
     if len(data) != (nbits + 7) // 8:
         raise BitstreamError(
             f"index payload is {len(data)} bytes, expected {(nbits + 7) // 8} for S={S}, K={K}, M={ms}")
-    mmax = max(ms) if ms else 0
-    if S * len(ms) * mmax > MAX_INDEX_CELLS:
-        raise BitstreamError(f"index arrays too large: {S} x {len(ms)} x {mmax} > limit {MAX_INDEX_CELLS} entries")
+    width = {m: bits_for(K, m) for m in set(ms)}
     idx = np.zeros((S, len(ms), mmax), np.int32)
     sgn = np.zeros((S, len(ms), mmax), bool)
     r = BitReader(data)
     for s in range(S):
         for f, m in enumerate(ms):
-            code = r.read(bits_for(K, m))
+            code = r.read(width[m])
             idx[s, f, :m] = unrank(code, K, m)  # BitstreamError when code >= C(K, m)
             if m:
                 bits = r.read(m)

@@ -31,8 +31,8 @@ def _read_json(path: str) -> dict:
             d = json.load(f)
     except OSError as e:
         raise CheckpointError(f"{path}: unreadable ({e.strerror or e})") from None
-    except ValueError as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({str(e)[:200] or type(e).__name__})") from None
     if not isinstance(d, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     return d
@@ -61,8 +61,6 @@ def _cfg_int(d: dict, key: str, where: str, default=None) -> int:
 
 def dit_config(root: str) -> tuple[ml_collections.ConfigDict, str, str]:
     """``(cfg, layout, folder)`` of the DiT in ``root`` (a download folder or the DiT folder)."""
-    from configs.wan_dit import from_fields
-
     folder = os.path.join(root, "transformer") if os.path.isdir(
         os.path.join(root, "transformer")) else root
     path = os.path.join(folder, "config.json")
@@ -70,6 +68,17 @@ def dit_config(root: str) -> tuple[ml_collections.ConfigDict, str, str]:
         raise CheckpointError(f"{folder}: missing config.json of the DiT")
     d = _read_json(path)
     cls = d.get("_class_name")
+    try:
+        return _dit_config(d, cls, path, folder)
+    except (TypeError, ValueError, OverflowError) as e:  # e.g. "eps": "x", "patch_size": 3
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"{path}: bad value in the DiT config ({str(e)[:200]})") from None
+
+
+def _dit_config(d: dict, cls, path: str, folder: str):
+    from configs.wan_dit import from_fields
+
     if cls == "WanModel":
         layout = "official"
         mt = d.get("model_type", "t2v")
@@ -112,7 +121,7 @@ def dit_config(root: str) -> tuple[ml_collections.ConfigDict, str, str]:
         raise CheckpointError(f"{path}: not a Wan 2.1 DiT config (_class_name {cls!r})")
     try:
         cfg = from_fields(fields)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: {e}") from None
     safetensors_files(folder)  # a clear error when the weights are missing
     return cfg, layout, folder

@@ -17,6 +17,7 @@ import json
 import os
 import pickle
 import zipfile
+from zlib import error as zlib_error
 from typing import Callable, Iterator
 
 import ml_dtypes
@@ -54,19 +55,60 @@ _ST_DTYPES = {
 }
 
 
+def _open_rb(path: str):
+    try:
+        return open(path, "rb")
+    except OSError as e:  # missing, a directory, a symlink loop, no permission
+        raise CheckpointError(f"{path}: cannot open ({e.strerror or type(e).__name__})") from None
+
+
 def _safetensors_header(path: str) -> tuple[dict, int]:
-    with open(path, "rb") as f:
+    with _open_rb(path) as f:
         raw = f.read(8)
         if len(raw) != 8:
             raise CheckpointError(f"{path}: truncated safetensors header")
         n = int.from_bytes(raw, "little")
         if n <= 0 or n > 100 * 2**20:
             raise CheckpointError(f"{path}: implausible safetensors header size {n}")
+        if 8 + n > os.fstat(f.fileno()).st_size:
+            raise CheckpointError(f"{path}: truncated safetensors header ({n} bytes declared)")
         try:
             header = json.loads(f.read(n))
-        except ValueError as e:
-            raise CheckpointError(f"{path}: corrupt safetensors header ({e})") from None
+        except (ValueError, RecursionError) as e:
+            raise CheckpointError(f"{path}: corrupt safetensors header ({type(e).__name__}: "
+                                  f"{str(e)[:100]})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object)")
     return header, 8 + n
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _tensor_entry(path: str, key: str, info, data_bytes: int):
+    """``(dtype, shape, start, stop)`` of one header entry, checked against the data size."""
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path}: tensor {key!r} has a malformed header entry")
+    dtype = _ST_DTYPES.get(info.get("dtype")) if isinstance(info.get("dtype"), str) else None
+    if dtype is None:
+        raise CheckpointError(f"{path}: tensor {key!r} has unsupported dtype {info.get('dtype')}")
+    shape, offs = info.get("shape"), info.get("data_offsets")
+    if not isinstance(shape, list) or not all(_is_count(s) for s in shape):
+        raise CheckpointError(f"{path}: tensor {key!r} has a malformed shape {shape!r}"[:300])
+    if not (isinstance(offs, list) and len(offs) == 2 and all(_is_count(o) for o in offs)
+            and offs[0] <= offs[1]):
+        raise CheckpointError(f"{path}: tensor {key!r} has malformed data_offsets {offs!r}"[:300])
+    start, stop = offs
+    if stop > data_bytes:
+        raise CheckpointError(f"{path}: tensor {key!r} runs past the end of the file")
+    numel = 1
+    for s in shape:
+        numel *= s
+    if numel * np.dtype(dtype).itemsize != stop - start:
+        raise CheckpointError(f"{path}: tensor {key!r} of shape {tuple(shape)} and dtype "
+                              f"{info['dtype']} does not match its {stop - start} data bytes")
+    return dtype, tuple(shape), start, stop
 
 
 def iter_safetensors(path: str) -> Iterator[tuple[str, Loader]]:
@@ -76,13 +118,7 @@ def iter_safetensors(path: str) -> Iterator[tuple[str, Loader]]:
     for key, info in header.items():
         if key == "__metadata__":
             continue
-        dtype = _ST_DTYPES.get(info["dtype"])
-        if dtype is None:
-            raise CheckpointError(f"{path}: tensor {key!r} has unsupported dtype {info['dtype']}")
-        start, stop = info["data_offsets"]
-        shape = tuple(info["shape"])
-        if base + stop > size:
-            raise CheckpointError(f"{path}: tensor {key!r} runs past the end of the file")
+        dtype, shape, start, stop = _tensor_entry(path, key, info, size - base)
 
         def load(start=start, stop=stop, shape=shape, dtype=dtype):
             mm = np.memmap(path, dtype=np.uint8, mode="r", offset=base + start,
@@ -100,9 +136,7 @@ def safetensors_files(folder_or_file: str, prefix: str = "diffusion_pytorch_mode
         raise CheckpointError(f"{folder_or_file}: no such file or folder")
     index = [f for f in os.listdir(folder_or_file) if f.endswith(".safetensors.index.json")]
     if index:
-        with open(os.path.join(folder_or_file, sorted(index)[0])) as f:
-            weight_map = json.load(f)["weight_map"]
-        files = sorted(set(weight_map.values()))
+        files = read_index(os.path.join(folder_or_file, sorted(index)[0]))
     else:
         files = sorted(f for f in os.listdir(folder_or_file) if f.endswith(".safetensors"))
         pref = [f for f in files if f.startswith(prefix)]
@@ -111,9 +145,36 @@ def safetensors_files(folder_or_file: str, prefix: str = "diffusion_pytorch_mode
         raise CheckpointError(f"{folder_or_file}: no .safetensors files found")
     paths = [os.path.join(folder_or_file, f) for f in files]
     for p in paths:
+        if os.path.islink(p) and not os.path.exists(p):
+            raise CheckpointError(f"{p}: a broken symlink or a symlink loop")
         if not os.path.isfile(p):
-            raise CheckpointError(f"{p}: shard listed in the index is missing")
+            what = "listed in the index is missing" if index else "is not a regular file"
+            raise CheckpointError(f"{p}: shard {what}")
     return paths
+
+
+def read_index(path: str) -> list[str]:
+    """The shard file names of a ``*.safetensors.index.json``, checked (plain names in the
+    index's own folder, nothing else)."""
+    try:
+        with _open_rb(path) as f:
+            raw = f.read(64 * 2**20 + 1)
+        if len(raw) > 64 * 2**20:
+            raise CheckpointError(f"{path}: index larger than 64 MiB")
+        d = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({type(e).__name__})") from None
+    wm = d.get("weight_map") if isinstance(d, dict) else None
+    if not isinstance(wm, dict) or not wm:
+        raise CheckpointError(f"{path}: no weight_map object in the index")
+    files = set()
+    for k, v in wm.items():
+        if not isinstance(v, str) or not v.endswith(".safetensors") or os.path.basename(v) != v \
+                or v in (".", "..") or "\\" in v or "\x00" in v:
+            raise CheckpointError(f"{path}: tensor {k!r} maps to a bad shard name {v!r}"[:300])
+        files.add(v)
+    return sorted(files)
+
 
 
 def iter_safetensors_folder(folder_or_file: str, prefix: str = "diffusion_pytorch_model"
@@ -143,10 +204,32 @@ class _LazyTensor:
 
     def load(self) -> np.ndarray:
         st = self.storage
-        raw = st.zf.read(st.name)
+        where = getattr(st.zf, "filename", None) or "checkpoint"
+        nbytes = st.numel * np.dtype(st.dtype).itemsize
+        # The view must lie inside the storage: size, stride and offset come from the pickle.
+        if st.numel < 0 or self.offset < 0 or len(self.stride) != len(self.size) or \
+                any(n < 0 for n in self.size) or any(s < 0 for s in self.stride):
+            raise CheckpointError(f"{where}: tensor view of storage {st.name} is malformed")
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
+        if all(self.size) and last >= st.numel:
+            raise CheckpointError(f"{where}: tensor of shape {self.size} does not fit its storage "
+                                  f"{st.name} of {st.numel} elements")
+        info = getattr(st.zf, "getinfo", None)
+        try:
+            if info is not None and info(st.name).file_size != nbytes:  # checked before reading
+                raise CheckpointError(f"{where}: storage {st.name} holds "
+                                      f"{info(st.name).file_size} bytes, expected {nbytes}")
+            raw = st.zf.read(st.name)
+        except CheckpointError:
+            raise
+        except (KeyError, OSError, EOFError, zipfile.BadZipFile, zlib_error) as e:
+            raise CheckpointError(f"{where}: storage {st.name} is unreadable "
+                                  f"({type(e).__name__})") from None
         flat = np.frombuffer(raw, dtype=st.dtype)
         if flat.size < st.numel:
-            raise CheckpointError(f"storage {st.name} is truncated")
+            raise CheckpointError(f"{where}: storage {st.name} is truncated")
+        if not all(self.size):
+            return np.zeros(self.size, st.dtype)
         item = flat.itemsize
         view = np.lib.stride_tricks.as_strided(
             flat[self.offset:], shape=self.size, strides=[s * item for s in self.stride])
@@ -213,25 +296,26 @@ def iter_torch_zip(path: str, subtree: str | None = None) -> Iterator[tuple[str,
         raise CheckpointError(f"{path}: no such file")
     try:
         zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         raise CheckpointError(f"{path}: not a PyTorch zip checkpoint (old-style files are "
                               "read by iter_torch_any)") from None
     pkl = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
     if not pkl:
         raise CheckpointError(f"{path}: no data.pkl inside the archive")
     root = pkl[0].rsplit("/", 1)[0] if "/" in pkl[0] else ""
-    with zf.open(pkl[0]) as f:
-        try:
+    try:
+        with zf.open(pkl[0]) as f:
             obj = _SafeUnpickler(f, zf, root).load()
-        except CheckpointError as e:
-            raise CheckpointError(f"{path}: {e}") from None
-        except Exception as e:  # malformed pickle stream
-            raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e})") from None
-    if subtree is not None:
-        if not isinstance(obj, dict) or subtree not in obj:
-            raise CheckpointError(f"{path}: no {subtree!r} entry")
-        obj = obj[subtree]
-    for key, t in _flatten_tensors(obj):
+        items = list(_flatten_tensors(obj[subtree] if subtree is not None and isinstance(obj, dict)
+                                      and subtree in obj else obj))
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    except Exception as e:  # malformed archive or pickle stream (RecursionError included)
+        raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: "
+                              f"{str(e)[:200]})") from None
+    if subtree is not None and not (isinstance(obj, dict) and subtree in obj):
+        raise CheckpointError(f"{path}: no {subtree!r} entry")
+    for key, t in items:
         yield key, TensorRef(t.size, t.storage.dtype, t.load)
 
 
@@ -273,8 +357,9 @@ class _PlainUnpickler(pickle.Unpickler):
 class _Blobs:
     """Storage bytes by key; duck-types the ``read`` of the ZipFile that ``_LazyTensor`` uses."""
 
-    def __init__(self):
+    def __init__(self, filename: str | None = None):
         self.data: dict[str, bytes] = {}
+        self.filename = filename
 
     def read(self, name: str) -> bytes:
         return self.data[name]
@@ -309,8 +394,9 @@ def iter_torch_legacy(path: str) -> Iterator[tuple[str, Loader]]:
     """
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such file")
-    blobs = _Blobs()
-    with open(path, "rb") as f:
+    blobs = _Blobs(path)
+    size = os.path.getsize(path)
+    with _open_rb(path) as f:
         try:
             magic = _PlainUnpickler(f).load()
             proto = _PlainUnpickler(f).load()
@@ -327,15 +413,19 @@ def iter_torch_legacy(path: str) -> Iterator[tuple[str, Loader]]:
                 head = f.read(8)
                 if len(head) != 8 or int.from_bytes(head, "little", signed=True) != numel:
                     raise CheckpointError(f"storage {key} has a bad size record")
+                if numel * dtype.itemsize > size - f.tell():  # before reading (allocating)
+                    raise CheckpointError(f"storage {key} is truncated")
                 raw = f.read(numel * dtype.itemsize)
                 if len(raw) != numel * dtype.itemsize:
                     raise CheckpointError(f"storage {key} is truncated")
                 blobs.data[str(key)] = raw
+            items = list(_flatten_tensors(obj))
         except CheckpointError as e:
             raise CheckpointError(f"{path}: {e}") from None
-        except Exception as e:  # malformed stream
-            raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e})") from None
-    for key, t in _flatten_tensors(obj):
+        except Exception as e:  # malformed stream (RecursionError included)
+            raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: "
+                                  f"{str(e)[:200]})") from None
+    for key, t in items:
         yield key, TensorRef(t.size, t.storage.dtype, t.load)
 
 

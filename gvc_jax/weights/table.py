@@ -81,6 +81,10 @@ def map_key(key: str, rules: list[Rule]) -> tuple[str, int | None, Rule] | None:
     return None
 
 
+def _is_float(dt) -> bool:
+    return np.dtype(dt).kind == "f" or str(dt) == "bfloat16"   # bfloat16's kind is 'V'
+
+
 def _np_dtype(dtype) -> np.dtype:
     if str(dtype) == "bfloat16":
         return np.dtype(ml_dtypes.bfloat16)
@@ -166,6 +170,8 @@ def convert(source: Iterable[tuple[str, Loader]], rules: list[Rule],
         arr = rule.fn()(load())
         check.place(key, path, layer, arr.shape)
         shape, dtype = targets[path]
+        if _is_float(_np_dtype(dtype)) and not _is_float(arr.dtype):
+            raise ConversionError(f"{key!r}: stored as {arr.dtype}, the model expects floats")
         if layer is not None:
             if path not in out:
                 out[path] = np.empty(tuple(shape), _np_dtype(dtype))
