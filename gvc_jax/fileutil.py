@@ -47,13 +47,43 @@ def umask() -> int:
     return mask
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # alive, another user's
+        return True
+    return True
+
+
+def _sweep_orphans(directory: str, base: str) -> None:
+    """Removes ``.BASE.PID.*.tmp`` left beside ``BASE`` by a writer that was killed (SIGKILL
+    runs no handler): the next write of the same output cleans up after it."""
+    prefix = f".{base}."
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for n in names:
+        if not n.startswith(prefix) or ".tmp" not in n:
+            continue
+        pid = n[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            try:
+                os.unlink(os.path.join(directory, n))
+            except OSError:
+                pass
+
+
 def atomic_output(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> None:
     """Calls ``write(tmp_path)`` for a temporary file in ``path``'s folder, then renames it
     over ``path``. ``suffix`` lets writers that choose a format by extension see it."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix,
-                               dir=directory)
+    _sweep_orphans(directory, os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.",
+                               suffix=".tmp" + suffix, dir=directory)
     os.close(fd)
     track_temp(tmp)
     try:
