@@ -82,3 +82,14 @@ def test_truncated_stream_error_names_the_file(clip, capsys, tmp_path):
     assert not (tmp_path / "o.npy").exists()
     rc, _, err = _gvc(capsys, "decompress", tmp_path / "a.gvc", "-o", tmp_path / "o.avi")
     assert rc == 2 and "must end in .mp4, .y4m or .npy" in err
+
+
+def test_api_takes_a_plain_uint8_array(tmp_path):
+    from gvc_jax.codec import api
+
+    frames = np.random.default_rng(5).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    rep = api.compress_file(frames, str(tmp_path / "a.gvc"), config="gaussian-fast",
+                            overrides={"steps": 2, "sde_steps": 1})
+    assert rep["frames"] == 4 and rep["fps"] == 25.0
+    out = api.decompress_file(str(tmp_path / "a.gvc"), str(tmp_path / "a.npy"))
+    assert out.shape == frames.shape
