@@ -135,22 +135,29 @@ def dit_files(folder: str) -> list[str]:
 
 
 # ------------------------------------------------------------------ VAE
-def vae_source(root: str) -> tuple[str, str]:
-    """``(path, layout)`` of the VAE in a download folder (or the VAE file/folder itself)."""
+def _component(root: str, official_file: str, subfolder: str, what: str, is_self) -> tuple[str, str]:
+    """``(path, layout)`` of one component: a file given directly, the diffusers subfolder
+    given directly (``is_self(config)``), or found in a download folder of either layout."""
     if os.path.isfile(root):
         return root, "official" if not root.endswith(".safetensors") else "diffusers"
-    off = os.path.join(root, VAE_FILE)
-    sub = os.path.join(root, "vae")
-    if os.path.isfile(os.path.join(root, "config.json")) and _read_json(
-            os.path.join(root, "config.json")).get("_class_name") == "AutoencoderKLWan":
-        return root, "diffusers"                       # the vae/ folder itself
+    cfg = os.path.join(root, "config.json")
+    if os.path.isfile(cfg) and is_self(_read_json(cfg)):
+        return root, "diffusers"
     if layout_of(root) == "official":
+        off = os.path.join(root, official_file)
         if not os.path.isfile(off):
-            raise CheckpointError(f"{off}: missing (the VAE of the official layout)")
+            raise CheckpointError(f"{off}: missing (the {what} of the official layout)")
         return off, "official"
+    sub = os.path.join(root, subfolder)
     if not os.path.isdir(sub):
-        raise CheckpointError(f"{sub}: missing (the VAE of the diffusers layout)")
+        raise CheckpointError(f"{sub}: missing (the {what} of the diffusers layout)")
     return sub, "diffusers"
+
+
+def vae_source(root: str) -> tuple[str, str]:
+    """``(path, layout)`` of the VAE in a download folder (or the VAE file/folder itself)."""
+    return _component(root, VAE_FILE, "vae", "VAE",
+                      lambda d: d.get("_class_name") == "AutoencoderKLWan")
 
 
 def vae_config(path: str, layout: str) -> ml_collections.ConfigDict:
@@ -191,20 +198,9 @@ def vae_files(path: str) -> list[str]:
 
 # ------------------------------------------------------------------ umT5
 def t5_source(root: str) -> tuple[str, str]:
-    if os.path.isfile(root):
-        return root, "official" if not root.endswith(".safetensors") else "diffusers"
-    off = os.path.join(root, T5_FILE)
-    sub = os.path.join(root, "text_encoder")
-    if os.path.isfile(os.path.join(root, "config.json")) and _read_json(
-            os.path.join(root, "config.json")).get("model_type") in ("umt5", "t5"):
-        return root, "diffusers"                       # the text_encoder/ folder itself
-    if layout_of(root) == "official":
-        if not os.path.isfile(off):
-            raise CheckpointError(f"{off}: missing (the text encoder of the official layout)")
-        return off, "official"
-    if not os.path.isdir(sub):
-        raise CheckpointError(f"{sub}: missing (the text encoder of the diffusers layout)")
-    return sub, "diffusers"
+    """``(path, layout)`` of umT5 in a download folder (or the checkpoint itself)."""
+    return _component(root, T5_FILE, "text_encoder", "text encoder",
+                      lambda d: d.get("model_type") in ("umt5", "t5"))
 
 
 def t5_config(path: str, layout: str) -> ml_collections.ConfigDict:
