@@ -87,43 +87,31 @@ def text_contexts(root: str, prompts: list[str], *, seq_len: int, dtype: str, ca
     """Prompt contexts ``[seq_len, D]`` through the context cache; returns
     ``(contexts, t5 fingerprint, tokenizer fingerprint, how umT5 was loaded)``. umT5 is loaded only on a miss and
     dropped before returning."""
-    from gvc_jax.models.wan import context_cache
-    from gvc_jax.models.wan.t5 import make_apply
+    from gvc_jax.models.wan.t5 import PromptEncoder
     from gvc_jax.models.wan.tokenizer import UMT5Tokenizer
     from gvc_jax.weights import cache as wcache, folder as wf, t5 as wt5
 
-    tok_files = wf.tokenizer_files(root)
-    tok_fp = tokenizer_fingerprint(tok_files)
-    tokenizer = UMT5Tokenizer(root, seq_len=seq_len)
+    tok_fp = tokenizer_fingerprint(wf.tokenizer_files(root))
     src, layout = wf.t5_source(root)
     t5_name = wf.t5_config(src, layout).name
     t5_fp = wcache.lookup("umt5", wf.t5_files(src), cache_dir, extra=t5_name)
-    state: dict = {}
     info = {"source": "context cache"}
+    held: dict = {}
 
-    def encoder():
-        if "apply" not in state:
-            model, fp = wt5.load(root, dtype=dtype, cache_dir=cache_dir, log=log,
-                                 progress=progress, info=info)
-            graphdef, state["state"] = nnx.split(model)
-            state["apply"], state["fp"] = make_apply(graphdef), fp
-        return state["apply"], state["state"]
+    def load_t5():
+        if "model" in held:
+            return held.pop("model")
+        return wt5.load(root, dtype=dtype, cache_dir=cache_dir, log=log, progress=progress,
+                        info=info)[0]
 
-    if t5_fp is None:
-        encoder()
-        t5_fp = state["fp"]
+    if t5_fp is None:        # not converted yet: its fingerprint keys the contexts
+        held["model"], t5_fp = wt5.load(root, dtype=dtype, cache_dir=cache_dir, log=log,
+                                        progress=progress, info=info)
     key = hashlib.sha256(f"{t5_fp}|{tok_fp}|{dtype}|{seq_len}".encode()).hexdigest()
-
-    def compute(prompt: str) -> np.ndarray:
-        apply, st = encoder()
-        ids, mask = tokenizer([prompt])
-        return np.asarray(apply(st, jnp.asarray(ids), jnp.asarray(mask))[0])
-
-    if cache_dir is False:
-        ctxs = [compute(p) for p in prompts]
-    else:
-        ctxs = [context_cache.get_context(p, key, compute, cache_dir) for p in prompts]
-    state.clear()  # the text encoder leaves device memory here
+    encoder = PromptEncoder(load_t5, UMT5Tokenizer(root, seq_len=seq_len), key, cache_dir)
+    ctxs = [encoder(p) for p in prompts]
+    encoder.release()        # the text encoder leaves device memory here
+    held.clear()
     info.pop("config", None)
     return ctxs, t5_fp, tok_fp, info
 

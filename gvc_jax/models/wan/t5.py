@@ -184,7 +184,10 @@ class PromptEncoder:
         return np.asarray(self._fn(self._state, jnp.asarray(ids), jnp.asarray(mask))[0])
 
     def __call__(self, prompt: str) -> np.ndarray:
+        """The context of ``prompt``; ``cache_dir=False`` computes it without the cache."""
         from gvc_jax.models.wan.context_cache import get_context
+        if self.cache_dir is False:
+            return self._compute(prompt)
         return get_context(prompt, self.fingerprint, self._compute, self.cache_dir)
 
     def release(self) -> None:
