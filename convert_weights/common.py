@@ -179,19 +179,17 @@ def write_output(arrays: dict, out: str, meta: dict) -> None:
     if is_file_output(out):
         from safetensors.numpy import save_file
 
-        fd, tmp = tempfile.mkstemp(prefix=".gvc-convert-", suffix=".safetensors", dir=parent)
-        os.close(fd)
-        try:
-            save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp,
-                      metadata={k: str(v) for k, v in meta.items()})
-            os.replace(tmp, out)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        from gvc_jax.fileutil import atomic_output
+
+        atomic_output(out, lambda tmp: save_file(
+            {k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp,
+            metadata={k: str(v) for k, v in meta.items()}), suffix=".safetensors")
         return
+    from gvc_jax.fileutil import track_temp, untrack_temp
     from gvc_jax.weights.cache import save_arrays
 
     tmp = tempfile.mkdtemp(prefix=".gvc-convert-", dir=parent)
+    track_temp(tmp)
     try:
         save_arrays(arrays, tmp, meta)
         if os.path.isdir(out):
@@ -199,6 +197,7 @@ def write_output(arrays: dict, out: str, meta: dict) -> None:
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        untrack_temp(tmp)
 
 
 def finish(arrays: dict, out: str, meta: dict) -> int:
