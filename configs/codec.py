@@ -17,6 +17,13 @@ import ml_collections
 _GVCC_T2V = dict(K=16384, M=64, steps=20, sde_steps=17, g_scale=3.0, shift=3.0, gop_frames=33,
                  guidance=1.0)
 
+# GVCC's I2V settings: M_tail = 2M on the last 2 latent frames, shift 5 above 480p (3 at or
+# below: gvc_jax.codec.api.resolution_shift), and an entropy-coded tail residual
+# (docs/residual.md) instead of GVCC's 8-bit zlib dump.
+_GVCC_I2V = dict(_GVCC_T2V, M_tail=128, shift=5.0, residual_step=0.05)
+# GVCC's FLF2V settings: shift 5, 33-frame GOPs sharing their boundary anchors.
+_GVCC_FLF2V = dict(_GVCC_T2V, shift=5.0)
+
 # name -> (model config, mode, changed codec parameters)
 _PRESETS = {
     # The embedded analytic prior. GOP = 16 frames = 4 latent frames of 4.
@@ -29,6 +36,11 @@ _PRESETS = {
     # Any T2V folder whose architecture is read from its own config files (tiny test folders,
     # custom sizes): GVCC's T2V settings.
     "wan2.1-t2v": ("wan2.1-t2v", "t2v", _GVCC_T2V),
+    "wan2.1-i2v-14b-480p": ("wan2.1-i2v-14b-480p", "i2v", dict(_GVCC_I2V, shift=3.0)),
+    "wan2.1-i2v-14b-720p": ("wan2.1-i2v-14b-720p", "i2v", _GVCC_I2V),
+    "wan2.1-i2v": ("wan2.1-i2v", "i2v", _GVCC_I2V),
+    "wan2.1-flf2v-14b-720p": ("wan2.1-flf2v-14b-720p", "flf2v", _GVCC_FLF2V),
+    "wan2.1-flf2v": ("wan2.1-flf2v", "flf2v", _GVCC_FLF2V),
 }
 
 PRESETS = tuple(_PRESETS)

@@ -39,7 +39,7 @@ _VARIANTS = {
 # Tiny variants: head_dim 32 keeps the RoPE split valid (12/10/10). text_len stays 512 because
 # diffusers hard-codes 512 text tokens when it splits image and text context.
 _TINY = dict(dim=64, ffn_dim=128, num_heads=2, num_layers=2, text_dim=32, freq_dim=32,
-             clip_dim=48, clip_len=5)
+             clip_dim=32, clip_len=5)   # configs.wan_clip "tiny": width 32, 5 tokens
 _VARIANTS.update({
     "tiny-t2v": dict(_TINY),
     "tiny-t2v-wan22": dict(_TINY, text_len=16),  # short text, official code only

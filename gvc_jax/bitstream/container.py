@@ -68,7 +68,9 @@ def parse_idx(payload: bytes) -> tuple[int, bytes]:
 
 
 def anchor_chunk(gop: int, codec_id: str, data: bytes) -> tuple[str, bytes]:
-    """``ANCH`` chunk: u32 GOP, u8 codec-id length, ASCII codec id, then the coded anchor bytes."""
+    """``ANCH`` chunk: u32 anchor number (the GOP boundary it sits on: 0 = the first frame of
+    GOP 0, g = the first frame of GOP g, n_gops = the last frame of the clip), u8 codec-id
+    length, ASCII codec id, then the coded anchor bytes."""
     if not isinstance(codec_id, str) or not codec_id.isascii() or not codec_id.isprintable():
         raise ValueError(f"codec id must be printable ASCII, got {codec_id!r}")
     cid = codec_id.encode("ascii")
@@ -126,8 +128,11 @@ def _check_payload(i: int, tag: str, payload: bytes, n_gops: int, seen_idx: set,
         if gop in seen_idx:
             raise BitstreamError(f"{where}: second IDX chunk for GOP {gop}")
         seen_idx.add(gop)
-    elif tag == "ANCH":
-        gop = parse_anchor(payload)[0]
+    elif tag == "ANCH":   # the anchor's number: up to one per GOP boundary (n_gops + 1)
+        if parse_anchor(payload)[0] > n_gops:
+            raise BitstreamError(f"{where}: anchor {parse_anchor(payload)[0]} does not exist "
+                                 f"(header has {n_gops} GOPs, so at most {n_gops + 1} anchors)")
+        return
     else:
         gop = parse_residual(payload)[0]
     if gop >= n_gops:

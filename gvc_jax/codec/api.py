@@ -39,6 +39,14 @@ def params_for(config: str | None, overrides: dict | None = None, weights: str |
     return cfg.model, cfg.mode, CodecParams.from_values(values)
 
 
+def resolution_shift(mode: str, height: int, width: int) -> float | None:
+    """GVCC's time shift for the anchored modes: 5 above 480p, 3 at or below (None: the
+    preset's own shift stands)."""
+    if mode not in ("i2v", "flf2v"):
+        return None
+    return 5.0 if min(height, width) > 480 else 3.0
+
+
 def rates(nbytes: int, frames: int, height: int, width: int, fps) -> tuple[float, float]:
     """(bpp, kbps) of ``nbytes``: bpp = bits / (frames·H·W) of the source, kbps at the source
     frame rate (docs/codec.md, "Rates"); the one definition every report uses."""
@@ -132,6 +140,9 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
     """Encodes a clip; returns ``(core.Encoded, report dict)``."""
     model_name, mode, params = params_for(config, overrides, weights)
     frames, fps = _frames_of(video)
+    shift = resolution_shift(mode, frames.shape[1], frames.shape[2]) if frames.ndim == 4 else None
+    if shift is not None and "shift" not in (overrides or {}):
+        params = params.replace(shift=shift)
     model = model or load_model(model_name, weights, prompt, params, cache_dir=cache_dir,
                                 log=log, progress=progress)
     cost = cost_estimate(frames.shape[0], frames.shape[1], frames.shape[2], params, model, mode)

@@ -56,8 +56,16 @@ def make_header(model: CodecModel, mode: str, params: CodecParams, n_frames: int
     }
 
 
-def _decode_gop_frames(session: modes.Session, mode, gop: Gop, payload: bytes) -> np.ndarray:
-    """The decoder's frames of one GOP (cropped to the source size): shared by both sides."""
+def _cond(session: modes.Session, mode, gop: Gop):
+    """The GOP's conditioning, built once per GOP (the encoder needs it twice)."""
+    if gop.index not in session.conds:
+        session.conds.clear()
+        session.conds[gop.index] = mode.cond(session, gop)
+    return session.conds[gop.index]
+
+
+def _decode_gop_latents(session: modes.Session, mode, gop: Gop, payload: bytes):
+    """The decoder's latents of one GOP, replayed from its packed indices."""
     model, params, header = session.model, session.params, session.header
     geom = model.geometry
     coded = header["coded"]
@@ -65,10 +73,19 @@ def _decode_gop_frames(session: modes.Session, mode, gop: Gop, payload: bytes) -
     idx, sign = bs_indices.unpack_indices(payload, params.sde_steps, m, params.K)
     shape = geom.latent_shape(gop.coded, coded["height"], coded["width"])
     x_T = codebook.init_noise(params.seed, gop.index, shape)
-    x0 = decode_gop(model.graphdef, model.state, mode.cond(session, gop), x_T, idx, sign,
-                    params.seed, gop.index, spec=params.spec(m))
-    src = header["source"]
-    return model.decode(x0)[: gop.frames, : src["height"], : src["width"]]
+    return decode_gop(model.graphdef, model.state, _cond(session, mode, gop), x_T, idx, sign,
+                      params.seed, gop.index, spec=params.spec(m))
+
+
+def _finish_gop(session: modes.Session, mode, gop: Gop, x0) -> np.ndarray:
+    """Latents -> the GOP's output frames, shared by both sides: the autoencoder's frames at the
+    coded size (kept in ``session.decoded`` for later GOPs' conditioning), then the mode's
+    output cropped to the source size."""
+    frames = session.model.decode(x0)
+    session.decoded.append(frames)
+    src = session.header["source"]
+    out = mode.emit(session, gop, frames[: gop.frames])
+    return out[:, : src["height"], : src["width"]]
 
 
 def compress(frames: np.ndarray, fps: Fraction, model: CodecModel, params: CodecParams, *,
@@ -99,7 +116,7 @@ def compress(frames: np.ndarray, fps: Fraction, model: CodecModel, params: Codec
             t0 = time.perf_counter()
             x0 = model.encode(pad_clip(frames[g.start:g.start + g.frames], g.coded, ch, cw))
             x_T = codebook.init_noise(params.seed, g.index, x0.shape)
-            idx, sign, _ = encode_gop(model.graphdef, model.state, md.cond(session, g), x_T, x0,
+            idx, sign, _ = encode_gop(model.graphdef, model.state, _cond(session, md, g), x_T, x0,
                                       params.seed, g.index, spec=params.spec(m))
             payload = bs_indices.pack_indices(np.asarray(idx), np.asarray(sign), m, params.K)
             chunks.append(container.idx_chunk(g.index, payload))
@@ -109,9 +126,10 @@ def compress(frames: np.ndarray, fps: Fraction, model: CodecModel, params: Codec
             if on_gop:
                 on_gop(g.index, len(gops), "decode")
             t0 = time.perf_counter()
-            out = _decode_gop_frames(session, md, g, payload)
-            session.decoded.append(out)
-            recon.append(md.emit(session, g, out))
+            x0_dec = _decode_gop_latents(session, md, g, payload)
+            x0_dec, extra = md.refine(session, g, x0_dec, x0)
+            chunks.extend(extra)
+            recon.append(_finish_gop(session, md, g, x0_dec))
             dec_s += time.perf_counter() - t0
     data = container.dumps_gvc(header, chunks)
     return Encoded(data, header, chunks, np.concatenate(recon), enc_s, dec_s, gops)
@@ -193,9 +211,9 @@ def decompress(data: bytes, load: Callable[[str, Prompt, CodecParams], CodecMode
         for g in gops:
             if on_gop:
                 on_gop(g.index, len(gops), "decode")
-            frames = _decode_gop_frames(session, md, g, by_gop[g.index])
-            session.decoded.append(frames)
-            out.append(md.emit(session, g, frames))
+            x0, _ = md.refine(session, g, _decode_gop_latents(session, md, g, by_gop[g.index]),
+                              None)
+            out.append(_finish_gop(session, md, g, x0))
     frames = np.concatenate(out)
     src = header["source"]
     if frames.shape[0] != src["frames"]:

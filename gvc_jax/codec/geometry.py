@@ -50,3 +50,18 @@ def pad_clip(frames_thwc: np.ndarray, coded_t: int, coded_h: int, coded_w: int) 
     t, h, w, _ = frames_thwc.shape
     return np.pad(frames_thwc, ((0, coded_t - t), (0, coded_h - h), (0, coded_w - w), (0, 0)),
                   mode="edge")
+
+
+def plan_shared(n_frames: int, gop_frames: int, geom: Geometry) -> list[Gop]:
+    """GOPs of ``gop_frames`` whose last frame is the next GOP's first: GOP g covers
+    ``[g (gop_frames - 1), g (gop_frames - 1) + gop_frames)`` (the last may be shorter)."""
+    check_gop_frames(gop_frames, geom)
+    if gop_frames < 2:
+        raise ValueError("GOPs that share boundary frames need gop_frames >= 2")
+    gops, start = [], 0
+    while True:
+        n = min(gop_frames, n_frames - start)
+        gops.append(Gop(len(gops), start, n, geom.coded_length(n)))
+        if start + n >= n_frames:
+            return gops
+        start += gop_frames - 1

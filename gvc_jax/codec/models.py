@@ -21,9 +21,14 @@ from gvc_jax.bitstream.errors import BitstreamError
 from gvc_jax.codec.errors import UsageError
 from gvc_jax.models.protocol import Geometry, VelocityModel
 
-# Wan presets that name a released size; "wan2.1-t2v" takes any T2V folder.
-WAN_T2V = {"wan2.1-t2v-1.3b": "t2v-1.3b", "wan2.1-t2v-14b": "t2v-14b", "wan2.1-t2v": None}
-WAN_LATER = ("wan2.1-i2v-14b-480p", "wan2.1-i2v-14b-720p", "wan2.1-flf2v-14b-720p")
+# Wan presets -> (model type, the released DiT they name). "wan2.1-t2v", "wan2.1-i2v" and
+# "wan2.1-flf2v" take any folder of that type (tiny test folders, custom sizes).
+WAN = {"wan2.1-t2v-1.3b": ("t2v", "t2v-1.3b"), "wan2.1-t2v-14b": ("t2v", "t2v-14b"),
+       "wan2.1-t2v": ("t2v", None),
+       "wan2.1-i2v-14b-480p": ("i2v", "i2v-14b-480p"),
+       "wan2.1-i2v-14b-720p": ("i2v", "i2v-14b-720p"), "wan2.1-i2v": ("i2v", None),
+       "wan2.1-flf2v-14b-720p": ("flf2v", "flf2v-14b-720p"), "wan2.1-flf2v": ("flf2v", None)}
+WAN_T2V = {k: v for k, (t, v) in WAN.items() if t == "t2v"}
 MAX_PROMPT_BYTES = 4096
 
 
@@ -78,6 +83,7 @@ class CodecModel:
     text_conditioned: bool = False
     dtype: str = "float32"
     autoencoder: Any = None                          # the autoencoder object, where there is one
+    conditioner: Any = None                          # I2V/FLF2V: (first, last, frames) -> cond
     info: dict = dataclasses.field(default_factory=dict)
     graphdef: Any = None
     state: Any = None
@@ -117,28 +123,30 @@ def _gaussian(weights: str | None, prompt: Prompt, params, **_) -> CodecModel:
                       geometry=geom, prompt=prompt, dtype=params.dtype)
 
 
-def _wan_t2v(name: str):
+def _wan(name: str):
+    kind, variant = WAN[name]
+
     def load(weights: str | None, prompt: Prompt, params, *, cache_dir=None, log=None,
              progress=False) -> CodecModel:
         from gvc_jax.models.wan import t2v
 
         if not weights:
-            raise UsageError(f"config {name!r} needs --weights: the Wan 2.1 T2V folder you "
-                             "downloaded (official or diffusers layout)")
+            raise UsageError(f"config {name!r} needs --weights: the Wan 2.1 {kind.upper()} "
+                             "folder you downloaded (official or diffusers layout)")
         got = t2v.load(weights, prompt=prompt.text, negative=prompt.negative,
                        guidance=params.guidance, dtype=params.dtype, cache_dir=cache_dir,
-                       expect=WAN_T2V[name], log=log, progress=progress)
+                       expect=variant, log=log, progress=progress, kind=kind)
         vae = got.vae
         return CodecModel(name=name, fingerprint=got.fingerprint, module=got.module,
                           encode=vae.encode, decode=vae.decode_uint8, geometry=got.geometry,
                           cond=got.cond, prompt=prompt, text_conditioned=True,
-                          dtype=params.dtype, autoencoder=vae,
+                          dtype=params.dtype, autoencoder=vae, conditioner=got.conditioner,
                           info={"parts": got.parts, **got.info})
     return load
 
 
 _LOADERS: dict[str, Callable[..., CodecModel]] = {"gaussian": _gaussian,
-                                                  **{n: _wan_t2v(n) for n in WAN_T2V}}
+                                                  **{n: _wan(n) for n in WAN}}
 
 
 def available_configs() -> list[str]:
@@ -153,9 +161,6 @@ def load_model(config: str, weights: str | None = None, prompt: Prompt = Prompt(
     params = params if params is not None else CodecParams()
     if config in _LOADERS:
         return _LOADERS[config](weights, prompt, params, **kw)
-    if config in WAN_LATER:
-        raise UsageError(f"config {config!r}: the I2V/FLF2V modes are not wired yet; T2V "
-                         f"configs: {', '.join(WAN_T2V)}")
     raise UsageError(f"unknown config {config!r}; available: {', '.join(available_configs())}")
 
 
@@ -172,9 +177,11 @@ def detect_config(weights: str | None) -> str:
         raise CheckpointError(f"{weights}: --weights takes a Wan 2.1 folder or a gaussian prior "
                               ".npz")
     cfg, _, _ = wf.dit_config(weights)
-    for name, variant in WAN_T2V.items():
-        if variant is not None and variant == cfg.name:
-            return name
     if cfg.model_type == "t2v":
-        return "wan2.1-t2v"
-    raise UsageError(f"{weights}: a {cfg.model_type} checkpoint; only T2V is wired so far")
+        for name, variant in WAN_T2V.items():
+            if variant is not None and variant == cfg.name:
+                return name
+    # The 480p and 720p I2V checkpoints share one architecture: the generic preset fits both.
+    if f"wan2.1-{cfg.model_type}" in WAN:
+        return f"wan2.1-{cfg.model_type}"
+    raise UsageError(f"{weights}: a {cfg.model_type} checkpoint, which no mode codes")

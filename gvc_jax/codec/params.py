@@ -21,9 +21,16 @@ SCHEDULES = ("shifted", "logsnr")
 DTYPES = ("float32", "bfloat16")
 
 
-def _p(default, help: str, *, header: bool = True, choices=None, flag: bool = True):
+TAIL_FRAMES = 2   # latent frames that take M_tail atoms (GVCC's I2V: the last 2)
+
+
+def _p(default, help: str, *, header: bool = True, choices=None, flag: bool = True,
+       omit_default: bool = False):
+    """A parameter. ``omit_default``: a header field left out of the header at its default
+    (mode-specific fields cost no bytes in streams of other modes)."""
     return dataclasses.field(default=default, metadata={"help": help, "header": header,
-                                                        "choices": choices, "flag": flag})
+                                                        "choices": choices, "flag": flag,
+                                                        "omit_default": omit_default})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +47,13 @@ class CodecParams:
     schedule: str = _p("shifted", "time grid", choices=SCHEDULES)
     guidance: float = _p(1.0, "classifier-free guidance scale (1 = off; needs a text-conditioned "
                               "model)")
+    M_tail: int = _p(0, f"atoms per SDE step on each of the last {TAIL_FRAMES} latent frames "
+                        "(0 = M; GVCC's I2V uses 2M)", omit_default=True)
+    residual_step: float = _p(0.0, "quantiser step of the entropy-coded residual of each GOP's "
+                                   "last latent frame (0 = no residual; I2V)",
+                              omit_default=True)
+    anchor_codec: str = _p("", "image codec of the anchor frames, NAME[:SETTING] (I2V/FLF2V; "
+                               "default: the preset's)", header=False)
     dtype: str = _p("float32", "compute dtype of the velocity model (the decoder uses the same)",
                     choices=DTYPES, flag=False)
     chunk: Any = _p(None, "atoms scored at once by the encoder (memory knob)", header=False,
@@ -47,8 +61,10 @@ class CodecParams:
 
     # ------------------------------------------------------------------ derived
     def m_per_frame(self, n_latent: int) -> tuple[int, ...]:
-        """Atoms per latent frame of a GOP with ``n_latent`` latent frames."""
-        return (self.M,) * n_latent
+        """Atoms per latent frame of a GOP with ``n_latent`` latent frames: ``M``, and
+        ``M_tail`` on the last :data:`TAIL_FRAMES` when it is set."""
+        tail = min(TAIL_FRAMES, n_latent) if self.M_tail else 0
+        return (self.M,) * (n_latent - tail) + (self.M_tail,) * tail
 
     def spec(self, m_per_frame: tuple[int, ...]) -> SamplerSpec:
         return SamplerSpec(n_steps=self.steps, sde_steps=self.sde_steps, g_scale=self.g_scale,
@@ -58,7 +74,8 @@ class CodecParams:
     def header_fields(self, n_latent: int) -> dict:
         """The header's codec entries: every ``header`` field, M as a per-latent-frame list."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.metadata["header"]}
+               if f.metadata["header"] and not (f.metadata["omit_default"]
+                                                and getattr(self, f.name) == f.default)}
         out["M"] = list(self.m_per_frame(n_latent))
         out["latent_frames"] = n_latent
         return out
@@ -79,10 +96,11 @@ class CodecParams:
             m = [int(v) for v in codec["M"]]
             if not m or min(m) < 1:
                 raise UsageError("every M must be >= 1")
-            params = cls(M=max(m), **values)
+            params = cls(M=m[0], **values)
             params.validate()
             if list(params.m_per_frame(len(m))) != m:
-                raise UsageError(f"the M list {m} is not what M={max(m)} gives")
+                raise UsageError(f"the M list {m} is not what M={m[0]}, "
+                                 f"M_tail={params.M_tail} give")
             return params
         except (UsageError, KeyError, TypeError, ValueError) as e:
             raise BitstreamError(f"unsupported codec parameters in header: {e}") from None
@@ -107,6 +125,11 @@ class CodecParams:
         if not 1 <= self.M <= min(self.K, MAX_EXACT_ATOMS):
             raise UsageError(f"M must lie in [1, min(K, {MAX_EXACT_ATOMS})], got {self.M} "
                              f"(K={self.K}; sums of more atoms are not exact in float32)")
+        if self.M_tail and not 1 <= self.M_tail <= min(self.K, MAX_EXACT_ATOMS):
+            raise UsageError(f"M_tail must be 0 or lie in [1, min(K, {MAX_EXACT_ATOMS})], got "
+                             f"{self.M_tail}")
+        if not 0 <= self.residual_step <= 1e3:
+            raise UsageError(f"residual_step must lie in [0, 1000], got {self.residual_step}")
         if not 1 <= self.steps <= 1000 or not 0 <= self.sde_steps <= self.steps:
             raise UsageError(f"need 1 <= steps <= 1000 and 0 <= sde_steps <= steps, "
                              f"got steps={self.steps}, sde_steps={self.sde_steps}")

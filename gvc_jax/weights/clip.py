@@ -24,8 +24,8 @@ import re
 
 import numpy as np
 
-from gvc_jax.weights.sources import (iter_safetensors_folder, resolve_checkpoint,
-                                     iter_torch_zip)
+from gvc_jax.weights.sources import (TensorRef, iter_safetensors_folder, iter_torch_zip,
+                                     resolve_checkpoint)
 from gvc_jax.weights.table import (Rule, abstract_targets,
                                    convert, fingerprint, load_into)
 
@@ -118,11 +118,14 @@ def split_qkv(items, ignore=()):
         if m is None or any(r.fullmatch(key) for r in ign):
             yield key, load
             continue
+        shape = getattr(load, "shape", None)
         for i, part in enumerate("qkv"):
             def third(load=load, i=i):
                 a = load()
                 n = a.shape[0] // 3
                 return a[i * n:(i + 1) * n]
+            if shape is not None:
+                third = TensorRef((shape[0] // 3, *shape[1:]), load.dtype, third)
             yield f"{m.group(1)}.to_qkv.{part}.{m.group(2)}", third
 
 
@@ -156,3 +159,35 @@ def load_clip(path: str, cfg, layout: str = "auto"):
     """Returns ``(model, fingerprint)``."""
     arrays = convert_clip(path, cfg, layout)
     return load_into(model_factory(cfg), arrays), fingerprint(arrays, name=f"clip:{cfg.name}")
+
+
+# ------------------------------------------------------------------ the family loader
+def load(path: str, *, dtype: str = "float32", cache_dir=None, log=None, progress: bool = False,
+         info: dict | None = None):
+    """``(CLIPVision, fingerprint)`` from an I2V/FLF2V download folder
+    (``models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth`` or ``image_encoder/``) or the
+    checkpoint itself. ``dtype`` is the compute and parameter dtype."""
+    from gvc_jax.weights import folder as wf
+    from gvc_jax.weights.cache import cached_convert
+    from gvc_jax.weights.progress import bar, dominant_float_dtype
+
+    src, layout = wf.clip_source(path)
+    cfg = wf.clip_config(src, layout)
+
+    def conv():
+        items = list(source(src, layout, cfg))
+        stored = dominant_float_dtype(items)
+        c = cfg.copy_and_resolve_references()
+        c.param_dtype = "bfloat16" if str(stored) == "bfloat16" else "float32"
+        with bar(len(items), "converting the CLIP image encoder", progress) as tick:
+            arrays = convert(items, rules(c, layout), abstract_targets(model_factory(c)),
+                             ignore=ignored(c, layout), progress=tick)
+        return arrays, fingerprint(arrays, name=f"clip:{cfg.name}")
+
+    arrays, fp, how = cached_convert("clip", wf.clip_files(src), conv, cache_dir=cache_dir,
+                                     extra=cfg.name, log=log, label=src)
+    cfg.dtype = cfg.param_dtype = dtype
+    model = load_into(model_factory(cfg), arrays)
+    if info is not None:
+        info.update(how, config=cfg)
+    return model, fp

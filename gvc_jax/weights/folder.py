@@ -23,6 +23,7 @@ from gvc_jax.weights.sources import (CheckpointError, iter_safetensors_folder, i
 
 VAE_FILE = "Wan2.1_VAE.pth"
 T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
+CLIP_FILE = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
 
 
 def _read_json(path: str) -> dict:
@@ -97,6 +98,13 @@ def _dit_config(d: dict, cls, path: str, folder: str):
         except (KeyError, IndexError):
             raise CheckpointError(f"{folder}: the DiT weights lack text_embedding.0.weight or "
                                   "patch_embedding.weight") from None
+        if mt in ("i2v", "flf2v"):   # the CLIP width and token count also live in the shapes
+            try:
+                fields["clip_dim"] = int(shp["img_emb.proj.0.weight"][0])
+                if mt == "flf2v":
+                    fields["clip_len"] = int(shp["img_emb.emb_pos"][-2]) // 2
+            except (KeyError, IndexError):
+                raise CheckpointError(f"{folder}: a {mt} DiT without img_emb weights") from None
     elif cls == "WanTransformer3DModel":
         layout = "diffusers"
         heads = _cfg_int(d, "num_attention_heads", path)
@@ -253,3 +261,61 @@ def tokenizer_files(root: str) -> list[str]:
         raise CheckpointError(str(e)) from None
     return [os.path.join(d, f) for f in sorted(os.listdir(d))
             if os.path.isfile(os.path.join(d, f))]
+
+
+# ------------------------------------------------------------------ CLIP (I2V, FLF2V)
+def clip_source(root: str) -> tuple[str, str]:
+    """``(path, layout)`` of the CLIP image encoder in an I2V/FLF2V download folder."""
+    return _component(root, CLIP_FILE, "image_encoder", "CLIP image encoder",
+                      lambda d: d.get("model_type") in ("clip_vision_model", "clip"))
+
+
+def clip_config(path: str, layout: str) -> ml_collections.ConfigDict:
+    """The vision tower's sizes: ViT-H/14 for the released folders, read from shapes (official)
+    or the transformers config (diffusers) so tiny test folders work too."""
+    from configs.wan_clip import get_config
+
+    if layout == "official":
+        # The official file records no head count: it must be a known size.
+        shp = shapes(iter_torch_any(path))
+        try:
+            d, _, p, _ = shp["visual.patch_embedding.weight"]
+            tokens = shp["visual.pos_embedding"][-2]
+            mlp = shp["visual.transformer.0.mlp.0.weight"][0]
+        except (KeyError, ValueError):
+            raise CheckpointError(f"{path}: not a Wan CLIP state dict (no visual tower)") from None
+        layers = 1 + max(int(m.group(1)) for k in shp
+                         if (m := re.match(r"visual\.transformer\.(\d+)\.", k)))
+        for name in ("vit-h-14", "tiny"):
+            cfg = get_config(name)
+            if (cfg.dim, cfg.patch, cfg.mlp, cfg.layers, cfg.tokens) == (d, p, mlp, layers,
+                                                                        tokens):
+                cfg.param_dtype = cfg.dtype = "float32"
+                return cfg
+        raise CheckpointError(f"{path}: a CLIP vision tower of width {d}, {layers} blocks is "
+                              "not a known size (ViT-H/14)")
+    cfg = get_config("vit-h-14")
+    dd = _read_json(os.path.join(path, "config.json"))
+    got = dict(dim=_cfg_int(dd, "hidden_size", path), patch=_cfg_int(dd, "patch_size", path),
+               mlp=_cfg_int(dd, "intermediate_size", path),
+               layers=_cfg_int(dd, "num_hidden_layers", path),
+               heads=_cfg_int(dd, "num_attention_heads", path))
+    got["image_size"] = _cfg_int(dd, "image_size", path)
+    cfg.eps = float(dd.get("layer_norm_eps", cfg.eps))
+    if got["dim"] % got["heads"] or got["layers"] < 2:
+        raise CheckpointError(f"{path}: bad CLIP vision config")
+    if any(getattr(cfg, k) != v for k, v in got.items()):
+        cfg.name = "clip-custom"
+        for k, v in got.items():
+            setattr(cfg, k, int(v))
+        cfg.used_layers = cfg.layers - 1
+        cfg.tokens = (cfg.image_size // cfg.patch) ** 2 + 1
+    cfg.param_dtype = cfg.dtype = "float32"
+    return cfg
+
+
+def clip_files(path: str) -> list[str]:
+    if os.path.isfile(path):
+        return [path]
+    return list(safetensors_files(path, prefix="model")) + [
+        os.path.join(path, f) for f in os.listdir(path) if f.endswith(".json")]

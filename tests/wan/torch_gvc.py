@@ -331,7 +331,8 @@ def wan_velocity(transformer, context, negative_context=None, guidance: float = 
         dtype. If it differs, a converted copy is used (the given module is left untouched). Note
         that diffusers' Wan blocks route some norms through ``.float()``, so a float64 model is
         not float64 everywhere.
-      image_context: optional CLIP tokens [L_img, clip_dim] (``encoder_hidden_states_image``).
+      image_context: optional CLIP tokens [L_img, clip_dim] (``encoder_hidden_states_image``);
+        FLF2V: [2, L_img, clip_dim], the first frame's tokens then the last's.
       y: optional conditioning latent [C_y, F, H, W] concatenated to x on channels (i2v).
 
     x is cast to the model dtype, the timestep t·1000 is formed in the model dtype from the
@@ -352,7 +353,9 @@ def wan_velocity(transformer, context, negative_context=None, guidance: float = 
 
     def one(x_m, ts, c):
         hs = x_m if cond_y is None else torch.cat([x_m, cond_y], dim=0)
-        kw = {} if img is None else {"encoder_hidden_states_image": img[None]}
+        # FLF2V: [2, L_img, D] (first, last) goes in as is; diffusers folds it into one row.
+        kw = {} if img is None else {"encoder_hidden_states_image":
+                                     img if img.ndim == 3 else img[None]}
         return model(hidden_states=hs[None], timestep=ts, encoder_hidden_states=c[None],
                      return_dict=False, **kw)[0][0]
 

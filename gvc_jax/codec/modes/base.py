@@ -22,7 +22,10 @@ class Session:
     params: Any                     # gvc_jax.codec.params.CodecParams
     header: dict
     chunks: dict[str, list[bytes]] = dataclasses.field(default_factory=dict)  # mode chunks by tag
-    decoded: list[np.ndarray] = dataclasses.field(default_factory=list)      # per GOP, cropped
+    decoded: list[np.ndarray] = dataclasses.field(default_factory=list)  # per GOP, coded size
+    anchors: list[np.ndarray] = dataclasses.field(default_factory=list)  # decoded anchor frames
+    residuals: dict[int, bytes] = dataclasses.field(default_factory=dict)  # RESD by GOP
+    conds: dict[int, Any] = dataclasses.field(default_factory=dict)      # the current GOP's
 
 
 class Mode(Protocol):
@@ -39,5 +42,11 @@ class Mode(Protocol):
     def cond(self, session: Session, gop: Gop) -> Any:
         """The velocity model's conditioning for ``gop`` (a pytree of arrays)."""
 
+    def refine(self, session: Session, gop: Gop, x0, target) -> tuple[Any, list]:
+        """The GOP's decoded latents before the autoencoder. The encoder passes the target
+        latents and gets the corrected latents and the mode's chunks (a residual); the decoder
+        passes None and the mode reads ``session.chunks``."""
+
     def emit(self, session: Session, gop: Gop, frames: np.ndarray) -> np.ndarray:
-        """The output frames a decoded GOP contributes (shared boundary frames dropped)."""
+        """The output frames a decoded GOP contributes (``frames``: the GOP's source frames
+        at the coded size; shared boundary frames dropped)."""

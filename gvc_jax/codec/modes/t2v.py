@@ -21,5 +21,8 @@ class T2V:
     def cond(self, session, gop):
         return session.model.cond
 
+    def refine(self, session, gop, x0, target):
+        return x0, []
+
     def emit(self, session, gop, frames):
         return frames

@@ -29,7 +29,9 @@ class WanT2V(nnx.Module):
     """``velocity(x [C,T,H,W], t in [0,1], cond) -> u`` over a :class:`WanDiT`.
 
     ``cond = {"context": [L, D]}``, plus ``"negative": [L, D]`` and ``"guidance": scalar`` for
-    classifier-free guidance.
+    classifier-free guidance; for I2V/FLF2V also ``"clip": [N, D_clip]`` (CLIP tokens) and
+    ``"y": [20, T, H, W]`` (mask and anchor latents, :mod:`gvc_jax.models.wan.i2v`), which both
+    guidance branches share.
     """
 
     def __init__(self, dit):
@@ -37,11 +39,14 @@ class WanT2V(nnx.Module):
 
     def velocity(self, x_cthw, t, cond):
         t1000 = jnp.asarray(t, jnp.float32) * jnp.float32(1000.0)
-        ctx = cond["context"]
+        ctx, clip, y = cond["context"], cond.get("clip"), cond.get("y")
         if "negative" not in cond:
-            return self.dit(x_cthw[None], t1000.reshape(1), ctx[None])[0]
-        u = self.dit(jnp.stack([x_cthw, x_cthw]), jnp.stack([t1000, t1000]),
-                     jnp.stack([ctx, cond["negative"]]))
+            return self.dit(x_cthw[None], t1000.reshape(1), ctx[None],
+                            None if clip is None else clip[None],
+                            None if y is None else y[None])[0]
+        two = lambda a: None if a is None else jnp.stack([a, a])  # noqa: E731
+        u = self.dit(two(x_cthw), two(t1000), jnp.stack([ctx, cond["negative"]]), two(clip),
+                     two(y))
         g = jnp.asarray(cond["guidance"], jnp.float32)
         return u[1] + g * (u[0] - u[1])
 
@@ -64,9 +69,9 @@ def tokenizer_fingerprint(files: list[str]) -> str:
     return h.hexdigest()
 
 
-def combined_fingerprint(parts: dict[str, str]) -> str:
+def combined_fingerprint(parts: dict[str, str], kind: str = "t2v") -> str:
     """The stream's model fingerprint: every input that changes the output."""
-    blob = "gvc-wan2.1-t2v|" + "|".join(f"{k}={parts[k]}" for k in sorted(parts))
+    blob = f"gvc-wan2.1-{kind}|" + "|".join(f"{k}={parts[k]}" for k in sorted(parts))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -80,6 +85,7 @@ class Loaded:
     geometry: Geometry
     dit_config: Any
     info: dict
+    conditioner: Any = None       # I2V/FLF2V: gvc_jax.models.wan.i2v.ImageConditioner
 
 
 def text_contexts(root: str, prompts: list[str], *, seq_len: int, dtype: str, cache_dir=None,
@@ -116,10 +122,21 @@ def text_contexts(root: str, prompts: list[str], *, seq_len: int, dtype: str, ca
     return ctxs, t5_fp, tok_fp, info
 
 
+def _same_architecture(cfg, variant: str) -> bool:
+    """The folder's DiT is the released ``variant`` (the 480p and 720p I2V models share one
+    architecture, so the config's own name cannot tell them apart)."""
+    from configs.wan_dit import get_config
+
+    ref = get_config(variant)
+    return all(ref[k] == cfg[k] for k in ref if k != "name")
+
+
 def load(root: str, *, prompt: str = "", negative: str = "", guidance: float = 1.0,
          dtype: str = "float32", cache_dir=None, expect: str | None = None,
-         log: Callable[[str], None] | None = None, progress: bool = False) -> Loaded:
-    """Everything the codec needs from a Wan 2.1 T2V folder (either layout)."""
+         log: Callable[[str], None] | None = None, progress: bool = False,
+         kind: str = "t2v") -> Loaded:
+    """Everything the codec needs from a Wan 2.1 folder (either layout) of model type ``kind``
+    (t2v, i2v or flf2v; the image modes also load the CLIP image encoder)."""
     import time
 
     from gvc_jax.weights import dit as wdit, folder as wf, vae as wvae
@@ -128,9 +145,9 @@ def load(root: str, *, prompt: str = "", negative: str = "", guidance: float = 1
 
     wf.layout_of(root)
     cfg, _, _ = wf.dit_config(root)
-    if cfg.model_type != "t2v":
-        raise CheckpointError(f"{root}: the DiT is a {cfg.model_type} model, not t2v")
-    if expect is not None and cfg.name != expect:
+    if cfg.model_type != kind:
+        raise CheckpointError(f"{root}: the DiT is a {cfg.model_type} model, not {kind}")
+    if expect is not None and not _same_architecture(cfg, expect):
         raise CheckpointError(f"{root}: the DiT's config.json describes {cfg.name!r} "
                               f"(dim {cfg.dim}, {cfg.num_layers} layers), not {expect!r}")
     info = {}
@@ -149,14 +166,31 @@ def load(root: str, *, prompt: str = "", negative: str = "", guidance: float = 1
     if int(cfg.text_dim) != int(ctxs[0].shape[-1]):
         raise CheckpointError(f"{root}: the text encoder gives width {ctxs[0].shape[-1]}, the "
                               f"DiT expects {cfg.text_dim}")
-    if int(cfg.in_dim) != vae.z_dim:
+    extra = 0 if kind == "t2v" else 4 + vae.z_dim     # I2V/FLF2V: mask + anchor latents
+    if int(cfg.in_dim) != vae.z_dim + extra:
         raise CheckpointError(f"{root}: the VAE has {vae.z_dim} latent channels, the DiT takes "
-                              f"{cfg.in_dim}")
+                              f"{cfg.in_dim} input channels")
     jd = jnp_dtype(dtype)
     cond = {"context": jnp.asarray(ctxs[0], jd)}
     if guidance != 1.0:
         cond["negative"] = jnp.asarray(ctxs[1], jd)
         cond["guidance"] = jnp.asarray(guidance, jnp.float32)
     parts = {"dit": dit_fp, "vae": vae_fp, "umt5": t5_fp, "tokenizer": tok_fp}
-    return Loaded(WanT2V(dit), vae, cond, combined_fingerprint(parts), parts,
-                  geometry(cfg, vae.z_dim), cfg, info)
+    conditioner = None
+    if kind != "t2v":
+        from gvc_jax.models.wan.i2v import ImageConditioner
+        from gvc_jax.weights import clip as wclip
+
+        info["clip"] = {}
+        clip, parts["clip"] = wclip.load(root, dtype=dtype, cache_dir=cache_dir, log=log,
+                                         progress=progress, info=info["clip"])
+        ccfg = info["clip"].pop("config")
+        if int(ccfg.dim) != int(cfg.clip_dim):
+            raise CheckpointError(f"{root}: the CLIP encoder gives width {ccfg.dim}, the DiT "
+                                  f"expects {cfg.clip_dim}")
+        if kind == "flf2v" and int(ccfg.tokens) != int(cfg.clip_len):
+            raise CheckpointError(f"{root}: the CLIP encoder gives {ccfg.tokens} tokens, the "
+                                  f"DiT's position table holds {cfg.clip_len}")
+        conditioner = ImageConditioner(clip, vae, jd, flf=kind == "flf2v")
+    return Loaded(WanT2V(dit), vae, cond, combined_fingerprint(parts, kind), parts,
+                  geometry(cfg, vae.z_dim), cfg, info, conditioner)
