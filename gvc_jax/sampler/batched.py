@@ -1,0 +1,103 @@
+"""Batches of GOPs through the single-GOP scans (docs/batch.md, "Batches and devices").
+
+:func:`encode_gops` / :func:`decode_gops` vmap :func:`gvc_jax.sampler.scan.encode_gop` /
+:func:`~gvc_jax.sampler.scan.decode_gop` over a leading GOP axis B inside one plain ``jax.jit``
+over ``(graphdef, state, ...)``; the conditioning, seed and model state are shared. Every GOP
+keeps its own codebook address (its GOP number in ``gop_b``), so each result is the one the
+per-GOP function gives.
+
+Data parallel: with more than one local device the GOP axis is sharded over a 1-D mesh axis
+``"data"`` (``NamedSharding``), the model state and conditioning replicated; B is padded to a
+multiple of the device count (by repeating the last GOP) and the padding dropped again.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from gvc_jax.sampler.scan import SamplerSpec, decode_gop, encode_gop
+
+AXIS = "data"
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "spec"))
+def _encode_jit(graphdef, state, cond, x_T, x0, seed, gop_b, *, spec: SamplerSpec):
+    def one(x_T1, x01, gop):
+        return encode_gop(graphdef, state, cond, x_T1, x01, seed, gop, spec=spec)
+
+    return jax.vmap(one)(x_T, x0, gop_b)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "spec"))
+def _decode_jit(graphdef, state, cond, x_T, idx, sign, seed, gop_b, *, spec: SamplerSpec):
+    def one(x_T1, idx1, sign1, gop):
+        return decode_gop(graphdef, state, cond, x_T1, idx1, sign1, seed, gop, spec=spec)
+
+    return jax.vmap(one)(x_T, idx, sign, gop_b)
+
+
+def mesh(devices: Sequence | None = None) -> Mesh | None:
+    """The 1-D ``"data"`` mesh over ``devices`` (default: this process's local devices);
+    None for a single device."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    return Mesh(np.array(devices), (AXIS,)) if len(devices) > 1 else None
+
+
+def replicate(tree, devices: Sequence | None = None):
+    """``tree`` placed on every device of the mesh (a no-op on one device). Callers that run
+    many batches replicate the model state once; placing it again is then free."""
+    m = mesh(devices)
+    if m is None:
+        return tree
+    return jax.device_put(tree, NamedSharding(m, PartitionSpec()))
+
+
+def _pad(arrays, b: int, n: int):
+    """Pads the leading axis of each array from ``b`` to ``n`` by repeating the last entry."""
+    if n == b:
+        return arrays
+    return [np.concatenate([a, np.repeat(a[-1:], n - b, axis=0)]) for a in arrays]
+
+
+def _place(batched: list, shared: list, devices):
+    """``(batched arrays sharded over "data", shared trees replicated, B)``: B padded to a
+    multiple of the device count."""
+    batched = [np.asarray(a) for a in batched]
+    b = batched[0].shape[0]
+    if b < 1 or any(a.shape[0] != b for a in batched):
+        raise ValueError(f"need >= 1 GOP and one leading GOP axis, got "
+                         f"{[a.shape for a in batched]}")
+    m = mesh(devices)
+    if m is None:
+        return batched, shared, b
+    n = -(-b // m.size) * m.size
+    data = NamedSharding(m, PartitionSpec(AXIS))
+    batched = [jax.device_put(a, data) for a in _pad(batched, b, n)]
+    shared = [jax.device_put(t, NamedSharding(m, PartitionSpec())) for t in shared]
+    return batched, shared, b
+
+
+def encode_gops(graphdef, state, cond, x_T_bcthw, x0_bcthw, seed, gop_b, *, spec: SamplerSpec,
+                devices: Sequence | None = None):
+    """The encoder over B GOPs at once: ``(idx [B,S,F,Mmax], sign [B,S,F,Mmax], x0 [B,C,F,H,W])``,
+    GOP b equal to ``encode_gop(..., x_T[b], x0[b], seed, gop_b[b])``. ``devices`` overrides the
+    local devices the batch is sharded over."""
+    (x_T, x0, g), (state, cond), b = _place(
+        [x_T_bcthw, x0_bcthw, np.asarray(gop_b, np.uint32)], [state, cond], devices)
+    idx, sign, x = _encode_jit(graphdef, state, cond, x_T, x0, jnp.uint32(seed), g, spec=spec)
+    return idx[:b], sign[:b], x[:b]
+
+
+def decode_gops(graphdef, state, cond, x_T_bcthw, idx_b, sign_b, seed, gop_b, *,
+                spec: SamplerSpec, devices: Sequence | None = None):
+    """The decoder over B GOPs at once: x0 ``[B,C,F,H,W]``, GOP b equal to
+    ``decode_gop(..., x_T[b], idx[b], sign[b], seed, gop_b[b])``."""
+    (x_T, idx, sign, g), (state, cond), b = _place(
+        [x_T_bcthw, idx_b, sign_b, np.asarray(gop_b, np.uint32)], [state, cond], devices)
+    x = _decode_jit(graphdef, state, cond, x_T, idx, sign, jnp.uint32(seed), g, spec=spec)
+    return x[:b]
