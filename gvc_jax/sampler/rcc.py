@@ -1,0 +1,243 @@
+"""Reverse channel coding ("rcc"): greedy shift matching over shared-seed candidates (docs/rcc.md).
+
+Per communicating step t -> s (s < t) of the Markov process with the interpolant's marginals the
+encoder knows the x0-conditioned reverse step q(x_s | x_t, x0) = N(A x0 + B x_t, v); the decoder's
+model step replaces x0 by x0_hat. The shift delta = A (x0 - x0_hat) is sent, per latent frame, as L
+choices of ``bits`` bits each among 2^bits candidate normals z_j (docs/rcc.md §1-§2): the encoder
+picks them one after another so that <sum_j z_j / sqrt(L), delta/|delta|> matches |delta|/sqrt(v);
+both sides then step x_s = A x0_hat + B x_t + sqrt(v) z. After the last communicating time an
+accurate probability-flow ODE tail (Heun/RK4 on a log-SNR grid) maps x_{t_S} to x0.
+
+Both scans are a plain ``jax.jit`` over ``(graphdef, state, ...)`` with ``lax.scan`` inside and the
+module merged inside each body (as in :mod:`gvc_jax.sampler.scan`); the decoder regenerates only
+the chosen candidates and equals the encoder's output bit for bit on the same backend.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gvc_jax.codebook import candidates as cand
+from gvc_jax.sampler.scan import _from_fd, _to_fd, _velocity
+
+SOLVERS = ("euler", "heun", "rk4")
+MAX_BITS = 24
+
+
+@dataclasses.dataclass(frozen=True)
+class RccSpec:
+    """Static rcc settings (hashable: a jit static argument), docs/rcc.md §3.
+
+    ``times``: communicating grid t_0 = 1 > t_1 > ... > t_S > 0 (float32 values); ``levels``:
+    choices per frame and step; ``bits``: bits per choice (2^bits candidates); the ODE tail takes
+    ``tail_steps`` intervals from t_S to 0 with ``tail_solver``, uniform in log-SNR up to
+    ``lam_max`` then one Euler step to t = 0; ``chunk``: candidates scored per pass (encoder)."""
+    times: tuple[float, ...]
+    levels: int = 1
+    bits: int = 16
+    tail_steps: int = 16
+    tail_solver: str = "rk4"
+    lam_max: float = 12.0
+    chunk: int = 4096
+
+    def __post_init__(self):
+        t = np.asarray(self.times, np.float64)
+        if t.ndim != 1 or t.size < 2 or t[0] != 1.0 or not np.all(np.diff(t) < 0) or t[-1] <= 0:
+            raise ValueError(f"times must decrease from 1.0 to a last time > 0, got {self.times}")
+        if not np.array_equal(t.astype(np.float32).astype(np.float64), t):
+            raise ValueError("times must be float32 values (round them with np.float32)")
+        if not 1 <= self.bits <= MAX_BITS:
+            raise ValueError(f"bits must lie in [1, {MAX_BITS}], got {self.bits}")
+        if not 1 <= self.levels <= 64:
+            raise ValueError(f"levels must lie in [1, 64], got {self.levels}")
+        if self.tail_solver not in SOLVERS:
+            raise ValueError(f"tail_solver must be one of {SOLVERS}, got {self.tail_solver!r}")
+        if self.tail_steps < 1 or self.chunk < 1:
+            raise ValueError("tail_steps and chunk must be >= 1")
+        lam_s = math.log((1.0 - t[-1]) / t[-1]) if t[-1] < 1 else -math.inf
+        if not self.lam_max > lam_s:
+            raise ValueError(f"lam_max={self.lam_max} must exceed the log-SNR of t_S ({lam_s:.3f})")
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.times) - 1
+
+    @property
+    def n_cand(self) -> int:
+        return 1 << self.bits
+
+    def step_table(self) -> np.ndarray:
+        """float32 [S, 5] rows (t, s, A, B, sqrt v) computed in float64 on the host."""
+        rows = [(t, s, *step_coefs(t, s)) for t, s in zip(self.times[:-1], self.times[1:])]
+        out = np.array([(t, s, a, b, math.sqrt(v)) for t, s, a, b, v in rows], np.float64)
+        return out.astype(np.float32)
+
+    def tail_times(self) -> np.ndarray:
+        """float32 ODE tail grid from t_S to 0: uniform in log-SNR to ``lam_max``, then 0."""
+        t_s = float(self.times[-1])
+        lam0 = math.log((1.0 - t_s) / t_s)
+        lam = np.linspace(lam0, self.lam_max, self.tail_steps)
+        t = 1.0 / (1.0 + np.exp(lam))
+        t[0] = t_s
+        return np.concatenate([t, [0.0]]).astype(np.float32)
+
+
+def step_coefs(t: float, s: float) -> tuple[float, float, float]:
+    """(A, B, v) of q(x_s | x_t, x0) = N(A x0 + B x_t, v), 0 < s < t <= 1 (docs/rcc.md §1)."""
+    a = (1.0 - t) / (1.0 - s)
+    var_ts = t * t - a * a * s * s
+    v = 1.0 / (1.0 / (s * s) + a * a / var_ts)
+    b = math.sqrt(max(s * s - v, 0.0)) / t
+    return (1.0 - s) - b * (1.0 - t), b, v
+
+
+def rcc_bits(spec: RccSpec, shape_cthw) -> int:
+    """Exact payload bits of one GOP: F latent frames x S steps x L choices x ``bits``; no side info."""
+    return int(shape_cthw[1]) * spec.n_steps * spec.levels * spec.bits
+
+
+# ---- planning (host) -----------------------------------------------------------------------
+def gaussian_error_fn(variances, counts=None) -> Callable[[float], float]:
+    """Expected per-frame denoising error E|x0 - x0_hat(x_t)|^2 of independent Gaussians
+    N(mu_i, var_i) (one frame's dims, optionally as values with ``counts``), as a function of t."""
+    v = np.asarray(variances, np.float64).ravel()
+    n = np.ones_like(v) if counts is None else np.asarray(counts, np.float64).ravel()
+    return lambda t: float(np.sum(n * v * t * t / ((1.0 - t) ** 2 * v + t * t)))
+
+
+def plan(err_fn: Callable[[float], float], bits_per_frame: int, *, bits: int = 16,
+         levels: int = 1, eta: float = 1.0, **kw) -> RccSpec:
+    """RccSpec for a rate of ``bits_per_frame`` (rounded down to whole choices), docs/rcc.md §3.
+
+    ``err_fn(t)`` is the model's expected per-frame denoising error (for the Gaussian prior
+    :func:`gaussian_error_fn`; for another model a calibrated curve). Steps are placed one after
+    another so each step's expected KL A^2 err(t) / (2v) equals ``eta`` x its ``levels * bits``
+    bits; the last time reached is the stop time. Extra keywords go to :class:`RccSpec`."""
+    n_steps = int(bits_per_frame) // (bits * levels)
+    if n_steps < 1:
+        raise ValueError(f"{bits_per_frame} bits per frame is less than one step ({bits * levels})")
+    goal = eta * levels * bits * math.log(2.0)
+    times = [1.0]
+    for _ in range(n_steps):
+        t = times[-1]
+        e = err_fn(t)
+        lo, hi = 0.0, t
+        for _ in range(100):
+            mid = 0.5 * (lo + hi)
+            if mid <= 0.0 or mid >= t:
+                break
+            a, _, v = step_coefs(t, mid)
+            if a * a * e / (2.0 * v) > goal:
+                lo = mid
+            else:
+                hi = mid
+        s = float(np.float32(0.5 * (lo + hi)))
+        if not 0.0 < s < t:
+            raise ValueError(f"cannot place step {len(times)}: rate too high for this model")
+        times.append(s)
+    return RccSpec(times=tuple(times), levels=levels, bits=bits, **kw)
+
+
+# ---- traced pieces -------------------------------------------------------------------------
+def ode_tail(velocity, x, spec: RccSpec):
+    """Probability-flow ODE from t_S to 0 on :meth:`RccSpec.tail_times` (last interval Euler)."""
+    times = jnp.asarray(spec.tail_times())
+
+    def body(x, i):
+        t, s = times[i], times[i + 1]
+        h = t - s
+        u1 = velocity(x, t)
+        if spec.tail_solver == "euler":
+            return x - h * u1, None
+        if spec.tail_solver == "heun":
+            u2 = velocity(x - h * u1, s)
+            return x - (0.5 * h) * (u1 + u2), None
+        tm = t - 0.5 * h
+        u2 = velocity(x - (0.5 * h) * u1, tm)
+        u3 = velocity(x - (0.5 * h) * u2, tm)
+        u4 = velocity(x - h * u3, s)
+        return x - (h / 6.0) * (u1 + 2.0 * u2 + 2.0 * u3 + u4), None
+
+    x, _ = jax.lax.scan(body, x, jnp.arange(spec.tail_steps - 1))
+    t = times[spec.tail_steps - 1]
+    return x - t * velocity(x, t)                       # last interval: Euler to t = 0
+
+
+def _noise_fd(seed, gop, k, idx_fl, spec: RccSpec, d: int):
+    """z [F, D] = sum_j candidate(k, f, j, idx[f, j]) / sqrt(L); the sum is exact (table grid)."""
+    z = cand.chosen(seed, gop, k, 0, idx_fl[:, 0], d)
+    for j in range(1, spec.levels):
+        z = z + cand.chosen(seed, gop, k, j, idx_fl[:, j], d)
+    if spec.levels > 1:
+        z = z * jnp.float32(1.0 / math.sqrt(spec.levels))
+    return z
+
+
+def _step(velocity, x, row):
+    t, s, a, b, sv = row[0], row[1], row[2], row[3], row[4]
+    x0h = x - t * velocity(x, t)
+    return x0h, a, b, sv
+
+
+def _pick(seed, gop, k, r_fd, sv, spec: RccSpec):
+    """Greedy choices [F, L]: each level's projection brings the running sum toward the goal."""
+    nrm = jnp.sqrt(jnp.sum(r_fd * r_fd, axis=1))
+    e_fd = r_fd / jnp.maximum(nrm, jnp.float32(1e-30))[:, None]
+    goal = nrm / sv * jnp.float32(math.sqrt(spec.levels))
+    acc = jnp.zeros_like(goal)
+    idx = []
+    for j in range(spec.levels):
+        p = cand.scores(seed, gop, k, j, e_fd, spec.n_cand, min(spec.chunk, spec.n_cand))
+        want = (goal - acc) / jnp.float32(spec.levels - j)
+        i = jnp.argmin(jnp.abs(p - want[:, None]), axis=1).astype(jnp.int32)
+        acc = acc + jnp.take_along_axis(p, i[:, None], axis=1)[:, 0]
+        idx.append(i)
+    return jnp.stack(idx, axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "spec"))
+def rcc_encode_gop(graphdef, state, cond, x_T, x0_target, seed, gop, *, spec: RccSpec):
+    """Encodes one GOP: returns (choices int32 [S, F, L], x0_out [C, F, H, W]) (docs/rcc.md §2)."""
+    velocity = _velocity(graphdef, state, cond)
+    table = jnp.asarray(spec.step_table())
+    shape = x_T.shape
+    d = shape[0] * shape[2] * shape[3]
+    seed = jnp.asarray(seed, jnp.uint32)
+    gop = jnp.asarray(gop, jnp.uint32)
+
+    def body(x, k):
+        x0h, a, b, sv = _step(velocity, x, table[k])
+        r_fd = _to_fd(a * (x0_target - x0h))
+        idx = _pick(seed, gop, k, r_fd, sv, spec)
+        z = _from_fd(_noise_fd(seed, gop, k, idx, spec, d), shape)
+        return a * x0h + b * x + sv * z, idx
+
+    x, choices = jax.lax.scan(body, x_T, jnp.arange(spec.n_steps, dtype=jnp.uint32))
+    return choices, ode_tail(velocity, x, spec)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "spec"))
+def rcc_decode_gop(graphdef, state, cond, x_T, choices, seed, gop, *, spec: RccSpec):
+    """Replays one GOP from choices [S, F, L]; generates only the chosen candidates."""
+    velocity = _velocity(graphdef, state, cond)
+    table = jnp.asarray(spec.step_table())
+    shape = x_T.shape
+    d = shape[0] * shape[2] * shape[3]
+    seed = jnp.asarray(seed, jnp.uint32)
+    gop = jnp.asarray(gop, jnp.uint32)
+
+    def body(x, inputs):
+        k, idx = inputs
+        x0h, a, b, sv = _step(velocity, x, table[k])
+        z = _from_fd(_noise_fd(seed, gop, k, idx, spec, d), shape)
+        return a * x0h + b * x + sv * z, None
+
+    steps = jnp.arange(spec.n_steps, dtype=jnp.uint32)
+    x, _ = jax.lax.scan(body, x_T, (steps, jnp.asarray(choices, jnp.int32)))
+    return ode_tail(velocity, x, spec)
