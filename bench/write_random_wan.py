@@ -1,4 +1,5 @@
-"""Writes a Wan 2.1 T2V checkpoint folder (the official layout) with random weights, full size.
+"""Writes a Wan 2.1 T2V, I2V or FLF2V checkpoint folder (the official layout) with random weights,
+full size.
 
     python bench/write_random_wan.py OUT --dit t2v-14b [--seed 0] [--t5 umt5-xxl|tiny]
         [--vae wan2.1|tiny] [--tokenizer-from DIR] [--dit-dtype bf16|fp32] [--device auto|cpu|cuda]
@@ -11,6 +12,12 @@ OUT receives what a user downloads from ``Wan-AI/Wan2.1-T2V-*``::
     Wan2.1_VAE.pth                            torch.save'd WanVAE_ state_dict, fp32
     models_t5_umt5-xxl-enc-bf16.pth           torch.save'd T5Encoder state_dict, bf16
     google/umt5-xxl/                          tokenizer (a small one trained on the fly, or a copy)
+    models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth   I2V/FLF2V: the whole XLM-RoBERTa
+                                              CLIP (both towers), fp16
+
+The I2V/FLF2V DiT is the T2V skeleton with 36 input channels plus the image branch
+(``img_emb.proj.*``, each block's ``cross_attn.{k,v}_img`` and ``norm_k_img``, and FLF2V's
+``img_emb.emb_pos``), since the official ``wan22`` module has no Wan 2.1 image branch.
 
 Parameter names and shapes come from the official modules (PyPI ``wan22``) built on the
 ``meta`` device, so nothing is allocated for the model itself. Each tensor is filled in chunks
@@ -49,7 +56,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-DIT_CHOICES = ("t2v-1.3b", "t2v-14b", "tiny-t2v")
+DIT_CHOICES = ("t2v-1.3b", "t2v-14b", "tiny-t2v", "i2v-14b-720p", "flf2v-14b-720p", "tiny-flf2v")
 T5_CHOICES = ("umt5-xxl", "tiny")
 VAE_CHOICES = ("wan2.1", "tiny")
 VAE_BASE_DIM = {"wan2.1": 96, "tiny": 8}
@@ -58,10 +65,11 @@ DIT_FILE = "diffusion_pytorch_model.safetensors"
 DIT_INDEX = DIT_FILE + ".index.json"
 VAE_FILE = "Wan2.1_VAE.pth"
 T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
+CLIP_FILE = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
 TOKENIZER_SUBDIR = os.path.join("google", "umt5-xxl")
 
 CHUNK_ELEMS = 1 << 26  # elements generated per step (256 MB of fp32 on the device)
-_PARTS = {"dit": 1, "vae": 2, "t5": 3}
+_PARTS = {"dit": 1, "vae": 2, "t5": 3, "clip": 4}
 _T0 = time.time()
 
 
@@ -82,9 +90,53 @@ def dit_skeleton(name: str):
     from tests.wan.test_dit_refs import wan22_kwargs
     from tests.wan22_loader import load_wan22
 
+    cfg = get_config(name)
     mod = load_wan22("model")
+    kw = wan22_kwargs(cfg.copy_and_resolve_references() if cfg.model_type == "t2v" else
+                      _as_t2v(cfg))
     with torch.device("meta"):
-        return mod.WanModel(**wan22_kwargs(get_config(name)))
+        return mod.WanModel(**kw)
+
+
+def _as_t2v(cfg):
+    c = cfg.copy_and_resolve_references()
+    c.model_type = "t2v"
+    return c
+
+
+def image_entries(name: str) -> list[tuple[str, tuple[int, ...]]]:
+    """The Wan 2.1 image branch of an i2v/flf2v DiT (official names), appended to the blocks."""
+    from configs.wan_dit import get_config
+
+    cfg = get_config(name)
+    if cfg.model_type == "t2v":
+        return []
+    d, c = cfg.dim, cfg.clip_dim
+    out = []
+    for i in range(cfg.num_layers):
+        p = f"blocks.{i}.cross_attn."
+        out += [(p + "k_img.weight", (d, d)), (p + "k_img.bias", (d,)),
+                (p + "v_img.weight", (d, d)), (p + "v_img.bias", (d,)),
+                (p + "norm_k_img.weight", (d,))]
+    out += [("img_emb.proj.0.weight", (c,)), ("img_emb.proj.0.bias", (c,)),
+            ("img_emb.proj.1.weight", (c, c)), ("img_emb.proj.1.bias", (c,)),
+            ("img_emb.proj.3.weight", (d, c)), ("img_emb.proj.3.bias", (d,)),
+            ("img_emb.proj.4.weight", (d,)), ("img_emb.proj.4.bias", (d,))]
+    if cfg.model_type == "flf2v":
+        out.append(("img_emb.emb_pos", (1, 2 * cfg.clip_len, c)))
+    return out
+
+
+def clip_skeleton():
+    import torch
+
+    from tests.wan22_loader import load_wan22
+
+    mod = load_wan22("animate.clip")
+    with torch.device("meta"):
+        return mod.XLMRobertaCLIP(image_size=224, patch_size=14, vision_dim=1280,
+                                  vision_mlp_ratio=4, vision_heads=16, vision_layers=32,
+                                  vision_pool="token", activation="gelu")
 
 
 def vae_skeleton(name: str):
@@ -442,7 +494,16 @@ def main(argv=None) -> dict:
 
     dit = dit_skeleton(a.dit)
     dit.save_config(a.out)  # config.json exactly as WanModel.save_pretrained writes it
-    entries = entries_of(dit)
+    entries = entries_of(dit) + image_entries(a.dit)
+    from configs.wan_dit import get_config
+    kind = get_config(a.dit).model_type
+    if kind != "t2v":        # the official image models' config.json says which they are
+        path = os.path.join(a.out, "config.json")
+        with open(path) as f:
+            conf = json.load(f)
+        conf["model_type"] = kind
+        with open(path, "w") as f:
+            json.dump(conf, f, indent=2)
     dt = torch.bfloat16 if a.dit_dtype == "bf16" else torch.float32
     log(f"dit: {len(entries)} tensors, {sum(math.prod(s) for _, s in entries) / 1e9:.3f} B params")
     sizes["dit"] = write_dit(a.out, entries, dt, Filler("dit", a.seed, device),
@@ -458,6 +519,13 @@ def main(argv=None) -> dict:
                              Filler(part, a.seed, device), fsync=a.fsync)
         log(f"{part}: {fname} {len(entries)} tensors, {_gb(sizes[part])} in {time.time() - t:.1f} s")
 
+    if kind != "t2v":
+        entries = entries_of(clip_skeleton())
+        t = time.time()
+        sizes["clip"] = writer(os.path.join(a.out, CLIP_FILE), entries, torch.float16,
+                               Filler("clip", a.seed, device), fsync=a.fsync)
+        log(f"clip: {CLIP_FILE} {len(entries)} tensors, {_gb(sizes['clip'])} in "
+            f"{time.time() - t:.1f} s")
     log("tokenizer: " + write_tokenizer(a.out, a.tokenizer_from))
     total = time.time() - _T0
     summary = {"out": os.path.abspath(a.out), "dit": a.dit, "dit_dtype": a.dit_dtype, "t5": a.t5,

@@ -161,6 +161,9 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
         "encode_seconds": enc.encode_seconds, "decode_seconds": enc.decode_seconds,
         "model_fingerprint": model.fingerprint, "cost_estimate": cost,
     })
+    if mode in ("i2v", "flf2v"):
+        from gvc_jax.codec.modes.anchored import anchor_spec
+        report["anchor_codec"] = str(anchor_spec(params))
     if model.info:
         report["model_load"] = model.info
     report.update(bound_report(model, enc.header, report["bits_total"]))

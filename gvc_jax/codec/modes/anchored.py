@@ -14,13 +14,22 @@ from gvc_jax.bitstream.errors import BitstreamError
 from gvc_jax.codec.errors import UsageError
 from gvc_jax.codec.geometry import pad_clip, plan_shared
 
-DEFAULT_ANCHOR = None   # the anchor codec's own default (gvc_jax.codec.anchors.DEFAULT)
+FALLBACK_ANCHOR = "jxl:1"   # when the ffmpeg at hand has no libvvenc (docs/anchors.md)
 
 
 def anchor_spec(params):
+    """The anchor codec: the user's, else the default (VVC intra), else JPEG XL on machines whose
+    ffmpeg lacks libvvenc. A codec chosen by the user that cannot run here is a usage error."""
     from gvc_jax.codec import anchors
 
-    return anchors.parse_spec(params.anchor_codec or anchors.DEFAULT)
+    spec = anchors.parse_spec(params.anchor_codec or anchors.DEFAULT)
+    here = anchors.available()
+    if spec.name in here:
+        return spec
+    if not params.anchor_codec and "jxl" in here:
+        return anchors.parse_spec(FALLBACK_ANCHOR)
+    raise UsageError(f"anchor codec {spec.name!r} cannot run on this machine (available: "
+                     f"{', '.join(here) or 'none'}); choose one with --anchor-codec")
 
 
 def code_anchors(session, frames: np.ndarray, positions: list[int]) -> list[tuple[str, bytes]]:

@@ -5,6 +5,12 @@ of the official code. The kernel is ``jax.nn.dot_product_attention`` in [B, L, N
 cuDNN flash attention on GPU with bf16, a Pallas splash kernel on TPU, XLA elsewhere. No attention matrix is materialised on
 GPU. There is no mask: the text context is zero-padded to text_len and attended in full,
 as in the reference (``context_lens=None``).
+
+Sharding (docs/sharding.md): projections are named logically (``embed`` in, ``heads`` out) and
+activations constrained by logical names. With active rules over more than one device the
+kernel runs inside ``jax.shard_map``: queries split by ``act_attn_q`` (tokens) and
+``act_attn_heads``, keys and values complete in length (gathered) and split by heads only, so
+every device runs the unchanged single-device kernel (cuDNN, splash or XLA) on its block.
 """
 from __future__ import annotations
 
@@ -12,8 +18,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from gvc_jax import sharding
 from gvc_jax.models.wan.layers import Dense, RMSNorm
 from gvc_jax.models.wan.rope import apply_rope
+
+Q_NAMES = ("act_batch", "act_attn_q", "act_attn_heads", None)
+KV_NAMES = ("act_batch", None, "act_attn_heads", None)
 
 
 def attention(q_blnh: jax.Array, k_bsnh: jax.Array, v_bsnh: jax.Array,
@@ -23,7 +33,45 @@ def attention(q_blnh: jax.Array, k_bsnh: jax.Array, v_bsnh: jax.Array,
     ``implementation``: None picks cuDNN on GPU for bf16/fp16, the Pallas splash kernel on TPU
     (unverified on hardware, see ``pallas_attention``), XLA otherwise; or one of "xla",
     "cudnn", "pallas", "pallas_interpret" (the Pallas kernel interpreted, for CPU tests).
+    Under active sharding rules the kernel runs per device block (:func:`_sharded_attention`).
     """
+    act = sharding.current()
+    if act is not None and act.mesh.size > 1:
+        q_spec = act.spec(Q_NAMES)
+        if any(e is not None for e in q_spec):
+            return _sharded_attention(act.mesh, q_spec, act.spec(KV_NAMES), q_blnh, k_bsnh,
+                                      v_bsnh, implementation)
+    return _local_attention(q_blnh, k_bsnh, v_bsnh, implementation)
+
+
+def _pad_axis(x: jax.Array, axis: int, multiple: int) -> jax.Array:
+    n = x.shape[axis]
+    extra = -n % multiple
+    if not extra:
+        return x
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, extra)
+    return jnp.pad(x, pad)
+
+
+def _sharded_attention(mesh, q_spec, kv_spec, q, k, v, implementation):
+    """The kernel inside ``shard_map``: q split by (batch, tokens, heads), k/v by (batch, heads)
+    with their full length. Query tokens and the batch are zero-padded to the split (padded
+    query rows are dropped; padded batch rows attend to zero keys, finite, and are dropped)."""
+    b, lq, n, _ = q.shape
+    nb, nl, nh = (sharding.axis_size(mesh, e) for e in q_spec[:3])
+    if n % nh:
+        raise sharding.ShardingError(f"{n} attention heads do not divide over {nh} devices "
+                                     f"({q_spec[2]!r})")
+    q = _pad_axis(_pad_axis(q, 0, nb), 1, nl)
+    k, v = _pad_axis(k, 0, nb), _pad_axis(v, 0, nb)
+    fn = jax.shard_map(lambda q1, k1, v1: _local_attention(q1, k1, v1, implementation),
+                       mesh=mesh, in_specs=(q_spec, kv_spec, kv_spec), out_specs=q_spec,
+                       check_vma=False)
+    return fn(q, k, v)[:b, :lq]
+
+
+def _local_attention(q_blnh, k_bsnh, v_bsnh, implementation=None):
     if implementation is None:
         backend = jax.default_backend()
         half = q_blnh.dtype in (jnp.bfloat16, jnp.float16)
@@ -34,6 +82,12 @@ def attention(q_blnh: jax.Array, k_bsnh: jax.Array, v_bsnh: jax.Array,
         return tpu_flash_attention(q_blnh, k_bsnh, v_bsnh,
                                    interpret=implementation == "pallas_interpret")
     return jax.nn.dot_product_attention(q_blnh, k_bsnh, v_bsnh, implementation=implementation)
+
+
+TOKEN_HEADS = ("act_batch", "act_tokens", "act_heads")
+TOKEN_EMBED = ("act_batch", "act_tokens", "act_embed")
+TEXT_HEADS = ("act_batch", "act_text", "act_heads")
+constrain = sharding.constrain
 
 
 def _heads(x_bld: jax.Array, n: int) -> jax.Array:
@@ -48,19 +102,23 @@ class SelfAttention(nnx.Module):
                  dtype=jnp.bfloat16, param_dtype=jnp.bfloat16):
         self.num_heads, self.dtype = num_heads, dtype
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-        self.q, self.k, self.v, self.o = (Dense(dim, dim, **kw) for _ in range(4))
-        self.norm_q = RMSNorm(dim, eps, rngs=rngs)
-        self.norm_k = RMSNorm(dim, eps, rngs=rngs)
+        self.q, self.k, self.v = (Dense(dim, dim, names=("embed", "heads"), **kw)
+                                  for _ in range(3))
+        self.o = Dense(dim, dim, names=("heads", "embed"), **kw)
+        self.norm_q = RMSNorm(dim, eps, rngs=rngs, name="heads")
+        self.norm_k = RMSNorm(dim, eps, rngs=rngs, name="heads")
 
     def __call__(self, x_bld, cos_lk, sin_lk, implementation=None):
         n = self.num_heads
-        q = apply_rope(_heads(self.norm_q(self.q(x_bld)), n), cos_lk, sin_lk)
-        k = apply_rope(_heads(self.norm_k(self.k(x_bld)), n), cos_lk, sin_lk)
-        v = _heads(self.v(x_bld), n)
+        proj = lambda f: constrain(f(x_bld), TOKEN_HEADS)  # noqa: E731
+        q = apply_rope(_heads(self.norm_q(proj(self.q)), n), cos_lk, sin_lk)
+        k = apply_rope(_heads(self.norm_k(proj(self.k)), n), cos_lk, sin_lk)
+        v = _heads(proj(self.v), n)
         o = attention(q.astype(self.dtype), k.astype(self.dtype), v.astype(self.dtype),
                       implementation)
         b, l = x_bld.shape[:2]
-        return self.o(o.reshape(b, l, -1))
+        o = constrain(o.reshape(b, l, -1), TOKEN_HEADS)
+        return constrain(self.o(o), TOKEN_EMBED)
 
 
 class CrossAttention(nnx.Module):
@@ -71,27 +129,30 @@ class CrossAttention(nnx.Module):
                  dtype=jnp.bfloat16, param_dtype=jnp.bfloat16):
         self.num_heads, self.dtype = num_heads, dtype
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-        self.q, self.k, self.v, self.o = (Dense(dim, dim, **kw) for _ in range(4))
-        self.norm_q = RMSNorm(dim, eps, rngs=rngs)
-        self.norm_k = RMSNorm(dim, eps, rngs=rngs)
+        self.q, self.k, self.v = (Dense(dim, dim, names=("embed", "heads"), **kw)
+                                  for _ in range(3))
+        self.o = Dense(dim, dim, names=("heads", "embed"), **kw)
+        self.norm_q = RMSNorm(dim, eps, rngs=rngs, name="heads")
+        self.norm_k = RMSNorm(dim, eps, rngs=rngs, name="heads")
         if image:
-            self.k_img = Dense(dim, dim, **kw)
-            self.v_img = Dense(dim, dim, **kw)
-            self.norm_k_img = RMSNorm(dim, eps, rngs=rngs)
+            self.k_img = Dense(dim, dim, names=("embed", "heads"), **kw)
+            self.v_img = Dense(dim, dim, names=("embed", "heads"), **kw)
+            self.norm_k_img = RMSNorm(dim, eps, rngs=rngs, name="heads")
         else:
             self.k_img = self.v_img = self.norm_k_img = None
 
     def __call__(self, x_bld, ctx_bsd, img_bsd=None, implementation=None):
         n, dt = self.num_heads, self.dtype
-        q = _heads(self.norm_q(self.q(x_bld)), n).astype(dt)
-        k = _heads(self.norm_k(self.k(ctx_bsd)), n).astype(dt)
-        v = _heads(self.v(ctx_bsd), n).astype(dt)
+        q = _heads(self.norm_q(constrain(self.q(x_bld), TOKEN_HEADS)), n).astype(dt)
+        k = _heads(self.norm_k(constrain(self.k(ctx_bsd), TEXT_HEADS)), n).astype(dt)
+        v = _heads(constrain(self.v(ctx_bsd), TEXT_HEADS), n).astype(dt)
         o = attention(q, k, v, implementation)
         if self.k_img is not None:
             if img_bsd is None:
                 raise ValueError("this model needs CLIP image tokens (clip_bld)")
-            ki = _heads(self.norm_k_img(self.k_img(img_bsd)), n).astype(dt)
-            vi = _heads(self.v_img(img_bsd), n).astype(dt)
+            ki = _heads(self.norm_k_img(constrain(self.k_img(img_bsd), TEXT_HEADS)), n).astype(dt)
+            vi = _heads(constrain(self.v_img(img_bsd), TEXT_HEADS), n).astype(dt)
             o = o + attention(q, ki, vi, implementation)
         b, l = x_bld.shape[:2]
-        return self.o(o.reshape(b, l, -1))
+        o = constrain(o.reshape(b, l, -1), TOKEN_HEADS)
+        return constrain(self.o(o), TOKEN_EMBED)

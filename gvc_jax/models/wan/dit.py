@@ -7,6 +7,10 @@ matmuls and attention in ``dtype`` (bf16 by default), while the residual stream,
 embedding, the modulation, the norms, RoPE and the output head run in fp32.
 
 The ``num_layers`` blocks are one stacked module (built with ``nnx.vmap``) run by ``nnx.scan``.
+
+Sharding (docs/sharding.md): every parameter axis has a logical name (the stacked axis is
+``layers``) and the residual stream, projections and FFN hidden are constrained by logical
+names; a rules table maps them to mesh axes. Without active rules nothing changes.
 """
 from __future__ import annotations
 
@@ -16,15 +20,21 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gvc_jax.models.wan.attention import CrossAttention, SelfAttention
-from gvc_jax.models.wan.layers import MLP, Dense, ImageEmbedding, LayerNorm, layer_norm
+from gvc_jax import sharding
+from gvc_jax.models.wan.attention import TOKEN_EMBED, CrossAttention, SelfAttention
+from gvc_jax.models.wan.layers import (MLP, Dense, ImageEmbedding, LayerNorm, layer_norm,
+                                       named_param)
 from gvc_jax.models.wan.rope import rope_tables, sinusoid
 
 F32 = jnp.float32
+LAYERS = {nnx.PARTITION_NAME: "layers"}  # the stacked blocks' leading axis, logically named
+constrain = sharding.constrain
+TEXT_EMBED = ("act_batch", "act_text", "act_embed")
 
 
 def _modulation(rngs: nnx.Rngs, n: int, dim: int) -> nnx.Param:
-    return nnx.Param(jax.random.normal(rngs.params(), (n, dim), F32) / math.sqrt(dim))
+    return named_param(jax.random.normal(rngs.params(), (n, dim), F32) / math.sqrt(dim),
+                       ("mod", "embed"))
 
 
 def has_clip(model_type: str) -> bool:
@@ -38,14 +48,16 @@ class Block(nnx.Module):
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
         self.eps = cfg.eps
         self.self_attn = SelfAttention(cfg.dim, cfg.num_heads, cfg.eps, **kw)
-        self.norm3 = LayerNorm(cfg.dim, cfg.eps, rngs=rngs)
+        self.norm3 = LayerNorm(cfg.dim, cfg.eps, rngs=rngs, name="embed")
         self.cross_attn = CrossAttention(cfg.dim, cfg.num_heads, cfg.eps,
                                          has_clip(cfg.model_type), **kw)
-        self.ffn = MLP(cfg.dim, cfg.ffn_dim, cfg.dim, "gelu_tanh", **kw)
+        self.ffn = MLP(cfg.dim, cfg.ffn_dim, cfg.dim, "gelu_tanh", names=("embed", "mlp", "embed"),
+                       hidden_act=("act_batch", "act_tokens", "act_mlp"), **kw)
         self.modulation = _modulation(rngs, 6, cfg.dim)
         self.dtype = dtype
 
     def __call__(self, x_bld, e_b6d, ctx_bsd, img_bsd, cos_lk, sin_lk, implementation=None):
+        x_bld = constrain(x_bld, TOKEN_EMBED)
         m = self.modulation[...][None] + e_b6d  # [B, 6, D] fp32
         shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = (m[:, i, None, :] for i in range(6))
         h = layer_norm(x_bld, self.eps) * (1 + scale_a) + shift_a
@@ -55,7 +67,7 @@ class Block(nnx.Module):
         x = x + y.astype(F32)
         h = layer_norm(x, self.eps) * (1 + scale_f) + shift_f
         y = self.ffn(h.astype(self.dtype))
-        return x + y.astype(F32) * gate_f
+        return constrain(x + y.astype(F32) * gate_f, TOKEN_EMBED)
 
 
 class Head(nnx.Module):
@@ -64,7 +76,8 @@ class Head(nnx.Module):
     def __init__(self, dim: int, d_out: int, eps: float, *, rngs: nnx.Rngs,
                  param_dtype=jnp.bfloat16):
         self.eps = eps
-        self.head = Dense(dim, d_out, rngs=rngs, dtype=F32, param_dtype=param_dtype)
+        self.head = Dense(dim, d_out, rngs=rngs, dtype=F32, param_dtype=param_dtype,
+                          names=("embed", "patch_out"))
         self.modulation = _modulation(rngs, 2, dim)
 
     def __call__(self, x_bld, e_bd):
@@ -83,11 +96,15 @@ class WanDiT(nnx.Module):
         self.in_dim, self.freq_dim, self.theta = cfg.in_dim, cfg.freq_dim, float(cfg.rope_theta)
         self.dtype = dtype
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-        self.patch_embedding = Dense(math.prod(self.patch) * cfg.in_dim, cfg.dim, **kw)
-        self.text_embedding = MLP(cfg.text_dim, cfg.dim, cfg.dim, "gelu_tanh", **kw)
+        self.patch_embedding = Dense(math.prod(self.patch) * cfg.in_dim, cfg.dim,
+                                     names=("patch_in", "embed"), **kw)
+        self.text_embedding = MLP(cfg.text_dim, cfg.dim, cfg.dim, "gelu_tanh",
+                                  names=("text_embed", "mlp", "embed"),
+                                  hidden_act=("act_batch", "act_text", "act_mlp"), **kw)
         self.time_embedding = MLP(cfg.freq_dim, cfg.dim, cfg.dim, "silu", rngs=rngs,
-                                  dtype=F32, param_dtype=F32)
-        self.time_projection = Dense(cfg.dim, 6 * cfg.dim, rngs=rngs, dtype=F32, param_dtype=F32)
+                                  dtype=F32, param_dtype=F32, names=("freq", "mlp", "embed"))
+        self.time_projection = Dense(cfg.dim, 6 * cfg.dim, rngs=rngs, dtype=F32, param_dtype=F32,
+                                     names=("embed", "time_mod"))
         if has_clip(cfg.model_type):
             n_pos = 2 * cfg.clip_len if cfg.model_type == "flf2v" else None
             self.img_emb = ImageEmbedding(cfg.clip_dim, cfg.dim, n_pos, **kw)
@@ -95,7 +112,7 @@ class WanDiT(nnx.Module):
             self.img_emb = None
 
         @nnx.split_rngs(splits=cfg.num_layers)
-        @nnx.vmap(in_axes=(0,), out_axes=0)
+        @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata=LAYERS)
         def make_blocks(r):
             return Block(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype)
 
@@ -140,7 +157,14 @@ class WanDiT(nnx.Module):
             then last-frame tokens.
           y_bcthw: i2v/flf2v conditioning (mask 4 + image latent 16), concatenated on channels.
         Returns: u [B, out_dim, T, H, W] in fp32.
+
+        Sharding rules are active while this runs when they are (``gvc_jax.sharding.activate``)
+        or when the params carry them (a state placed by ``gvc_jax.sharding.shard_model``).
         """
+        with sharding.model_rules(self):
+            return self._forward(x_bcthw, t_b, context_bld, clip_bld, y_bcthw, implementation)
+
+    def _forward(self, x_bcthw, t_b, context_bld, clip_bld, y_bcthw, implementation):
         if y_bcthw is not None:
             x_bcthw = jnp.concatenate([x_bcthw, y_bcthw.astype(x_bcthw.dtype)], axis=1)
         if x_bcthw.shape[1] != self.in_dim:
@@ -148,17 +172,19 @@ class WanDiT(nnx.Module):
         b = x_bcthw.shape[0]
         t_b = jnp.broadcast_to(jnp.asarray(t_b, F32).reshape(-1), (b,))
         tok, g = self.patchify(x_bcthw)
-        x = self.patch_embedding(tok).astype(F32)
+        x = constrain(self.patch_embedding(tok).astype(F32), TOKEN_EMBED)
         cos, sin = rope_tables(g, self.dim // self.num_heads, self.theta)
+        cos, sin = (constrain(a, ("act_tokens", None)) for a in (cos, sin))
         e, e0 = self.time_embed(t_b)
-        ctx = self.text_embedding(context_bld)
+        ctx = constrain(self.text_embedding(context_bld), TEXT_EMBED)
         img = None
         if self.img_emb is not None:
             if clip_bld is None:
                 raise ValueError(f"{self.model_type} model needs clip_bld")
-            img = self.img_emb(clip_bld).astype(self.dtype)
+            img = constrain(self.img_emb(clip_bld).astype(self.dtype), TEXT_EMBED)
 
-        @nnx.scan(in_axes=(nnx.Carry, 0, None, None, None, None, None), out_axes=nnx.Carry)
+        @nnx.scan(in_axes=(nnx.Carry, 0, None, None, None, None, None), out_axes=nnx.Carry,
+                  transform_metadata=LAYERS)
         def run(x, block, e0, ctx, img, cos, sin):
             return block(x, e0, ctx, img, cos, sin, implementation)
 

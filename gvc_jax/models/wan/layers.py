@@ -2,28 +2,52 @@
 
 Reference: ``WanRMSNorm``, ``WanLayerNorm``, the ``nn.Sequential`` MLPs and ``MLPProj`` of the
 official ``wan/modules/model.py``. Kernels are stored ``[in, out]``; norms compute in fp32.
+
+Parameters carry *logical* axis names (``names=``, e.g. ``("embed", "heads")``) as
+``out_sharding`` metadata; ``configs/sharding.py`` maps them to mesh axes (docs/sharding.md).
+The names change neither the numerics nor the parameter paths.
 """
 from __future__ import annotations
+
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from gvc_jax.sharding import constrain
+
 Dtype = jnp.dtype
+Names = Optional[Sequence[Optional[str]]]
 
 
-def _param(rngs: nnx.Rngs, init, shape, dtype):
-    return nnx.Param(init(rngs.params(), shape, dtype))
+def named_param(value, names=None) -> nnx.Param:
+    """An ``nnx.Param`` with logical axis ``names`` (one per dim) as ``out_sharding`` metadata.
+    Eager sharding is off: the names are logical, resolved only by a rules table."""
+    if names is None:
+        return nnx.Param(value)
+    names = tuple(names)
+    if len(names) != jnp.ndim(value):
+        raise ValueError(f"logical names {names} for a parameter of shape {jnp.shape(value)}")
+    return nnx.Param(value, out_sharding=names, eager_sharding=False)
+
+
+def _param(rngs: nnx.Rngs, init, shape, dtype, names=None):
+    return named_param(init(rngs.params(), shape, dtype), names)
 
 
 class Dense(nnx.Module):
-    """y = x @ kernel + bias, computed in ``dtype`` (the reference's nn.Linear)."""
+    """y = x @ kernel + bias, computed in ``dtype`` (the reference's nn.Linear).
+
+    ``names``: logical names of (input, output) axes; the bias takes the output's."""
 
     def __init__(self, d_in: int, d_out: int, *, rngs: nnx.Rngs, dtype=jnp.bfloat16,
-                 param_dtype=jnp.bfloat16):
+                 param_dtype=jnp.bfloat16, names: Names = None):
         self.dtype = dtype
-        self.kernel = _param(rngs, nnx.initializers.lecun_normal(), (d_in, d_out), param_dtype)
-        self.bias = _param(rngs, nnx.initializers.zeros_init(), (d_out,), param_dtype)
+        self.kernel = _param(rngs, nnx.initializers.lecun_normal(), (d_in, d_out), param_dtype,
+                             names)
+        self.bias = _param(rngs, nnx.initializers.zeros_init(), (d_out,), param_dtype,
+                           None if names is None else names[1:])
 
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.kernel[...].astype(self.dtype)
@@ -34,10 +58,11 @@ class Dense(nnx.Module):
 class RMSNorm(nnx.Module):
     """x * rsqrt(mean(x^2) + eps) * scale over the last axis (all heads at once)."""
 
-    def __init__(self, dim: int, eps: float, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
+    def __init__(self, dim: int, eps: float, *, rngs: nnx.Rngs, param_dtype=jnp.float32,
+                 name: str | None = None):
         del rngs
         self.eps = eps
-        self.scale = nnx.Param(jnp.ones((dim,), param_dtype))
+        self.scale = named_param(jnp.ones((dim,), param_dtype), None if name is None else (name,))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         xf = x.astype(jnp.float32)
@@ -57,11 +82,13 @@ def layer_norm(x: jax.Array, eps: float) -> jax.Array:
 class LayerNorm(nnx.Module):
     """Affine LayerNorm computed in fp32 (returns fp32)."""
 
-    def __init__(self, dim: int, eps: float, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
+    def __init__(self, dim: int, eps: float, *, rngs: nnx.Rngs, param_dtype=jnp.float32,
+                 name: str | None = None):
         del rngs
         self.eps = eps
-        self.scale = nnx.Param(jnp.ones((dim,), param_dtype))
-        self.bias = nnx.Param(jnp.zeros((dim,), param_dtype))
+        names = None if name is None else (name,)
+        self.scale = named_param(jnp.ones((dim,), param_dtype), names)
+        self.bias = named_param(jnp.zeros((dim,), param_dtype), names)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = layer_norm(x, self.eps)
@@ -69,16 +96,27 @@ class LayerNorm(nnx.Module):
 
 
 class MLP(nnx.Module):
-    """fc2(act(fc1(x))): the reference's Linear-GELU/SiLU-Linear sequences."""
+    """fc2(act(fc1(x))): the reference's Linear-GELU/SiLU-Linear sequences.
+
+    ``names``: logical names of the (input, hidden, output) widths; ``hidden_act``: logical
+    names of the hidden activation's axes, constrained when sharding rules are active."""
 
     def __init__(self, d_in: int, d_hidden: int, d_out: int, act: str, *, rngs: nnx.Rngs,
-                 dtype=jnp.bfloat16, param_dtype=jnp.bfloat16):
+                 dtype=jnp.bfloat16, param_dtype=jnp.bfloat16, names: Names = None,
+                 hidden_act: Names = None):
         self.act = act
-        self.fc1 = Dense(d_in, d_hidden, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-        self.fc2 = Dense(d_hidden, d_out, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        n1 = None if names is None else names[:2]
+        n2 = None if names is None else names[1:]
+        self.fc1 = Dense(d_in, d_hidden, rngs=rngs, dtype=dtype, param_dtype=param_dtype,
+                         names=n1)
+        self.fc2 = Dense(d_hidden, d_out, rngs=rngs, dtype=dtype, param_dtype=param_dtype,
+                         names=n2)
+        self.hidden_act = None if hidden_act is None else tuple(hidden_act)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         h = self.fc1(x)
+        if self.hidden_act is not None:
+            h = constrain(h, self.hidden_act)
         if self.act == "gelu_tanh":
             h = jax.nn.gelu(h, approximate=True)
         elif self.act == "gelu":
@@ -98,10 +136,12 @@ class ImageEmbedding(nnx.Module):
 
     def __init__(self, d_in: int, d_out: int, n_pos: int | None, *, rngs: nnx.Rngs,
                  dtype=jnp.bfloat16, param_dtype=jnp.bfloat16):
-        self.norm1 = LayerNorm(d_in, 1e-5, rngs=rngs)
-        self.mlp = MLP(d_in, d_in, d_out, "gelu", rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-        self.norm2 = LayerNorm(d_out, 1e-5, rngs=rngs)
-        self.emb_pos = (nnx.Param(jnp.zeros((n_pos, d_in), jnp.float32)) if n_pos else None)
+        self.norm1 = LayerNorm(d_in, 1e-5, rngs=rngs, name="clip_embed")
+        self.mlp = MLP(d_in, d_in, d_out, "gelu", rngs=rngs, dtype=dtype, param_dtype=param_dtype,
+                       names=("clip_embed", "mlp", "embed"))
+        self.norm2 = LayerNorm(d_out, 1e-5, rngs=rngs, name="embed")
+        self.emb_pos = (named_param(jnp.zeros((n_pos, d_in), jnp.float32),
+                                    ("clip_tokens", "clip_embed")) if n_pos else None)
 
     def __call__(self, clip_bld: jax.Array) -> jax.Array:
         x = clip_bld.astype(jnp.float32)
