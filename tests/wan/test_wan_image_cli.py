@@ -100,9 +100,7 @@ def test_clip_lengths(model, n):
         assert len(anchors) == 1
         resd = [p for t, p in container.read_gvc(enc.data)[1] if t == "RESD"]
         assert len(resd) == n_gops
-    else:   # every GOP boundary, the clip's last frame once
-        assert len(anchors) == n_gops + (1 if n > 1 and (n - 1) % 32 else 0) or \
-            len(anchors) == len(set(starts + [n - 1]))
+    else:   # every GOP's first frame and the clip's last frame, each once
         assert len(anchors) == len(set(starts + [n - 1]))
 
 
