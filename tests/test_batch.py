@@ -24,6 +24,8 @@ FAST = ["--config", "gaussian-fast", "--K", "256", "--M", "2", "--steps", "4", "
 N_GOPS = 16
 
 
+from tests.test_interrupt import default_sigint  # noqa: E402
+
 def _env(**extra):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("XLA_FLAGS", "JAX_COORDINATOR", "JAX_NUM_PROC", "JAX_PROCESS"))}
@@ -190,7 +192,7 @@ def _start_and_wait(clips, out, min_gops):
     """A --batch-gops 1 job, running until ``min_gops`` GOP files exist."""
     p = subprocess.Popen(_cmd(clips, "-o", out, *FAST, "--batch-gops", "1"),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=_env(), cwd=ROOT)
+                         env=_env(), cwd=ROOT, preexec_fn=default_sigint)
     deadline = time.time() + 300
     while len(gop_files(out)) < min_gops:
         assert p.poll() is None, "the job ended before it could be stopped: " + \

@@ -11,6 +11,12 @@ import time
 import numpy as np
 
 
+
+def default_sigint():
+    """The child gets the default SIGINT action, as from an interactive shell: a test run started
+    in the background (``cmd &``) inherits SIGINT ignored, which Python and gvc then honour."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def test_sigint_stops_a_running_encode(tmp_path):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "src.npy", rng.integers(0, 256, (16, 64, 64, 3), dtype=np.uint8))
@@ -20,7 +26,8 @@ def test_sigint_stops_a_running_encode(tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "gvc_jax", "compress", str(tmp_path / "src.npy"),
                           "-o", str(out), "--config", "gaussian", "--recon",
                           str(tmp_path / "r.npy")], stderr=subprocess.PIPE, text=True, env=env,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         preexec_fn=default_sigint)
     lines = []
     deadline = time.time() + 120
     while time.time() < deadline:           # the encoder's first GOP has started
