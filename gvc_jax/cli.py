@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prompt", default="", help="text prompt (sent in the stream; default empty)")
     c.add_argument("--negative-prompt", default="",
                    help="negative prompt for --guidance (sent in the stream)")
+    rate = c.add_mutually_exclusive_group()
+    rate.add_argument("--kbps", type=float, help="target rate at the source frame rate: M, the "
+                      "anchor setting and the residual steps are chosen so the file lands at "
+                      "or under it")
+    rate.add_argument("--bpp", type=float, help="target bits per source pixel (as --kbps)")
     add_cli_flags(c)
     _add_model_options(c)
     _add_common(c)
@@ -177,7 +182,8 @@ def cmd_compress(a) -> int:
         report = api.compress_file(video, a.output, config=a.config, weights=a.weights,
                                    overrides=overrides, recon_path=a.recon, prompt=prompt,
                                    cache_dir=_cache_dir(a), on_gop=on_gop, on_step=on_step,
-                                   log=_log(a), progress=prog.mode == "bar")
+                                   log=_log(a), progress=prog.mode == "bar",
+                                   kbps=a.kbps, bpp=a.bpp)
     finally:
         prog.close()
     if a.json:
@@ -185,6 +191,10 @@ def cmd_compress(a) -> int:
     elif not a.quiet:
         print(f"{a.output}: {report['bytes_file']} bytes, {report['bpp']:.5f} bpp, "
               f"{report['kbps']:.2f} kbps, PSNR {report['psnr']:.2f} dB")
+        if "target" in report:
+            t = report["target"]
+            print(f"target {t['bytes']} bytes ({'met' if t['met'] else 'missed'}), "
+                  f"M={t['chosen']['M']}")
     return EXIT_OK
 
 

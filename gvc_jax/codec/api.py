@@ -136,8 +136,11 @@ def _describe_cost(c: dict) -> str:
 def compress_video(video, *, config: str | None = "gaussian", weights: str | None = None,
                    overrides: dict | None = None, model: CodecModel | None = None,
                    prompt: Prompt = Prompt(), cache_dir=None, on_gop=None, on_step=None,
-                   log=None, progress=False):
-    """Encodes a clip; returns ``(core.Encoded, report dict)``."""
+                   log=None, progress=False, kbps: float | None = None,
+                   bpp: float | None = None):
+    """Encodes a clip; returns ``(core.Encoded, report dict)``. ``kbps`` or ``bpp`` sets a
+    target the file lands at or under (:mod:`gvc_jax.codec.ratecontrol`: M, the anchor setting
+    and the residual steps are chosen for it)."""
     model_name, mode, params = params_for(config, overrides, weights)
     frames, fps = _frames_of(video)
     shift = resolution_shift(mode, frames.shape[1], frames.shape[2]) if frames.ndim == 4 else None
@@ -145,11 +148,30 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
         params = params.replace(shift=shift)
     model = model or load_model(model_name, weights, prompt, params, cache_dir=cache_dir,
                                 log=log, progress=progress)
+    target = None
+    if kbps is not None or bpp is not None:
+        from gvc_jax.codec import ratecontrol
+
+        nbytes = ratecontrol.target_bytes(kbps, bpp, frames.shape[0], frames.shape[1],
+                                          frames.shape[2], float(fps))
+        plan = ratecontrol.plan(frames, fps, model, params, mode, nbytes)
+        params = plan.params
+        target = {"kbps": kbps, "bpp": bpp, "bytes": nbytes, "chosen": {
+            "M": params.M, "M_tail": params.M_tail, "anchor_codec": params.anchor_codec or None,
+            "residual_bytes": plan.residual_budget}}
+        if log:
+            log(f"rate control: target {nbytes} bytes -> M={params.M}"
+                + (f", anchors {params.anchor_codec}" if params.anchor_codec else ""))
     cost = cost_estimate(frames.shape[0], frames.shape[1], frames.shape[2], params, model, mode)
     if log:
         log(_describe_cost(cost))
-    enc = core.compress(frames, fps, model, params, mode=mode, on_gop=on_gop, on_step=on_step)
+    enc = core.compress(frames, fps, model, params, mode=mode, on_gop=on_gop, on_step=on_step,
+                        residual_budget=None if target is None else
+                        target["chosen"]["residual_bytes"] if params.residual_step else None)
     report = rate_report(enc.header, enc.data)
+    if target is not None:
+        target["met"] = len(enc.data) <= target["bytes"]
+        report["target"] = target
     codec = enc.header["codec"]
     report.update({
         "config": model.name, "mode": mode,
@@ -172,7 +194,8 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
 
 def compress_file(video, output: str, *, config: str | None = "gaussian", weights=None,
                   overrides=None, recon_path=None, prompt: Prompt = Prompt(), cache_dir=None,
-                  on_gop=None, on_step=None, model=None, log=None, progress=False) -> dict:
+                  on_gop=None, on_step=None, model=None, log=None, progress=False,
+                  kbps=None, bpp=None) -> dict:
     """Compresses ``video`` (a :class:`gvc_jax.io.Video` or uint8 ``[T,H,W,3]``) into the .gvc
     file ``output`` (written atomically); returns the JSON report. ``recon_path`` also writes
     the decoder's reconstruction (mp4, y4m or npy)."""
@@ -181,7 +204,8 @@ def compress_file(video, output: str, *, config: str | None = "gaussian", weight
         check_video_ext(recon_path)
     enc, report = compress_video(video, config=config, weights=weights, overrides=overrides,
                                  model=model, prompt=prompt, cache_dir=cache_dir,
-                                 on_gop=on_gop, on_step=on_step, log=log, progress=progress)
+                                 on_gop=on_gop, on_step=on_step, log=log, progress=progress,
+                                 kbps=kbps, bpp=bpp)
     container.write_gvc(output, enc.header, enc.chunks)
     if recon_path:
         from gvc_jax.io import write_video

@@ -90,8 +90,11 @@ def _finish_gop(session: modes.Session, mode, gop: Gop, x0) -> np.ndarray:
 
 def compress(frames: np.ndarray, fps: Fraction, model: CodecModel, params: CodecParams, *,
              mode: str = "t2v", on_gop: Callable[[int, int, str], None] | None = None,
-             on_step: Callable[[int], None] | None = None) -> Encoded:
-    """Encodes a uint8 clip [T,H,W,3]; returns the .gvc bytes and the decoder's output."""
+             on_step: Callable[[int], None] | None = None,
+             residual_budget: int | None = None) -> Encoded:
+    """Encodes a uint8 clip [T,H,W,3]; returns the .gvc bytes and the decoder's output.
+    ``residual_budget``: bytes for the residual chunks under rate control
+    (:mod:`gvc_jax.codec.ratecontrol`)."""
     params.validate()
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise UsageError(f"expected uint8 frames [T,H,W,3], got {frames.dtype} {frames.shape}")
@@ -104,7 +107,7 @@ def compress(frames: np.ndarray, fps: Fraction, model: CodecModel, params: Codec
         raise UsageError(str(e)) from None
     header = make_header(model, mode, params, t, h, w, fps, gops)
     ch, cw = header["coded"]["height"], header["coded"]["width"]
-    session = modes.Session(model, params, header)
+    session = modes.Session(model, params, header, residual_budget=residual_budget)
     chunks = list(model.prompt.chunks()) + list(md.begin(session, frames))
     recon = []
     enc_s = dec_s = 0.0

@@ -93,7 +93,15 @@ def residual_encode(session, gop, x0_cthw, target_cthw):
         return x0_cthw, []
     x0 = np.array(x0_cthw, np.float32)
     r = np.asarray(target_cthw, np.float32)[:, -1] - x0[:, -1]
-    data = residual.encode(r, step)
+    budget = getattr(session, "residual_budget", None)
+    if budget is not None:          # rate control: this GOP's share of the bytes still unspent
+        from gvc_jax.codec.ratecontrol import residual_step_for
+
+        left = len(session.header["gops"]) - gop.index
+        step, data = residual_step_for(r, session.residual_budget // left)
+        session.residual_budget -= len(data) + 16
+    else:
+        data = residual.encode(r, step)
     x0[:, -1] += residual.reconstruct(r, step)
     return x0, [container.residual_chunk(gop.index, data)]
 

@@ -26,6 +26,7 @@ class Session:
     anchors: list[np.ndarray] = dataclasses.field(default_factory=list)  # decoded anchor frames
     residuals: dict[int, bytes] = dataclasses.field(default_factory=dict)  # RESD by GOP
     conds: dict[int, Any] = dataclasses.field(default_factory=dict)      # the current GOP's
+    residual_budget: int | None = None   # encoder under rate control: RESD bytes left
 
 
 class Mode(Protocol):
