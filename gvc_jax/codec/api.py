@@ -47,6 +47,16 @@ def resolution_shift(mode: str, height: int, width: int) -> float | None:
     return 5.0 if min(height, width) > 480 else 3.0
 
 
+def with_resolution_shift(params: CodecParams, mode: str, frames: np.ndarray,
+                          overrides: dict | None) -> CodecParams:
+    """``params`` with the anchored modes' resolution rule applied, unless the user set the
+    shift."""
+    shift = resolution_shift(mode, frames.shape[1], frames.shape[2]) if frames.ndim == 4 else None
+    if shift is None or "shift" in (overrides or {}):
+        return params
+    return params.replace(shift=shift)
+
+
 def rates(nbytes: int, frames: int, height: int, width: int, fps) -> tuple[float, float]:
     """(bpp, kbps) of ``nbytes``: bpp = bits / (frames·H·W) of the source, kbps at the source
     frame rate (docs/codec.md, "Rates"); the one definition every report uses."""
@@ -143,9 +153,7 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
     and the residual steps are chosen for it)."""
     model_name, mode, params = params_for(config, overrides, weights)
     frames, fps = _frames_of(video)
-    shift = resolution_shift(mode, frames.shape[1], frames.shape[2]) if frames.ndim == 4 else None
-    if shift is not None and "shift" not in (overrides or {}):
-        params = params.replace(shift=shift)
+    params = with_resolution_shift(params, mode, frames, overrides)
     model = model or load_model(model_name, weights, prompt, params, cache_dir=cache_dir,
                                 log=log, progress=progress)
     target = None

@@ -210,10 +210,11 @@ def _rate(nbytes: int, t: int, h: int, w: int, fps) -> dict:
 def _run_gvc(run: GvcRun, video, name: str, plan: EvalPlan, models: dict, on_gop, on_step):
     from gvc_jax.bitstream import container
     from gvc_jax.codec import core
-    from gvc_jax.codec.api import decode_bytes, params_for
+    from gvc_jax.codec.api import decode_bytes, params_for, with_resolution_shift
     from gvc_jax.codec.models import load_model
 
     model_name, mode, params = params_for(run.config, dict(run.overrides))
+    params = with_resolution_shift(params, mode, video.frames, dict(run.overrides))
     if model_name not in models:
         models[model_name] = load_model(model_name, plan.weights, params=params)
     model = models[model_name]
