@@ -293,11 +293,18 @@ def _is_tool_failure(exc: BaseException) -> bool:
 
 
 def main(argv=None) -> int:
+    """The ``gvc`` command. As a process entry (``argv`` None) it also turns on JAX's persistent
+    compilation cache (:mod:`gvc_jax.jitcache`); called in-process it leaves JAX's settings
+    alone."""
+    entry = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
         parser = build_parser()
         a = parser.parse_args(argv)
+        if entry and hasattr(a, "cache_dir"):
+            from gvc_jax import jitcache
+            jitcache.enable(False if getattr(a, "no_cache", False) else a.cache_dir)
         if a.cmd is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
