@@ -77,8 +77,13 @@ def rate_report(header: dict, data: bytes) -> dict:
 
 
 def index_bits_per_gop(header: dict, model: CodecModel, params: CodecParams) -> list[int]:
-    """Payload bits of each GOP's indices and signs: known from K, M, steps and geometry."""
+    """Payload bits of each GOP's indices and signs (or rcc choices): known from the codec
+    parameters and the geometry."""
     geom = model.geometry
+    if params.coding == "rcc":
+        return [geom.latent_frames(geom.coded_length(g["frames"])) * (
+            params.rcc_bits // params.rcc_choice_bits) * params.rcc_choice_bits
+            for g in header["gops"]]
     return [bs_indices.index_bits(params.sde_steps,
                                   params.m_per_frame(geom.latent_frames(geom.coded_length(
                                       g["frames"]))), params.K)
@@ -157,6 +162,8 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
     model = model or load_model(model_name, weights, prompt, params, cache_dir=cache_dir,
                                 log=log, progress=progress)
     target = None
+    if (kbps is not None or bpp is not None) and params.coding != "topm":
+        raise UsageError("--kbps/--bpp plan top-M coding; with --coding rcc set --rcc-bits")
     if kbps is not None or bpp is not None:
         from gvc_jax.codec import ratecontrol
 

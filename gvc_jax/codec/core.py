@@ -64,15 +64,52 @@ def _cond(session: modes.Session, mode, gop: Gop):
     return session.conds[gop.index]
 
 
+def _rcc_spec(model: CodecModel, params: CodecParams, shape):
+    """rcc's spec for a GOP of latent ``shape``: both sides plan it from the model."""
+    if model.error_fn is None:
+        raise UsageError(f"--coding rcc needs a model with a known denoising-error curve; "
+                         f"{model.name!r} has none (the gaussian prior has)")
+    return params.rcc_spec(model.error_fn(shape))
+
+
+def _encode_payload(session: modes.Session, mode, gop: Gop, x0) -> bytes:
+    """The encoder: one GOP's packed choices (top-M indices and signs, or rcc choices)."""
+    model, params = session.model, session.params
+    x_T = codebook.init_noise(params.seed, gop.index, x0.shape)
+    if params.coding == "rcc":
+        from gvc_jax.bitstream import rcc_payload
+        from gvc_jax.sampler import rcc
+
+        spec = _rcc_spec(model, params, tuple(x0.shape))
+        choices, _ = rcc.rcc_encode_gop(model.graphdef, model.state, _cond(session, mode, gop),
+                                        x_T, x0, params.seed, gop.index, spec=spec)
+        return rcc_payload.pack(np.asarray(choices), spec.bits)
+    m = params.m_per_frame(model.geometry.latent_frames(gop.coded))
+    idx, sign, _ = encode_gop(model.graphdef, model.state, _cond(session, mode, gop), x_T, x0,
+                              params.seed, gop.index, spec=params.spec(m))
+    return bs_indices.pack_indices(np.asarray(idx), np.asarray(sign), m, params.K)
+
+
 def _decode_gop_latents(session: modes.Session, mode, gop: Gop, payload: bytes):
     """The decoder's latents of one GOP, replayed from its packed indices."""
     model, params, header = session.model, session.params, session.header
     geom = model.geometry
     coded = header["coded"]
     m = params.m_per_frame(geom.latent_frames(gop.coded))
-    idx, sign = bs_indices.unpack_indices(payload, params.sde_steps, m, params.K)
     shape = geom.latent_shape(gop.coded, coded["height"], coded["width"])
     x_T = codebook.init_noise(params.seed, gop.index, shape)
+    if params.coding == "rcc":
+        from gvc_jax.bitstream import rcc_payload
+        from gvc_jax.sampler import rcc
+
+        try:
+            spec = _rcc_spec(model, params, shape)
+        except UsageError as e:          # a header the model cannot plan
+            raise BitstreamError(f"unsupported rcc parameters in header: {e}") from None
+        choices = rcc_payload.unpack(payload, (spec.n_steps, shape[1], spec.levels), spec.bits)
+        return rcc.rcc_decode_gop(model.graphdef, model.state, _cond(session, mode, gop), x_T,
+                                  choices, params.seed, gop.index, spec=spec)
+    idx, sign = bs_indices.unpack_indices(payload, params.sde_steps, m, params.K)
     return decode_gop(model.graphdef, model.state, _cond(session, mode, gop), x_T, idx, sign,
                       params.seed, gop.index, spec=params.spec(m))
 
@@ -113,15 +150,11 @@ def compress(frames: np.ndarray, fps: Fraction, model: CodecModel, params: Codec
     enc_s = dec_s = 0.0
     with sampler_progress.reporting(on_step):
         for g in gops:
-            m = params.m_per_frame(model.geometry.latent_frames(g.coded))
             if on_gop:
                 on_gop(g.index, len(gops), "encode")
             t0 = time.perf_counter()
             x0 = model.encode(pad_clip(frames[g.start:g.start + g.frames], g.coded, ch, cw))
-            x_T = codebook.init_noise(params.seed, g.index, x0.shape)
-            idx, sign, _ = encode_gop(model.graphdef, model.state, _cond(session, md, g), x_T, x0,
-                                      params.seed, g.index, spec=params.spec(m))
-            payload = bs_indices.pack_indices(np.asarray(idx), np.asarray(sign), m, params.K)
+            payload = _encode_payload(session, md, g, x0)
             chunks.append(container.idx_chunk(g.index, payload))
             enc_s += time.perf_counter() - t0
             # The reconstruction is what the decoder will produce: decode the packed indices

@@ -84,6 +84,7 @@ class CodecModel:
     dtype: str = "float32"
     autoencoder: Any = None                          # the autoencoder object, where there is one
     conditioner: Any = None                          # I2V/FLF2V: (first, last, frames) -> cond
+    error_fn: Any = None     # rcc: latent shape -> t -> expected per-frame denoising error
     info: dict = dataclasses.field(default_factory=dict)
     graphdef: Any = None
     state: Any = None
@@ -118,9 +119,14 @@ def _gaussian(weights: str | None, prompt: Prompt, params, **_) -> CodecModel:
     geom = Geometry(frames_per_latent=prior.frames_per_latent, causal=False,
                     spatial_multiple=prior.spatial_multiple,
                     spatial_stride=prior.spatial_multiple, latent_channels=prior.latent_channels)
+    def error_fn(shape_cthw):
+        from gvc_jax.sampler.rcc import gaussian_error_fn
+
+        return gaussian_error_fn(*prior.variance_spectrum(1, *shape_cthw[2:]))
+
     return CodecModel(name="gaussian", fingerprint=prior.fingerprint, module=prior,
                       encode=lambda f: enc(np.asarray(f)), decode=lambda x: np.asarray(dec(x)),
-                      geometry=geom, prompt=prompt, dtype=params.dtype)
+                      geometry=geom, prompt=prompt, dtype=params.dtype, error_fn=error_fn)
 
 
 def _wan(name: str):

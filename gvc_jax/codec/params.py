@@ -18,6 +18,7 @@ from gvc_jax.codec.errors import UsageError
 from gvc_jax.sampler import SamplerSpec
 
 SCHEDULES = ("shifted", "logsnr")
+CODINGS = ("topm", "rcc")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -52,6 +53,13 @@ class CodecParams:
     residual_step: float = _p(0.0, "quantiser step of the entropy-coded residual of each GOP's "
                                    "last latent frame (0 = no residual; I2V)",
                               omit_default=True)
+    coding: str = _p("topm", "coding scheme: topm (GVCC's top-M atoms) or rcc (reverse "
+                             "channel coding, docs/rcc.md; models with a known denoising-error "
+                             "curve: gaussian)", choices=CODINGS, omit_default=True)
+    rcc_bits: int = _p(0, "rcc: bits per latent frame of a GOP (the rate knob; whole choices "
+                          "of rcc_choice_bits)", omit_default=True)
+    rcc_choice_bits: int = _p(12, "rcc: bits per choice (2^b shared-seed candidates)",
+                              omit_default=True)
     anchor_codec: str = _p("", "image codec of the anchor frames, NAME[:SETTING] (I2V/FLF2V; "
                                "default: the preset's)", header=False)
     dtype: str = _p("float32", "compute dtype of the velocity model (the decoder uses the same)",
@@ -65,6 +73,17 @@ class CodecParams:
         ``M_tail`` on the last :data:`TAIL_FRAMES` when it is set."""
         tail = min(TAIL_FRAMES, n_latent) if self.M_tail else 0
         return (self.M,) * (n_latent - tail) + (self.M_tail,) * tail
+
+    def rcc_spec(self, err_fn):
+        """The rcc spec of a GOP (docs/rcc.md §3): steps placed on ``err_fn``, the model's
+        expected per-frame denoising error, so the decoder derives the same one."""
+        from gvc_jax.sampler import rcc
+
+        try:
+            return rcc.plan(err_fn, self.rcc_bits, bits=self.rcc_choice_bits, levels=1,
+                            chunk=min(4096, 1 << self.rcc_choice_bits))
+        except ValueError as e:
+            raise UsageError(f"rcc: {e}") from None
 
     def spec(self, m_per_frame: tuple[int, ...]) -> SamplerSpec:
         return SamplerSpec(n_steps=self.steps, sde_steps=self.sde_steps, g_scale=self.g_scale,
@@ -130,6 +149,11 @@ class CodecParams:
                              f"{self.M_tail}")
         if not 0 <= self.residual_step <= 1e3:
             raise UsageError(f"residual_step must lie in [0, 1000], got {self.residual_step}")
+        if self.coding == "rcc" and not 1 <= self.rcc_choice_bits <= 20:
+            raise UsageError(f"rcc_choice_bits must lie in [1, 20], got {self.rcc_choice_bits}")
+        if self.coding == "rcc" and not self.rcc_choice_bits <= self.rcc_bits <= 10 ** 6:
+            raise UsageError(f"--coding rcc needs rcc_bits in [rcc_choice_bits, 10^6] (bits per "
+                             f"latent frame), got {self.rcc_bits}")
         if not 1 <= self.steps <= 1000 or not 0 <= self.sde_steps <= self.steps:
             raise UsageError(f"need 1 <= steps <= 1000 and 0 <= sde_steps <= steps, "
                              f"got steps={self.steps}, sde_steps={self.sde_steps}")

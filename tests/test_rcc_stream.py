@@ -1,0 +1,49 @@
+"""rcc as a stream coding (``--coding rcc``, docs/rcc.md): the header says so, the payload is
+exactly the planned bits, the decoder replays the encoder bit for bit, a model without a
+denoising-error curve is refused, and a damaged payload is a bitstream error."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gvc_jax.bitstream.errors import BitstreamError
+from gvc_jax.codec import api
+from gvc_jax.codec.errors import UsageError
+
+RCC = {"coding": "rcc", "rcc_bits": 64, "rcc_choice_bits": 8}
+
+
+def _clip():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (1, 2, 2, 3)).repeat(8, 1).repeat(8, 2)
+    return np.clip(base + rng.integers(-9, 9, (8, 16, 16, 3)), 0, 255).astype(np.uint8)
+
+
+def test_rcc_stream_round_trip_and_bits():
+    clip = _clip()
+    enc, rep = api.compress_video(clip, config="gaussian-fast", overrides=RCC)
+    assert enc.header["codec"]["coding"] == "rcc" and enc.header["codec"]["rcc_bits"] == 64
+    # 2 latent frames x 8 choices of 8 bits, packed, plus the IDX chunk's GOP number
+    assert rep["index_bits_per_gop"] == [128]
+    assert rep["breakdown"]["indices"] == 128 // 8 + 4
+    frames, _, header = api.decode_bytes(enc.data)
+    np.testing.assert_array_equal(frames, enc.recon)
+    topm, _ = api.compress_video(clip, config="gaussian-fast")
+    assert "coding" not in topm.header["codec"]          # top-M streams are unchanged
+    with pytest.raises(UsageError, match="rcc-bits"):
+        api.compress_video(clip, config="gaussian-fast", overrides=RCC, kbps=10)
+
+
+def test_rcc_damaged_payload_is_a_bitstream_error():
+    from gvc_jax.bitstream import container
+
+    enc, _ = api.compress_video(_clip(), config="gaussian-fast", overrides=RCC)
+    header, chunks = container.read_gvc(enc.data)
+    short = [(t, p[:-1] if t == "IDX " else p) for t, p in chunks]
+    with pytest.raises(BitstreamError):
+        api.decode_bytes(container.dumps_gvc(header, short))
+
+
+def test_rcc_needs_at_least_one_choice():
+    with pytest.raises(UsageError, match="rcc_bits"):
+        api.params_for("gaussian-fast", {"coding": "rcc", "rcc_bits": 4})
