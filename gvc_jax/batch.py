@@ -350,6 +350,9 @@ def run(inputs: list[str], out: str, *, config: str | None = None, weights: str 
         raise UsageError(f"gvc batch codes only modes whose GOPs are independent "
                          f"({', '.join(INDEPENDENT_MODES)}), not {mode} "
                          f"(config {config or model_name})")
+    if params.coding != "topm":
+        raise UsageError("gvc batch codes top-M streams only; use gvc compress for --coding "
+                         f"{params.coding}")
     n_dev = len(devices) if devices else len(jax.local_devices())
     if batch_gops is None:            # 8, or a multiple of the device count
         batch_gops = -(-8 // n_dev) * n_dev

@@ -47,3 +47,13 @@ def test_rcc_damaged_payload_is_a_bitstream_error():
 def test_rcc_needs_at_least_one_choice():
     with pytest.raises(UsageError, match="rcc_bits"):
         api.params_for("gaussian-fast", {"coding": "rcc", "rcc_bits": 4})
+
+
+def test_batch_refuses_rcc(tmp_path, capsys):
+    from gvc_jax import cli
+
+    np.save(tmp_path / "a.npy", _clip())
+    rc = cli.main(["batch", str(tmp_path / "a.npy"), "-o", str(tmp_path / "out"), "--config",
+                   "gaussian-fast", "--coding", "rcc", "--rcc-bits", "64"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "top-M" in err and not (tmp_path / "out" / "a.gvc").exists()
