@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import time
 
 import numpy as np
@@ -28,14 +27,15 @@ from gvc_jax.codec.errors import UsageError
 from gvc_jax.codec.geometry import Gop, pad_clip
 from gvc_jax.codec.models import Prompt, load_model
 from gvc_jax.fileutil import write_bytes_atomic
+from gvc_jax.eval.inputs import LIST_EXTS, read_list
 from gvc_jax.io import FFMPEG_EXTS, VideoIOError, read_video
+from gvc_jax.progress import CodecProgress
 from gvc_jax.sampler import progress as sampler_progress
 from gvc_jax.sampler.batched import encode_gops, replicate
 
 JOB_DIR = ".gvc-job"
 INDEPENDENT_MODES = ("t2v",)        # modes whose GOPs need nothing from other GOPs
 VIDEO_EXTS = FFMPEG_EXTS + (".y4m", ".npy")
-LIST_EXTS = (".txt", ".lst")
 KEY_VERSION = 1
 
 
@@ -58,16 +58,7 @@ def expand_inputs(paths: list[str]) -> list[str]:
                 raise VideoIOError(f"{p}: no videos ({', '.join(VIDEO_EXTS)}) or PNGs in this "
                                    "folder")
         elif ext in LIST_EXTS and os.path.isfile(p):
-            try:
-                with open(p, encoding="utf-8") as f:
-                    lines = [ln.split("#", 1)[0].strip() for ln in f]
-            except (OSError, UnicodeDecodeError) as e:
-                raise VideoIOError(f"{p}: cannot read the list ({e})") from None
-            base = os.path.dirname(os.path.abspath(p))
-            items = [ln if os.path.isabs(ln) else os.path.join(base, ln) for ln in lines if ln]
-            if not items:
-                raise VideoIOError(f"{p}: the list names no videos")
-            out += expand_inputs(items)
+            out += expand_inputs(read_list(p))
         elif not os.path.exists(p):
             raise VideoIOError(f"{p}: no such file or folder")
         else:
@@ -150,51 +141,12 @@ class Video:
         return rec if rec.get("sha256") == _sha256(self.output) else None
 
 
-class Progress:
-    """Per video and per batch of GOPs on stderr (docs/batch.md, "Progress"): tqdm bars on a
-    terminal or with ``--progress``, one line per event when piped, nothing with ``--quiet``."""
-
-    def __init__(self, mode: str, steps: int | None = None):
-        self.mode, self.steps, self._bar = mode, steps, None
-
-    @classmethod
-    def for_cli(cls, quiet: bool, force: bool, steps: int | None = None) -> "Progress":
-        return cls("off" if quiet else "bar" if force or sys.stderr.isatty() else "lines", steps)
-
-    def line(self, text: str) -> None:
-        if self.mode == "off":
-            return
-        if self.mode == "bar":
-            from tqdm.auto import tqdm
-            tqdm.write(f"gvc: {text}", file=sys.stderr)
-        else:
-            sys.stderr.write(f"gvc: {text}\n")
-            sys.stderr.flush()
-
-    def batch(self, label: str) -> None:
-        self.close()
-        if self.mode == "lines":
-            self.line(label)
-        elif self.mode == "bar":
-            from tqdm.auto import tqdm
-            self._bar = tqdm(total=self.steps, desc=label, unit="step", file=sys.stderr,
-                             dynamic_ncols=True, leave=False)
-
-    def on_step(self, step: int) -> None:
-        if self._bar is not None:
-            self._bar.update(step + 1 - self._bar.n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-
 # ------------------------------------------------------------------ the job
 class Job:
     """One ``gvc batch`` run over this process's share of the inputs."""
 
-    def __init__(self, model, mode: str, params, out: str, batch_gops: int, progress: Progress,
+    def __init__(self, model, mode: str, params, out: str, batch_gops: int,
+                 progress: CodecProgress,
                  verify: bool = False, max_frames: int | None = None, devices=None):
         self.model, self.mode, self.params, self.out = model, mode, params, out
         self.md = modes.get(mode)
@@ -263,7 +215,7 @@ class Job:
         p = self.params
         m = p.m_per_frame(shape[1])
         names = ", ".join(f"{v.name}#{g.index}" for v, g, _ in items)
-        self.progress.batch(f"batch {self.batches}: {len(items)} GOP(s) [{names}] encode")
+        self.progress.phase(f"batch {self.batches}: {len(items)} GOP(s) [{names}] encode")
         x_T = np.stack([np.asarray(codebook.init_noise(p.seed, g.index, shape))
                         for _, g, _ in items])
         x0 = np.stack([x for _, _, x in items])
@@ -338,13 +290,13 @@ def share(keys: list[str], index: int, count: int) -> list[int]:
 def run(inputs: list[str], out: str, *, config: str | None = None, weights: str | None = None,
         overrides: dict | None = None, prompt: Prompt = Prompt(), max_frames: int | None = None,
         batch_gops: int | None = None, verify: bool = False, cache_dir=None,
-        progress: Progress | None = None, log=None, process_index: int = 0,
+        progress: CodecProgress | None = None, log=None, process_index: int = 0,
         process_count: int = 1, devices=None) -> dict:
     """Codes this process's share of ``inputs`` into ``out``; returns the JSON summary."""
     import jax
 
     t0 = time.perf_counter()
-    progress = progress or Progress("off")
+    progress = progress or CodecProgress("off")
     model_name, mode, params = api.params_for(config, overrides, weights)
     if mode not in INDEPENDENT_MODES:
         raise UsageError(f"gvc batch codes only modes whose GOPs are independent "

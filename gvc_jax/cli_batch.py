@@ -106,7 +106,9 @@ def cmd_batch(a) -> int:
     prompt = Prompt(a.prompt, a.negative_prompt)
     index, count = init_distributed(a)
     try:
-        progress = batch.Progress.for_cli(a.quiet, a.progress)
+        from gvc_jax.progress import CodecProgress
+
+        progress = CodecProgress.for_cli(a.quiet, a.progress)
         log = None if a.quiet else progress.line
         try:
             summary = batch.run(a.inputs, a.out, config=a.config, weights=a.weights,

@@ -22,17 +22,31 @@ class CodecProgress:
             return cls("off")
         return cls("bar" if force or sys.stderr.isatty() else "lines", steps)
 
-    def on_gop(self, i: int, n: int, what: str) -> None:
-        label = f"GOP {i + 1}/{n} {what}"
-        if self.mode == "lines":
-            sys.stderr.write(f"gvc: {label}\n")
+    def line(self, text: str) -> None:
+        """One message (above the bar when there is one)."""
+        if self.mode == "off":
+            return
+        if self.mode == "bar":
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"gvc: {text}", file=sys.stderr)
+        else:
+            sys.stderr.write(f"gvc: {text}\n")
             sys.stderr.flush()
+
+    def phase(self, label: str) -> None:
+        """A new run of ``steps`` steps: a fresh bar, or one line when piped."""
+        self.close()
+        if self.mode == "lines":
+            self.line(label)
         elif self.mode == "bar":
             from tqdm.auto import tqdm
 
-            self.close()
             self._bar = tqdm(total=self.steps, desc=label, unit="step", file=sys.stderr,
                              dynamic_ncols=True, leave=False)
+
+    def on_gop(self, i: int, n: int, what: str) -> None:
+        self.phase(f"GOP {i + 1}/{n} {what}")
 
     def on_step(self, step: int) -> None:
         if self._bar is not None:

@@ -161,7 +161,7 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
     params = with_resolution_shift(params, mode, frames, overrides)
     model = model or load_model(model_name, weights, prompt, params, cache_dir=cache_dir,
                                 log=log, progress=progress)
-    target = None
+    target, residual_budget = None, None
     if (kbps is not None or bpp is not None) and params.coding != "topm":
         raise UsageError("--kbps/--bpp plan top-M coding; with --coding rcc set --rcc-bits")
     if kbps is not None or bpp is not None:
@@ -171,6 +171,7 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
                                           frames.shape[2], float(fps))
         plan = ratecontrol.plan(frames, fps, model, params, mode, nbytes)
         params = plan.params
+        residual_budget = plan.residual_budget if params.residual_step else None
         target = {"kbps": kbps, "bpp": bpp, "bytes": nbytes, "chosen": {
             "M": params.M, "M_tail": params.M_tail, "anchor_codec": params.anchor_codec or None,
             "residual_bytes": plan.residual_budget}}
@@ -181,8 +182,7 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
     if log:
         log(_describe_cost(cost))
     enc = core.compress(frames, fps, model, params, mode=mode, on_gop=on_gop, on_step=on_step,
-                        residual_budget=None if target is None else
-                        target["chosen"]["residual_bytes"] if params.residual_step else None)
+                        residual_budget=residual_budget)
     report = rate_report(enc.header, enc.data)
     if target is not None:
         target["met"] = len(enc.data) <= target["bytes"]

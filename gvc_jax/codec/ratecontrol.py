@@ -101,17 +101,24 @@ def plan(frames: np.ndarray, fps, model, params, mode_name: str, target: int) ->
     """The parameters that put the file at or under ``target`` bytes (see the module doc)."""
     from gvc_jax.codec.modes.anchored import anchor_spec
 
-    anchored = mode_name in ("i2v", "flf2v")
     anchors = []
-    if anchored:
+    if mode_name in ("i2v", "flf2v"):
+        # The best setting whose anchors fit their share, else the smallest: anchor bytes shrink
+        # along the ladder, so bisect it (each try codes every anchor).
         ladder = anchor_ladder(anchor_spec(params))
-        for spec in ladder:
-            p = params.replace(anchor_codec=str(spec))
-            anchors = _anchor_chunks(model, mode_name, p, frames, fps)
-            if sum(len(c[1]) + 12 for c in anchors) <= ANCHOR_SHARE * target or \
-                    spec == ladder[-1]:
-                params = p
-                break
+        lo, hi, best = 0, len(ladder) - 1, None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            p = params.replace(anchor_codec=str(ladder[mid]))
+            chunks = _anchor_chunks(model, mode_name, p, frames, fps)
+            if sum(len(c[1]) + 12 for c in chunks) <= ANCHOR_SHARE * target:
+                best, hi = (p, chunks), mid - 1
+            else:
+                lo = mid + 1
+        if best is None:
+            p = params.replace(anchor_codec=str(ladder[-1]))
+            best = (p, _anchor_chunks(model, mode_name, p, frames, fps))
+        params, anchors = best
     reserve = RESIDUAL_SHARE if params.residual_step else 0.0
     ratio = params.M_tail / params.M if params.M_tail else 0.0
     fixed = _stream_size(model, mode_name, params, frames, fps, anchors, indices=False)

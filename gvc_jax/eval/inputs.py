@@ -66,6 +66,21 @@ def video_name(path: str) -> str:
     return os.path.splitext(base)[0]
 
 
+def read_list(path: str) -> list[str]:
+    """The paths a ``.txt`` list names, one per line (``#`` starts a comment), relative ones
+    taken from the list's folder; an unreadable or empty list is a VideoIOError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [ln.split("#", 1)[0].strip() for ln in f]
+    except (OSError, UnicodeDecodeError) as e:
+        raise VideoIOError(f"{path}: cannot read the list ({e})") from None
+    base = os.path.dirname(os.path.abspath(path))
+    items = [ln if os.path.isabs(ln) else os.path.join(base, ln) for ln in lines if ln]
+    if not items:
+        raise VideoIOError(f"{path}: the list names no videos")
+    return items
+
+
 def list_inputs(paths: list[str]) -> list[str]:
     """Expands folders (their videos, sorted, not recursive) and list files (one path per
     line, relative to the list; '#' comments) into video paths."""
@@ -78,16 +93,7 @@ def list_inputs(paths: list[str]) -> list[str]:
                 raise VideoIOError(f"{p}: no videos ({', '.join(VIDEO_EXTS)}) in this folder")
             out += found
         elif os.path.splitext(p)[1].lower() in LIST_EXTS:
-            try:
-                with open(p, encoding="utf-8") as f:
-                    lines = [ln.split("#", 1)[0].strip() for ln in f]
-            except (OSError, UnicodeDecodeError) as e:
-                raise VideoIOError(f"{p}: cannot read the list ({e})") from None
-            base = os.path.dirname(os.path.abspath(p))
-            items = [ln if os.path.isabs(ln) else os.path.join(base, ln) for ln in lines if ln]
-            if not items:
-                raise VideoIOError(f"{p}: the list names no videos")
-            out += list_inputs(items)
+            out += list_inputs(read_list(p))
         elif not os.path.exists(p):
             raise VideoIOError(f"{p}: no such file or folder")
         else:

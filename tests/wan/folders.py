@@ -300,14 +300,16 @@ def write_diffusers_folder(root, *, seed: int = 0) -> str:
     return root
 
 
-def load_pipeline(root):
-    """``WanPipeline.from_pretrained(root)``, fp32 on the CPU. Without ``accelerate``,
-    diffusers 0.42 refuses to load ``WanTransformer3DModel`` (it has ``_keep_in_fp32_modules``
-    and then insists on ``low_cpu_mem_usage``), so the transformer is then loaded by hand from
-    the same folder and handed in."""
+def load_pipeline(root, pipeline=None):
+    """``pipeline.from_pretrained(root)`` (default ``WanPipeline``), fp32 on the CPU. Without
+    ``accelerate``, diffusers 0.42 refuses to load ``WanTransformer3DModel`` (it has
+    ``_keep_in_fp32_modules`` and then insists on ``low_cpu_mem_usage``), so the transformer is
+    then loaded by hand from the same folder and handed in."""
     import torch
     from diffusers import WanPipeline, WanTransformer3DModel
     from diffusers.utils import is_accelerate_available
+
+    pipeline = pipeline or WanPipeline
 
     kw = {}
     if not is_accelerate_available():
@@ -318,7 +320,7 @@ def load_pipeline(root):
         tr.load_state_dict(load_file(os.path.join(sub, "diffusion_pytorch_model.safetensors")),
                            strict=True)
         kw["transformer"] = tr.eval()
-    return WanPipeline.from_pretrained(root, dtype=torch.float32, **kw)
+    return pipeline.from_pretrained(root, dtype=torch.float32, **kw)
 
 
 # ------------------------------------------------------------------ pytest fixtures

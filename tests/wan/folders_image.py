@@ -157,22 +157,11 @@ def write_diffusers_folder(root, *, kind: str, seed: int = 0) -> str:
 
 
 def load_pipeline(root):
-    """``WanImageToVideoPipeline.from_pretrained(root)`` in fp32 (the transformer by hand, as
-    :func:`tests.wan.folders.load_pipeline` explains)."""
-    import torch
-    from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
-    from diffusers.utils import is_accelerate_available
+    """``WanImageToVideoPipeline.from_pretrained(root)`` in fp32
+    (:func:`tests.wan.folders.load_pipeline`)."""
+    from diffusers import WanImageToVideoPipeline
 
-    kw = {}
-    if not is_accelerate_available():
-        from safetensors.torch import load_file
-
-        sub = os.path.join(root, "transformer")
-        tr = WanTransformer3DModel.from_config(WanTransformer3DModel.load_config(sub))
-        tr.load_state_dict(load_file(os.path.join(sub, "diffusion_pytorch_model.safetensors")),
-                           strict=True)
-        kw["transformer"] = tr.eval()
-    return WanImageToVideoPipeline.from_pretrained(root, dtype=torch.float32, **kw)
+    return base.load_pipeline(root, WanImageToVideoPipeline)
 
 
 @pytest.fixture(scope="session")

@@ -17,12 +17,12 @@ import zlib
 import numpy as np
 import pytest
 
-from gvc_jax import cli
 from gvc_jax.bitstream import container
 from gvc_jax.codec import api
 from gvc_jax.codec.models import Prompt, load_model
 from tests.wan.folders_image import (wan_flf2v_diffusers, wan_flf2v_official,  # noqa: F401
                                      wan_i2v_diffusers, wan_i2v_official)
+from tests.wan.test_wan_cli import _gvc
 
 FAST = ["--K", "64", "--M", "2", "--M-tail", "4", "--steps", "3", "--sde-steps", "2"]
 
@@ -33,12 +33,6 @@ def _clip(t, h, w, seed=0):
     drift = np.arange(t)[:, None, None, None] * 2
     return np.clip(base[:, :h, :w] + drift + rng.integers(-12, 12, (t, h, w, 3)), 0,
                    255).astype(np.uint8)
-
-
-def _gvc(capsys, *args):
-    rc = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 @pytest.fixture(scope="module")

@@ -29,14 +29,8 @@ from tests.wan.folders_image import (load_pipeline, wan_flf2v_diffusers,  # noqa
                                      wan_i2v_diffusers)
 from tests.wan.torch_gvc import gvc_encode_torch, wan_velocity  # noqa: E402
 
-PROMPT = "a red fox runs across a snowy field at dawn"
-T, H, W = 9, 32, 48          # latent [16, 3, 4, 6]
-SEED, GOP = 5, 2
-
-
-def rel_l2(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+from tests.wan.test_dit_refs import rel_l2  # noqa: E402
+from tests.wan.test_wan_parity import GOP, H, PROMPT, SEED, T, W  # noqa: E402
 
 
 def _frames(seed=0):

@@ -1,4 +1,5 @@
-"""Wan 2.1 text-to-video as a codec model (docs/wan.md).
+"""Wan 2.1 as a codec model, text-to-video and (with the image conditioning of
+:mod:`gvc_jax.models.wan.i2v`) I2V and FLF2V (docs/wan.md).
 
 :class:`WanT2V` is the velocity adapter the sampler runs: it adds the batch axis, gives the DiT
 its time as ``t * 1000`` (Wan's timestep scale), passes the prompt context and, when the
@@ -7,8 +8,8 @@ conditioning carries a negative context, applies classifier-free guidance
 
 :func:`load` builds everything from the folder a user downloads: the prompt contexts first
 (through the on-disk context cache; the umT5 encoder is loaded only on a miss and released
-before the DiT is loaded), then the VAE and the DiT, each through its family loader and the
-converted-weights cache.
+before the DiT is loaded), then the VAE, the DiT and, for the image models, the CLIP encoder,
+each through its family loader and the converted-weights cache.
 """
 from __future__ import annotations
 
