@@ -5,9 +5,12 @@ branch, real umT5-XXL, VAE and CLIP ViT-H/14 shapes), loads it without the weigh
 64 GiB disk of one H200 machine holds one folder, not a converted copy too), and codes the first
 ``--frames`` frames of Big Buck Bunny (1280x720) with the named preset: 33 frames are one GOP,
 97 frames a 3-GOP chain. Records per GOP the encode seconds and the decoder's replay seconds
-(the encoder reconstructs with the decoder's own functions), the peak GPU memory, the bytes by
-chunk kind, and that the stream decodes again to the encoder's reconstruction when
-``--decode`` is given.
+(the encoder reconstructs with the decoder's own functions) with the peak GPU memory so far, the
+bytes by chunk kind, and that the stream decodes again to the encoder's reconstruction when
+``--decode`` is given. ``--offload`` is the codec's weight offload (``gvc --offload``);
+``--jax-cache DIR`` points JAX's persistent compilation cache there, so a second process
+compiles nothing and its peak is the runtime peak (a compiling process's peak also holds XLA's
+autotuning scratch). The JSON is rewritten after every GOP phase.
 
 Random weights make the pictures meaningless; the times, memory and bytes are real.
 
@@ -51,9 +54,15 @@ def main():
     ap.add_argument("--frames", type=int, default=97)
     ap.add_argument("--decode", action="store_true", help="decode the stream again and compare")
     ap.add_argument("--anchor-codec", default=None, help="override the preset's anchor codec")
+    ap.add_argument("--offload", default="auto", choices=("auto", "always", "never"))
+    ap.add_argument("--jax-cache", default=None, help="persistent compilation cache folder")
     a = ap.parse_args()
 
     import jax
+
+    if a.jax_cache:
+        from gvc_jax import jitcache
+        jitcache.enable(a.jax_cache)
 
     from gvc_jax.codec import api, core
     from gvc_jax.codec.models import Prompt, load_model
@@ -83,19 +92,35 @@ def main():
         "K", "M", "M_tail", "steps", "sde_steps", "g_scale", "shift", "gop_frames",
         "residual_step", "anchor_codec", "dtype")}
     t0 = time.perf_counter()
-    model = load_model(a.config, folder, Prompt(), params, cache_dir=False, log=log)
+    model = load_model(a.config, folder, Prompt(), params, cache_dir=False, log=log,
+                       offload=a.offload)
+    res["offload"] = {"flag": a.offload, "parking": model.offloading}
     res["load_s"] = time.perf_counter() - t0
     res["load_info"] = model.info
     res["peak_after_load_gib"] = peak_gib()
     log(f"loaded in {res['load_s']:.0f} s, peak {res['peak_after_load_gib']} GiB")
 
     marks = []
-    enc = core.compress(video.frames, video.fps, model, params, mode=mode,
-                        on_gop=lambda g, n, what: marks.append((g, what, time.perf_counter())))
-    marks.append((None, "end", time.perf_counter()))
-    per = [{"gop": g, "phase": w, "seconds": marks[i + 1][2] - t}
-           for i, (g, w, t) in enumerate(marks[:-1])]
-    res["per_gop"] = per
+
+    def save():
+        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+        with open(a.out + ".tmp", "w") as f:
+            json.dump(res, f, indent=1, default=str)
+        os.replace(a.out + ".tmp", a.out)
+
+    def per_gop():   # each phase's seconds and the peak GPU memory at its end
+        return [{"gop": g, "phase": w, "seconds": marks[i + 1][2] - t,
+                 "peak_gib_at_end": marks[i + 1][3]} for i, (g, w, t, _) in enumerate(marks[:-1])]
+
+    def on_gop(g, n, what):
+        marks.append((g, what, time.perf_counter(), peak_gib()))
+        res["per_gop"] = per_gop()
+        save()
+        log(f"GOP {g + 1}/{n} {what}, peak so far {marks[-1][3]} GiB")
+
+    enc = core.compress(video.frames, video.fps, model, params, mode=mode, on_gop=on_gop)
+    marks.append((None, "end", time.perf_counter(), peak_gib()))
+    res["per_gop"] = per_gop()
     res["encode_s"], res["decode_replay_s"] = enc.encode_seconds, enc.decode_seconds
     rep = api.rate_report(enc.header, enc.data)
     res.update({"gops": len(enc.gops), "bytes": rep["bytes_file"], "bpp": rep["bpp"],
@@ -105,17 +130,15 @@ def main():
     res["peak_gpu_gib"] = peak_gib()
     log(f"{len(enc.gops)} GOPs: encode {enc.encode_seconds:.1f} s, replay "
         f"{enc.decode_seconds:.1f} s, {rep['bytes_file']} bytes, peak {res['peak_gpu_gib']} GiB")
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(res, f, indent=1, default=str)
+    save()
     if a.decode:
         t0 = time.perf_counter()
         frames, _, _ = api.decode_bytes(enc.data, models={model.name: model})
         res["decode_s"] = time.perf_counter() - t0
         res["decode_equals_recon"] = bool(np.array_equal(frames, enc.recon))
+        res["peak_gpu_gib_after_decode"] = peak_gib()
         log(f"decode {res['decode_s']:.1f} s, equals recon {res['decode_equals_recon']}")
-        with open(a.out, "w") as f:
-            json.dump(res, f, indent=1, default=str)
+        save()
     log(f"wrote {a.out}")
 
 

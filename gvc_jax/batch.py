@@ -326,7 +326,7 @@ def run(inputs: list[str], out: str, *, config: str | None = None, weights: str 
         names[n] = p
     os.makedirs(out, exist_ok=True)
     model = load_model(model_name, weights, prompt, params, cache_dir=cache_dir, log=log,
-                       progress=progress.mode == "bar")
+                       progress=progress.mode == "bar", offload="never")  # state replicated
     model.check_params(params)
     progress.steps = params.steps
     keys = [video_key(p, model, mode, params, prompt, max_frames) for p in paths]

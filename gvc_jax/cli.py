@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_model_options(p):
+    from gvc_jax.codec.models import OFFLOAD
     from gvc_jax.codec.params import DTYPES
 
     p.add_argument("--dtype", choices=DTYPES, help="compute dtype of the model (default: "
@@ -110,6 +111,9 @@ def _add_model_options(p):
                                        "(default $GVC_CACHE_DIR or ~/.cache/gvc_jax)")
     p.add_argument("--no-cache", action="store_true", help="convert the weights afresh and "
                                                            "write no cache")
+    p.add_argument("--offload", choices=OFFLOAD, default="auto",
+                   help="park the DiT's weights in host memory while the VAE and CLIP run, "
+                        "for smaller GPUs (auto: when they take over half the GPU's memory)")
 
 
 def _add_eval_parser(sub):
@@ -183,7 +187,7 @@ def cmd_compress(a) -> int:
                                    overrides=overrides, recon_path=a.recon, prompt=prompt,
                                    cache_dir=_cache_dir(a), on_gop=on_gop, on_step=on_step,
                                    log=_log(a), progress=prog.mode == "bar",
-                                   kbps=a.kbps, bpp=a.bpp)
+                                   kbps=a.kbps, bpp=a.bpp, offload=a.offload)
     finally:
         prog.close()
     if a.json:
@@ -210,7 +214,7 @@ def cmd_decompress(a) -> int:
     try:
         api.decompress_file(a.input, a.output, weights=a.weights, dtype=a.dtype,
                             cache_dir=_cache_dir(a), on_gop=on_gop, on_step=on_step,
-                            log=_log(a), progress=prog.mode == "bar")
+                            log=_log(a), progress=prog.mode == "bar", offload=a.offload)
     finally:
         prog.close()
     return EXIT_OK

@@ -152,15 +152,16 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
                    overrides: dict | None = None, model: CodecModel | None = None,
                    prompt: Prompt = Prompt(), cache_dir=None, on_gop=None, on_step=None,
                    log=None, progress=False, kbps: float | None = None,
-                   bpp: float | None = None):
+                   bpp: float | None = None, offload: str = "auto"):
     """Encodes a clip; returns ``(core.Encoded, report dict)``. ``kbps`` or ``bpp`` sets a
     target the file lands at or under (:mod:`gvc_jax.codec.ratecontrol`: M, the anchor setting
-    and the residual steps are chosen for it)."""
+    and the residual steps are chosen for it). ``offload``: where the velocity model's weights
+    wait while the autoencoder runs (:data:`gvc_jax.codec.models.OFFLOAD`)."""
     model_name, mode, params = params_for(config, overrides, weights)
     frames, fps = _frames_of(video)
     params = with_resolution_shift(params, mode, frames, overrides)
     model = model or load_model(model_name, weights, prompt, params, cache_dir=cache_dir,
-                                log=log, progress=progress)
+                                log=log, progress=progress, offload=offload)
     target, residual_budget = None, None
     if (kbps is not None or bpp is not None) and params.coding != "topm":
         raise UsageError("--kbps/--bpp plan top-M coding; with --coding rcc set --rcc-bits")
@@ -210,7 +211,7 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
 def compress_file(video, output: str, *, config: str | None = "gaussian", weights=None,
                   overrides=None, recon_path=None, prompt: Prompt = Prompt(), cache_dir=None,
                   on_gop=None, on_step=None, model=None, log=None, progress=False,
-                  kbps=None, bpp=None) -> dict:
+                  kbps=None, bpp=None, offload="auto") -> dict:
     """Compresses ``video`` (a :class:`gvc_jax.io.Video` or uint8 ``[T,H,W,3]``) into the .gvc
     file ``output`` (written atomically); returns the JSON report. ``recon_path`` also writes
     the decoder's reconstruction (mp4, y4m or npy)."""
@@ -220,7 +221,7 @@ def compress_file(video, output: str, *, config: str | None = "gaussian", weight
     enc, report = compress_video(video, config=config, weights=weights, overrides=overrides,
                                  model=model, prompt=prompt, cache_dir=cache_dir,
                                  on_gop=on_gop, on_step=on_step, log=log, progress=progress,
-                                 kbps=kbps, bpp=bpp)
+                                 kbps=kbps, bpp=bpp, offload=offload)
     container.write_gvc(output, enc.header, enc.chunks)
     if recon_path:
         from gvc_jax.io import write_video
@@ -259,7 +260,8 @@ def check_video_ext(path: str) -> None:
 
 
 def decode_bytes(data: bytes, *, weights: str | None = None, dtype: str | None = None,
-                 cache_dir=None, on_gop=None, on_step=None, log=None, progress=False, models=None):
+                 cache_dir=None, on_gop=None, on_step=None, log=None, progress=False, models=None,
+                 offload="auto"):
     """``(frames, fps, header)`` of .gvc bytes. ``dtype`` overrides the header's compute dtype
     (the output then drifts from the encoder's); ``models`` is an optional ``{name: model}``
     of already loaded models to reuse."""
@@ -270,14 +272,14 @@ def decode_bytes(data: bytes, *, weights: str | None = None, dtype: str | None =
         if m is not None and m.prompt == prompt and m.dtype == p.dtype:
             return m
         return load_model(name, weights, prompt, p, cache_dir=cache_dir, log=log,
-                          progress=progress)
+                          progress=progress, offload=offload)
 
     return core.decompress(data, load, on_gop=on_gop, on_step=on_step)
 
 
 def decompress_file(path: str, output: str, *, weights: str | None = None, dtype=None,
                     cache_dir=None, on_gop=None, on_step=None, log=None,
-                    progress=False) -> np.ndarray:
+                    progress=False, offload="auto") -> np.ndarray:
     """Decodes the .gvc file ``path`` into ``output`` (mp4, y4m or npy, written atomically);
     returns the frames, uint8 ``[T,H,W,3]``. Decoding needs no codec flags: the header has
     them; ``weights`` is the folder of the model the stream names."""
@@ -287,7 +289,7 @@ def decompress_file(path: str, output: str, *, weights: str | None = None, dtype
     data = _read_stream_file(path)
     frames, fps, _ = _named(path, lambda: decode_bytes(
         data, weights=weights, dtype=dtype, cache_dir=cache_dir, on_gop=on_gop,
-        on_step=on_step, log=log, progress=progress))
+        on_step=on_step, log=log, progress=progress, offload=offload))
     write_video(output, frames, fps)
     return frames
 

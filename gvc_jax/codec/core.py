@@ -76,17 +76,18 @@ def _encode_payload(session: modes.Session, mode, gop: Gop, x0) -> bytes:
     """The encoder: one GOP's packed choices (top-M indices and signs, or rcc choices)."""
     model, params = session.model, session.params
     x_T = codebook.init_noise(params.seed, gop.index, x0.shape)
+    cond = _cond(session, mode, gop)     # before dit_state(): the conditioner may park it
     if params.coding == "rcc":
         from gvc_jax.bitstream import rcc_payload
         from gvc_jax.sampler import rcc
 
         spec = _rcc_spec(model, params, tuple(x0.shape))
-        choices, _ = rcc.rcc_encode_gop(model.graphdef, model.state, _cond(session, mode, gop),
-                                        x_T, x0, params.seed, gop.index, spec=spec)
+        choices, _ = rcc.rcc_encode_gop(model.graphdef, model.dit_state(), cond, x_T, x0,
+                                        params.seed, gop.index, spec=spec)
         return rcc_payload.pack(np.asarray(choices), spec.bits)
     m = params.m_per_frame(model.geometry.latent_frames(gop.coded))
-    idx, sign, _ = encode_gop(model.graphdef, model.state, _cond(session, mode, gop), x_T, x0,
-                              params.seed, gop.index, spec=params.spec(m))
+    idx, sign, _ = encode_gop(model.graphdef, model.dit_state(), cond, x_T, x0, params.seed,
+                              gop.index, spec=params.spec(m))
     return bs_indices.pack_indices(np.asarray(idx), np.asarray(sign), m, params.K)
 
 
@@ -98,6 +99,7 @@ def _decode_gop_latents(session: modes.Session, mode, gop: Gop, payload: bytes):
     m = params.m_per_frame(geom.latent_frames(gop.coded))
     shape = geom.latent_shape(gop.coded, coded["height"], coded["width"])
     x_T = codebook.init_noise(params.seed, gop.index, shape)
+    cond = _cond(session, mode, gop)     # before dit_state(): the conditioner may park it
     if params.coding == "rcc":
         from gvc_jax.bitstream import rcc_payload
         from gvc_jax.sampler import rcc
@@ -107,11 +109,11 @@ def _decode_gop_latents(session: modes.Session, mode, gop: Gop, payload: bytes):
         except UsageError as e:          # a header the model cannot plan
             raise BitstreamError(f"unsupported rcc parameters in header: {e}") from None
         choices = rcc_payload.unpack(payload, (spec.n_steps, shape[1], spec.levels), spec.bits)
-        return rcc.rcc_decode_gop(model.graphdef, model.state, _cond(session, mode, gop), x_T,
-                                  choices, params.seed, gop.index, spec=spec)
+        return rcc.rcc_decode_gop(model.graphdef, model.dit_state(), cond, x_T, choices,
+                                  params.seed, gop.index, spec=spec)
     idx, sign = bs_indices.unpack_indices(payload, params.sde_steps, m, params.K)
-    return decode_gop(model.graphdef, model.state, _cond(session, mode, gop), x_T, idx, sign,
-                      params.seed, gop.index, spec=params.spec(m))
+    return decode_gop(model.graphdef, model.dit_state(), cond, x_T, idx, sign, params.seed,
+                      gop.index, spec=params.spec(m))
 
 
 def _finish_gop(session: modes.Session, mode, gop: Gop, x0) -> np.ndarray:

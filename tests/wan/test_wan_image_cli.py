@@ -14,11 +14,13 @@ import os
 import struct
 import zlib
 
+import jax
 import numpy as np
 import pytest
 
 from gvc_jax.bitstream import container
-from gvc_jax.codec import api
+from gvc_jax.codec import api, core
+from gvc_jax.codec.errors import UsageError
 from gvc_jax.codec.models import Prompt, load_model
 from tests.wan.folders_image import (wan_flf2v_diffusers, wan_flf2v_official,  # noqa: F401
                                      wan_i2v_diffusers, wan_i2v_official)
@@ -159,3 +161,37 @@ def test_corrupt_anchor_and_residual_exit_3(wan_i2v_official, cache, tmp_path, c
         assert err.strip().splitlines()[-1].startswith("gvc: error:"), err
         assert "Traceback" not in err
         assert not out.exists() and not [f for f in os.listdir(tmp_path) if ".tmp" in f]
+
+
+# ------------------------------------------------------------------ weight offload
+def test_offload_parks_weights_and_keeps_the_stream(wan_i2v_official, cache):
+    """``offload="always"`` moves the DiT's weights to pinned host memory whenever the VAE or
+    CLIP runs and back for each sampling scan: the stream and the reconstruction are the same
+    bytes as without it, the device buffers are really freed while parked, and decoding with
+    it gives the encoder's frames."""
+    _, _, params = api.params_for("wan2.1-i2v", _overrides())
+    frames = _clip(9, 16, 32)                         # 2 GOPs of 5 frames: two parks per GOP
+    params = params.replace(gop_frames=5)
+    plain = load_model("wan2.1-i2v", wan_i2v_official, Prompt(), params, cache_dir=cache,
+                       offload="never")
+    parked = load_model("wan2.1-i2v", wan_i2v_official, Prompt(), params, cache_dir=cache,
+                        offload="always")
+    assert not plain.offloading and parked.offloading and parked.module is None
+    first = jax.tree.leaves(parked.dit_state())
+    a = core.compress(frames, 25, plain, params, mode="i2v")
+    b = core.compress(frames, 25, parked, params, mode="i2v")
+    assert a.data == b.data
+    np.testing.assert_array_equal(a.recon, b.recon)
+    # parked before GOP 0's source is encoded, then after each GOP's sampling (its decode):
+    # one host-to-device copy per GOP
+    assert parked._parker.parks == 1 + len(b.gops) == 3
+    assert all(x.is_deleted() for x in first)         # the original buffers were freed
+    frames_out, _, _ = api.decode_bytes(b.data, models={parked.name: parked})
+    np.testing.assert_array_equal(frames_out, b.recon)
+
+
+def test_offload_flag_is_checked(wan_i2v_official, cache):
+    _, _, params = api.params_for("wan2.1-i2v", _overrides())
+    with pytest.raises(UsageError, match="offload must be one of"):
+        load_model("wan2.1-i2v", wan_i2v_official, Prompt(), params, cache_dir=cache,
+                   offload="sometimes")
