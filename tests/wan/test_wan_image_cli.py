@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from gvc_jax.bitstream import container
-from gvc_jax.codec import api, core
+from gvc_jax.codec import anchors as image_anchors, api, core
 from gvc_jax.codec.errors import UsageError
 from gvc_jax.codec.models import Prompt, load_model
 from tests.wan.folders_image import (wan_flf2v_diffusers, wan_flf2v_official,  # noqa: F401
@@ -98,6 +98,13 @@ def test_clip_lengths(model, n):
         assert len(resd) == n_gops
     else:   # every GOP's first frame and the clip's last frame, each once
         assert len(anchors) == len(set(starts + [n - 1]))
+    # the output at each anchor position is the decoded anchor (I2V: frame 0 only)
+    coded = enc.header["coded"]
+    positions = [0] if kind == "i2v" else sorted(set(starts + [n - 1]))
+    for payload in anchors:
+        k, cid, data = container.parse_anchor(payload)
+        img = image_anchors.decode(cid, data, coded["height"], coded["width"])
+        np.testing.assert_array_equal(frames[positions[k]], img[:16, :16])
 
 
 # ------------------------------------------------------------------ corrupt chunks

@@ -5,6 +5,7 @@ GOP 0's first frame is an anchor coded by an image codec. GOP g covers
 conditioned on GOP g-1's *decoded* last frame, so the chain has no one-frame offset. Each GOP's
 last latent frame may carry an entropy-coded residual (``residual_step``), which sharpens the
 frame the next GOP starts from. Atoms: ``M``, and ``M_tail`` on the last latent frames.
+Output frame 0 is the decoded anchor (docs/codec.md explains why).
 """
 from __future__ import annotations
 
@@ -41,4 +42,7 @@ class I2V:
         return anchored.residual_encode(session, gop, x0, target)
 
     def emit(self, session, gop, frames):
+        if gop.index == 0:          # the clip's first frame is the decoded anchor, as in FLF2V
+            frames = frames.copy()
+            frames[0] = session.anchors[0]
         return anchored.emit_shared(gop, frames)
