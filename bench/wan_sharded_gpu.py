@@ -226,7 +226,7 @@ def main():
                                                    f"platform_device_count={TINY_DEVICES}").strip())
     cases = ([] if a.skip_1dev else ["1dev"]) + [r for r in a.rules.split(",") if r]
     res = dict(command="python bench/wan_sharded_gpu.py " + " ".join(sys.argv[1:]),
-               host=platform.node(), settings={k: list(v) if isinstance(v, tuple) else v
+               device=None, host=platform.node(), settings={k: list(v) if isinstance(v, tuple) else v
                                                for k, v in _settings(a).items()},
                cases={}, comparison={})
     child = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--work", work]
@@ -242,6 +242,7 @@ def main():
         else:
             with open(path) as f:
                 res["cases"][case] = json.load(f)
+            res["device"] = res["device"] or res["cases"][case].get("device_kind")
             res["cases"][case]["wall_s"] = time.perf_counter() - t0
             if "1dev" in res["cases"] and case != "1dev" and \
                     "failed" not in res["cases"]["1dev"]:
