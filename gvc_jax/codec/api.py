@@ -198,6 +198,7 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
         "psnr_sequence": psnr_sequence(frames, enc.recon),
         "encode_seconds": enc.encode_seconds, "decode_seconds": enc.decode_seconds,
         "model_fingerprint": model.fingerprint, "cost_estimate": cost,
+        "weights_parked": model.offloading,
     })
     if mode in ("i2v", "flf2v"):
         from gvc_jax.codec.modes.anchored import anchor_spec

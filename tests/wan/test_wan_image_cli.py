@@ -48,11 +48,13 @@ def test_cli_round_trip(kind, layout, cache, tmp_path, capsys, request):
     folder = request.getfixturevalue(f"wan_{kind}_{layout}")
     src = tmp_path / "src.npy"
     np.save(src, _clip(10, 20, 36))                  # 2 GOPs of 5 frames + 1 odd size
+    park = ["--offload", "always"] if layout == "official" else []   # auto: never on a CPU
     rc, out, err = _gvc(capsys, "compress", src, "-o", tmp_path / "a.gvc", "--weights", folder,
                         "--cache-dir", cache, "--recon", tmp_path / "recon.npy", "--json",
-                        "--gop-frames", "5", "--anchor-codec", "jxl:1", *FAST)
+                        "--gop-frames", "5", "--anchor-codec", "jxl:1", *FAST, *park)
     assert rc == 0, err
     rep = json.loads(out)
+    assert rep["weights_parked"] == bool(park)
     assert rep["config"] == f"wan2.1-{kind}" and rep["mode"] == kind
     assert rep["codec"]["shift"] == 3.0                      # at or below 480p
     assert rep["breakdown"]["anchors"] > 0
@@ -60,7 +62,7 @@ def test_cli_round_trip(kind, layout, cache, tmp_path, capsys, request):
     assert rep["bytes_file"] == os.path.getsize(tmp_path / "a.gvc")
     assert sum(rep["breakdown"].values()) == rep["bytes_file"]
     rc, _, err = _gvc(capsys, "decompress", tmp_path / "a.gvc", "-o", tmp_path / "out.npy",
-                      "--weights", folder, "--cache-dir", cache)
+                      "--weights", folder, "--cache-dir", cache, *park)
     assert rc == 0, err
     out_frames, recon = np.load(tmp_path / "out.npy"), np.load(tmp_path / "recon.npy")
     assert out_frames.shape == (10, 20, 36, 3)
