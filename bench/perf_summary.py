@@ -55,6 +55,10 @@ FIGURES = {
         "wan_image_h200/i2v_14b_720p_3gop.json", ["per_gop", {"gop": 1, "phase": "decode"},
                                                    "seconds"], 1.0,
         "14B I2V, GOP 1: the decoder's replay, residual and VAE decode", None),
+    "first_step_1.3b_second_process_s": (
+        "h200/first_step_1.3b.json", ["second_process_first_step_s"], 1.0,
+        "a second 1.3B process, caches warm: spawn to its first sampler step (target <= 15)",
+        None),
     "gop_14b_2gpu_speedup": (
         "h200/sharded_14b_2gpu.json", ["comparison", "wan-seq", "encode_speedup"], 1.0,
         "one 14B GOP over 2 GPUs against 1 (target >= 1.7)", None),
