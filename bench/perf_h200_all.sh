@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The runs behind bench/results/perf_h200.json (random weights; a 2-GPU H200 machine),
-# the 2-GPU ones and the first-step one, then the summary. The single-GPU figures come from bench/dit_gpu.py, bench/codebook_gpu.py,
+# The runs behind bench/results/perf_h200.json that are still missing (random weights; a
+# 2-GPU H200 machine): the two 2-GPU speedups and the cached process's first step, then the
+# summary. The other figures come from bench/dit_gpu.py, bench/codebook_gpu.py,
 # bench/wan_t2v_gpu_all.sh and bench/wan_image_gpu_all.sh (their JSON under bench/results/).
 #   bash bench/perf_h200_all.sh [RESULTS_DIR]      (default bench/results/h200)
 set -uo pipefail
