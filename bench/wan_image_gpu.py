@@ -66,6 +66,7 @@ def main():
 
     from gvc_jax.codec import api, core
     from gvc_jax.codec.models import Prompt, load_model
+    from gvc_jax.codec.placement import Placement
     from gvc_jax.io import read_video
 
     res = {"command": "python bench/" + os.path.basename(__file__) + " " + shlex.join(sys.argv[1:]),
@@ -93,7 +94,7 @@ def main():
         "residual_step", "anchor_codec", "dtype")}
     t0 = time.perf_counter()
     model = load_model(a.config, folder, Prompt(), params, cache_dir=False, log=log,
-                       offload=a.offload)
+                       placement=Placement(offload=a.offload))
     res["offload"] = {"flag": a.offload, "parking": model.offloading}
     res["load_s"] = time.perf_counter() - t0
     res["load_info"] = model.info

@@ -26,6 +26,7 @@ from gvc_jax.codec import api, core, modes
 from gvc_jax.codec.errors import UsageError
 from gvc_jax.codec.geometry import Gop, pad_clip
 from gvc_jax.codec.models import Prompt, load_model
+from gvc_jax.codec.placement import Placement
 from gvc_jax.fileutil import write_bytes_atomic
 from gvc_jax.eval.inputs import LIST_EXTS, read_list
 from gvc_jax.io import FFMPEG_EXTS, VideoIOError, read_video
@@ -326,7 +327,8 @@ def run(inputs: list[str], out: str, *, config: str | None = None, weights: str 
         names[n] = p
     os.makedirs(out, exist_ok=True)
     model = load_model(model_name, weights, prompt, params, cache_dir=cache_dir, log=log,
-                       progress=progress.mode == "bar", offload="never")  # state replicated
+                       progress=progress.mode == "bar",
+                       placement=Placement(offload="never"))   # replicated per device below
     model.check_params(params)
     progress.steps = params.steps
     keys = [video_key(p, model, mode, params, prompt, max_frames) for p in paths]

@@ -35,6 +35,11 @@ def _add_common(p):
                    help="progress bars even when stderr is not a terminal")
 
 
+def _placement(a):
+    from gvc_jax.codec.placement import Placement
+    return Placement(offload=a.offload, shard=a.shard)
+
+
 def _cache_dir(a):
     return False if a.no_cache else a.cache_dir
 
@@ -101,9 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _add_model_options(p):
-    from gvc_jax.codec.models import OFFLOAD
+def _add_model_options(p, placement: bool = True):
+    """--dtype and the caches; ``placement``: also --offload/--shard (one GOP on this process's
+    devices: not for ``gvc batch``, which replicates the model per device)."""
+    from configs.sharding import NAMES as SHARDING_TABLES
     from gvc_jax.codec.params import DTYPES
+    from gvc_jax.codec.placement import OFFLOAD
 
     p.add_argument("--dtype", choices=DTYPES, help="compute dtype of the model (default: "
                    "bfloat16 on GPU/TPU, float32 on CPU; decoding: the stream's)")
@@ -111,9 +119,14 @@ def _add_model_options(p):
                                        "(default $GVC_CACHE_DIR or ~/.cache/gvc_jax)")
     p.add_argument("--no-cache", action="store_true", help="convert the weights afresh and "
                                                            "write no cache")
+    if not placement:
+        return
     p.add_argument("--offload", choices=OFFLOAD, default="auto",
                    help="park the DiT's weights in host memory while the VAE and CLIP run, "
                         "for smaller GPUs (auto: when they take over half the GPU's memory)")
+    p.add_argument("--shard", metavar="TABLE", choices=SHARDING_TABLES,
+                   help="run each GOP across all local devices with this sharding table "
+                        f"({', '.join(SHARDING_TABLES)}; docs/sharding.md)")
 
 
 def _add_eval_parser(sub):
@@ -187,7 +200,7 @@ def cmd_compress(a) -> int:
                                    overrides=overrides, recon_path=a.recon, prompt=prompt,
                                    cache_dir=_cache_dir(a), on_gop=on_gop, on_step=on_step,
                                    log=_log(a), progress=prog.mode == "bar",
-                                   kbps=a.kbps, bpp=a.bpp, offload=a.offload)
+                                   kbps=a.kbps, bpp=a.bpp, placement=_placement(a))
     finally:
         prog.close()
     if a.json:
@@ -214,7 +227,8 @@ def cmd_decompress(a) -> int:
     try:
         api.decompress_file(a.input, a.output, weights=a.weights, dtype=a.dtype,
                             cache_dir=_cache_dir(a), on_gop=on_gop, on_step=on_step,
-                            log=_log(a), progress=prog.mode == "bar", offload=a.offload)
+                            log=_log(a), progress=prog.mode == "bar",
+                            placement=_placement(a))
     finally:
         prog.close()
     return EXIT_OK

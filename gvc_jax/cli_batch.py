@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
     b.add_argument("--process-id", type=int, help="this process's rank (default "
                                                   "$JAX_PROCESS_ID or the cluster's)")
     add_cli_flags(b)
-    _add_model_options(b)
+    _add_model_options(b, placement=False)
     _add_common(b)
 
 

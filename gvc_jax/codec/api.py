@@ -9,6 +9,7 @@ from gvc_jax.bitstream import container, indices as bs_indices
 from gvc_jax.codec import core
 from gvc_jax.codec.errors import UsageError
 from gvc_jax.codec.models import CodecModel, Prompt, detect_config, load_model
+from gvc_jax.codec.placement import Placement
 from gvc_jax.codec.params import CodecParams
 from gvc_jax.codec.presets import PRESETS, get_config
 from gvc_jax.metrics import psnr_mean, psnr_sequence
@@ -152,16 +153,18 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
                    overrides: dict | None = None, model: CodecModel | None = None,
                    prompt: Prompt = Prompt(), cache_dir=None, on_gop=None, on_step=None,
                    log=None, progress=False, kbps: float | None = None,
-                   bpp: float | None = None, offload: str = "auto"):
+                   bpp: float | None = None, placement: Placement | None = None):
     """Encodes a clip; returns ``(core.Encoded, report dict)``. ``kbps`` or ``bpp`` sets a
     target the file lands at or under (:mod:`gvc_jax.codec.ratecontrol`: M, the anchor setting
-    and the residual steps are chosen for it). ``offload``: where the velocity model's weights
-    wait while the autoencoder runs (:data:`gvc_jax.codec.models.OFFLOAD`)."""
+    and the residual steps are chosen for it). ``placement``: the devices and the offload of
+    the velocity model's weights (:mod:`gvc_jax.codec.placement`; nothing of it is in the
+    stream)."""
     model_name, mode, params = params_for(config, overrides, weights)
     frames, fps = _frames_of(video)
     params = with_resolution_shift(params, mode, frames, overrides)
     model = model or load_model(model_name, weights, prompt, params, cache_dir=cache_dir,
-                                log=log, progress=progress, offload=offload)
+                                log=log, progress=progress,
+                                placement=placement or Placement())
     target, residual_budget = None, None
     if (kbps is not None or bpp is not None) and params.coding != "topm":
         raise UsageError("--kbps/--bpp plan top-M coding; with --coding rcc set --rcc-bits")
@@ -198,7 +201,7 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
         "psnr_sequence": psnr_sequence(frames, enc.recon),
         "encode_seconds": enc.encode_seconds, "decode_seconds": enc.decode_seconds,
         "model_fingerprint": model.fingerprint, "cost_estimate": cost,
-        "weights_parked": model.offloading,
+        "weights_parked": model.offloading, "devices": model.n_devices,
     })
     if mode in ("i2v", "flf2v"):
         from gvc_jax.codec.modes.anchored import anchor_spec
@@ -212,7 +215,7 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
 def compress_file(video, output: str, *, config: str | None = "gaussian", weights=None,
                   overrides=None, recon_path=None, prompt: Prompt = Prompt(), cache_dir=None,
                   on_gop=None, on_step=None, model=None, log=None, progress=False,
-                  kbps=None, bpp=None, offload="auto") -> dict:
+                  kbps=None, bpp=None, placement=None) -> dict:
     """Compresses ``video`` (a :class:`gvc_jax.io.Video` or uint8 ``[T,H,W,3]``) into the .gvc
     file ``output`` (written atomically); returns the JSON report. ``recon_path`` also writes
     the decoder's reconstruction (mp4, y4m or npy)."""
@@ -222,7 +225,7 @@ def compress_file(video, output: str, *, config: str | None = "gaussian", weight
     enc, report = compress_video(video, config=config, weights=weights, overrides=overrides,
                                  model=model, prompt=prompt, cache_dir=cache_dir,
                                  on_gop=on_gop, on_step=on_step, log=log, progress=progress,
-                                 kbps=kbps, bpp=bpp, offload=offload)
+                                 kbps=kbps, bpp=bpp, placement=placement)
     container.write_gvc(output, enc.header, enc.chunks)
     if recon_path:
         from gvc_jax.io import write_video
@@ -262,7 +265,7 @@ def check_video_ext(path: str) -> None:
 
 def decode_bytes(data: bytes, *, weights: str | None = None, dtype: str | None = None,
                  cache_dir=None, on_gop=None, on_step=None, log=None, progress=False, models=None,
-                 offload="auto"):
+                 placement=None):
     """``(frames, fps, header)`` of .gvc bytes. ``dtype`` overrides the header's compute dtype
     (the output then drifts from the encoder's); ``models`` is an optional ``{name: model}``
     of already loaded models to reuse."""
@@ -273,14 +276,14 @@ def decode_bytes(data: bytes, *, weights: str | None = None, dtype: str | None =
         if m is not None and m.prompt == prompt and m.dtype == p.dtype:
             return m
         return load_model(name, weights, prompt, p, cache_dir=cache_dir, log=log,
-                          progress=progress, offload=offload)
+                          progress=progress, placement=placement or Placement())
 
     return core.decompress(data, load, on_gop=on_gop, on_step=on_step)
 
 
 def decompress_file(path: str, output: str, *, weights: str | None = None, dtype=None,
                     cache_dir=None, on_gop=None, on_step=None, log=None,
-                    progress=False, offload="auto") -> np.ndarray:
+                    progress=False, placement=None) -> np.ndarray:
     """Decodes the .gvc file ``path`` into ``output`` (mp4, y4m or npy, written atomically);
     returns the frames, uint8 ``[T,H,W,3]``. Decoding needs no codec flags: the header has
     them; ``weights`` is the folder of the model the stream names."""
@@ -290,7 +293,7 @@ def decompress_file(path: str, output: str, *, weights: str | None = None, dtype
     data = _read_stream_file(path)
     frames, fps, _ = _named(path, lambda: decode_bytes(
         data, weights=weights, dtype=dtype, cache_dir=cache_dir, on_gop=on_gop,
-        on_step=on_step, log=log, progress=progress, offload=offload))
+        on_step=on_step, log=log, progress=progress, placement=placement))
     write_video(output, frames, fps)
     return frames
 

@@ -19,6 +19,7 @@ from flax import nnx
 from gvc_jax.bitstream import container
 from gvc_jax.bitstream.errors import BitstreamError
 from gvc_jax.codec.errors import UsageError
+from gvc_jax.codec.placement import Placement, place
 from gvc_jax.models.protocol import Geometry, VelocityModel
 
 # Wan presets -> (model type, the released DiT they name). "wan2.1-t2v", "wan2.1-i2v" and
@@ -86,16 +87,13 @@ class CodecModel:
     conditioner: Any = None                          # I2V/FLF2V: (first, last, frames) -> cond
     error_fn: Any = None     # rcc: latent shape -> t -> expected per-frame denoising error
     info: dict = dataclasses.field(default_factory=dict)
-    offload: str = "never"   # the velocity model's weights during autoencoder work (OFFLOAD)
+    placement: Placement = Placement(offload="never")   # devices and offload of the weights
     graphdef: Any = None
     state: Any = None
 
     def __post_init__(self):
         self.graphdef, self.state = nnx.split(self.module)
-        if self.offload not in OFFLOAD:
-            raise UsageError(f"offload must be one of {', '.join(OFFLOAD)}, got {self.offload!r}")
-        self._parker = WeightParker(self.state) if _wants_offload(self.offload, self.state) \
-            else None
+        self.state, self._parker = place(self.module, self.state, self.placement)
         if self._parker is not None:   # the autoencoder and the conditioner park the weights
             self.encode, self.decode = self._parked(self.encode), self._parked(self.decode)
             if self.conditioner is not None:
@@ -118,6 +116,12 @@ class CodecModel:
     def offloading(self) -> bool:
         return self._parker is not None
 
+    @property
+    def n_devices(self) -> int:
+        """Devices the velocity model's weights are placed on."""
+        leaves = jax.tree.leaves(self.state)
+        return len(leaves[0].sharding.device_set) if leaves else 1
+
     def check_params(self, params) -> None:
         """Parameters this model cannot honour are usage errors."""
         if params.dtype != self.dtype:
@@ -127,61 +131,10 @@ class CodecModel:
             raise UsageError(f"config {self.name!r} takes no prompt or guidance")
 
 
-# ------------------------------------------------------------------ weight offload
-OFFLOAD = ("auto", "always", "never")
-AUTO_OFFLOAD_FRACTION = 0.5   # "auto" parks weights that take over half of the device memory
-
-
-def _state_bytes(state) -> int:
-    return sum(int(x.nbytes) for x in jax.tree.leaves(state) if hasattr(x, "nbytes"))
-
-
-def _wants_offload(offload: str, state) -> bool:
-    if offload == "never" or not jax.tree.leaves(state):
-        return False
-    if offload == "always":
-        return True
-    if jax.default_backend() == "cpu":      # host memory either way
-        return False
-    limit = (jax.devices()[0].memory_stats() or {}).get("bytes_limit")
-    return bool(limit) and _state_bytes(state) > AUTO_OFFLOAD_FRACTION * limit
-
-
-class WeightParker:
-    """Moves a state's arrays to pinned host memory while the autoencoder runs, and back before
-    the next velocity call (docs/cli.md, "Memory"). The host copy is made once (the weights never
-    change), so parking again only frees the device buffers; bringing them back is one
-    host-to-device copy per GOP phase. Values are unchanged, so streams are too."""
-
-    def __init__(self, state):
-        self._device = state
-        self._shardings = jax.tree.map(lambda x: x.sharding, state)
-        self._host = None
-        self.parks = 0
-
-    def park(self):
-        if self._device is None:
-            return self._host
-        if self._host is None:
-            self._host = jax.tree.map(
-                lambda x: jax.device_put(x, x.sharding.with_memory_kind("pinned_host")),
-                self._device)
-            jax.block_until_ready(self._host)
-        for x in jax.tree.leaves(self._device):
-            x.delete()
-        self._device = None
-        self.parks += 1
-        return self._host
-
-    def unpark(self):
-        if self._device is None:
-            self._device = jax.device_put(self._host, self._shardings)
-        return self._device
-
-
 # ------------------------------------------------------------------ loaders
-def _gaussian(weights: str | None, prompt: Prompt, params, **_) -> CodecModel:
-    """The embedded prior (a few KB of state: never offloaded)."""
+def _gaussian(weights: str | None, prompt: Prompt, params, *, placement: Placement = Placement(),
+              **_) -> CodecModel:
+    """The embedded prior (a few KB of state: ``auto`` never parks it)."""
     from gvc_jax.models.gaussian import GaussianPrior
     from gvc_jax.weights.sources import CheckpointError
 
@@ -205,14 +158,15 @@ def _gaussian(weights: str | None, prompt: Prompt, params, **_) -> CodecModel:
 
     return CodecModel(name="gaussian", fingerprint=prior.fingerprint, module=prior,
                       encode=lambda f: enc(np.asarray(f)), decode=lambda x: np.asarray(dec(x)),
-                      geometry=geom, prompt=prompt, dtype=params.dtype, error_fn=error_fn)
+                      geometry=geom, prompt=prompt, dtype=params.dtype, error_fn=error_fn,
+                      placement=placement)
 
 
 def _wan(name: str):
     kind, variant = WAN[name]
 
     def load(weights: str | None, prompt: Prompt, params, *, cache_dir=None, log=None,
-             progress=False, offload: str = "auto") -> CodecModel:
+             progress=False, placement: Placement = Placement()) -> CodecModel:
         from gvc_jax.models.wan import t2v
 
         if not weights:
@@ -226,7 +180,7 @@ def _wan(name: str):
                           encode=vae.encode, decode=vae.decode_uint8, geometry=got.geometry,
                           cond=got.cond, prompt=prompt, text_conditioned=True,
                           dtype=params.dtype, autoencoder=vae, conditioner=got.conditioner,
-                          info={"parts": got.parts, **got.info}, offload=offload)
+                          info={"parts": got.parts, **got.info}, placement=placement)
     return load
 
 

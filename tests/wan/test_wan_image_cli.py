@@ -22,6 +22,7 @@ from gvc_jax.bitstream import container
 from gvc_jax.codec import anchors as image_anchors, api, core
 from gvc_jax.codec.errors import UsageError
 from gvc_jax.codec.models import Prompt, load_model
+from gvc_jax.codec.placement import Placement
 from tests.wan.folders_image import (wan_flf2v_diffusers, wan_flf2v_official,  # noqa: F401
                                      wan_i2v_diffusers, wan_i2v_official)
 from tests.wan.test_wan_cli import _gvc
@@ -182,9 +183,9 @@ def test_offload_parks_weights_and_keeps_the_stream(wan_i2v_official, cache):
     frames = _clip(9, 16, 32)                         # 2 GOPs of 5 frames: two parks per GOP
     params = params.replace(gop_frames=5)
     plain = load_model("wan2.1-i2v", wan_i2v_official, Prompt(), params, cache_dir=cache,
-                       offload="never")
+                       placement=Placement(offload="never"))
     parked = load_model("wan2.1-i2v", wan_i2v_official, Prompt(), params, cache_dir=cache,
-                        offload="always")
+                        placement=Placement(offload="always"))
     assert not plain.offloading and parked.offloading and parked.module is None
     first = jax.tree.leaves(parked.dit_state())
     a = core.compress(frames, 25, plain, params, mode="i2v")
@@ -199,8 +200,8 @@ def test_offload_parks_weights_and_keeps_the_stream(wan_i2v_official, cache):
     np.testing.assert_array_equal(frames_out, b.recon)
 
 
-def test_offload_flag_is_checked(wan_i2v_official, cache):
-    _, _, params = api.params_for("wan2.1-i2v", _overrides())
+def test_placement_is_checked():
     with pytest.raises(UsageError, match="offload must be one of"):
-        load_model("wan2.1-i2v", wan_i2v_official, Prompt(), params, cache_dir=cache,
-                   offload="sometimes")
+        Placement(offload="sometimes")
+    with pytest.raises(UsageError, match="unknown sharding table 'wan-nope'"):
+        Placement(shard="wan-nope")
