@@ -202,9 +202,10 @@ def _gvc_on_devices(n: int, *args) -> subprocess.CompletedProcess:
 def test_shard_flag_codes_the_same_stream_over_8_devices(wan_official_folder, cache, tmp_path,
                                                          capsys):
     """``--shard wan-fsdp-seq`` over 8 host devices (fp32): the same bytes as the one-device run
-    and frames within one level of its; the sharded decoder gives the sharded encoder's frames;
-    the report says the weights were placed over 8 devices; a table that cannot split the
-    heads is a one-line usage error."""
+    and frames within one level of its; the sharded decoder (its weights parked in host memory)
+    gives the sharded encoder's frames;
+    the report says the weights were placed over 8 devices; the sharded weights can be parked
+    too; a table that cannot split the heads is a one-line usage error."""
     src = tmp_path / "src.npy"
     np.save(src, _clip(5, 16, 24, seed=3))                 # one GOP
     fast = ["--K", "128", "--M", "3", "--steps", "4", "--sde-steps", "3", "--gop-frames", "5"]
@@ -224,7 +225,7 @@ def test_shard_flag_codes_the_same_stream_over_8_devices(wan_official_folder, ca
     assert np.abs(one.astype(int) - eight.astype(int)).max() <= 1
     p = _gvc_on_devices(8, "decompress", tmp_path / "eight.gvc", "-o", tmp_path / "dec8.npy",
                         "--weights", wan_official_folder, "--cache-dir", cache, "--shard",
-                        "wan-fsdp-seq")
+                        "wan-fsdp-seq", "--offload", "always")   # sharded weights parked too
     assert p.returncode == 0, p.stderr[-3000:]
     np.testing.assert_array_equal(np.load(tmp_path / "dec8.npy"), eight)
     p = _gvc_on_devices(8, "compress", src, "-o", tmp_path / "bad.gvc", "--weights",
