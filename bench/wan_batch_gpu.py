@@ -41,7 +41,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench.wan_sharded_gpu import TINY_DEVICES, _memory, _settings, log  # noqa: E402
+from bench.wan_sharded_gpu import (TINY_DEVICES, _memory, _settings, case_env,  # noqa: E402
+                                   log, run_child)
 
 SEED = 0            # codebook / x_T seed and weight seed, the same in every case
 GOP_STRIDE = 1000   # GOP number of GOP i of batch j: j * GOP_STRIDE + i
@@ -226,20 +227,10 @@ def main():
         ap.error("need --gops-per-device >= 1 and --batches >= 0")
 
     if a.case is not None:                   # a child: one case
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        res = run_case(a, a.case, a.work)
-        with open(os.path.join(a.work, f"{a.case}.json"), "w") as f:
-            json.dump(res, f, indent=1)
-        return
-
+        return run_child(a, run_case)
     work = a.work or tempfile.mkdtemp(prefix="wan_batch_")
     os.makedirs(work, exist_ok=True)
-    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
-    if a.tiny:
-        flags = env.get("XLA_FLAGS", "")
-        if "xla_force_host_platform_device_count" not in flags:
-            flags += f" --xla_force_host_platform_device_count={TINY_DEVICES}"
-        env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=flags.strip())
+    env = case_env(a.tiny)
     st = _settings(a)
     res = dict(command="python bench/wan_batch_gpu.py " + shlex.join(sys.argv[1:]),
                host=platform.node(), jax=metadata.version("jax"), config=st["config"],

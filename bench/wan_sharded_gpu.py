@@ -189,6 +189,25 @@ def compare(base: dict, case: dict, work: str) -> dict:
     return out
 
 
+def run_child(a, run_case) -> None:
+    """A case's own process: ``run_case(a, case, work)`` written to ``<work>/<case>.json``."""
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    res = run_case(a, a.case, a.work)
+    with open(os.path.join(a.work, f"{a.case}.json"), "w") as f:
+        json.dump(res, f, indent=1)
+
+
+def case_env(tiny: bool) -> dict:
+    """The environment of the case processes (``tiny``: CPU with TINY_DEVICES host devices)."""
+    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
+    if tiny:
+        flags = env.get("XLA_FLAGS", "")
+        if "xla_force_host_platform_device_count" not in flags:
+            flags += f" --xla_force_host_platform_device_count={TINY_DEVICES}"
+        env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=flags.strip())
+    return env
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="t2v-14b", help="DiT config (configs/wan_dit.py)")
@@ -212,18 +231,10 @@ def main():
     a = ap.parse_args()
 
     if a.case is not None:                   # a child: one case
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        res = run_case(a, a.case, a.work)
-        with open(os.path.join(a.work, f"{a.case}.json"), "w") as f:
-            json.dump(res, f, indent=1)
-        return
-
+        return run_child(a, run_case)
     work = a.work or tempfile.mkdtemp(prefix="wan_sharded_")
     os.makedirs(work, exist_ok=True)
-    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
-    if a.tiny:
-        env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=(env.get("XLA_FLAGS", "") + " --xla_force_host_"
-                                                   f"platform_device_count={TINY_DEVICES}").strip())
+    env = case_env(a.tiny)
     cases = ([] if a.skip_1dev else ["1dev"]) + [r for r in a.rules.split(",") if r]
     res = dict(command="python bench/wan_sharded_gpu.py " + " ".join(sys.argv[1:]),
                device=None, host=platform.node(), settings={k: list(v) if isinstance(v, tuple) else v

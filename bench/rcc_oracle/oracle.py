@@ -65,6 +65,17 @@ def nearest_direct(tau, b, rng, chunk=1 << 20):
     return out
 
 
+def step_target(x0, x, s2, t, s, group=1):
+    """Step t -> s of the x0-conditioned transition (docs/rcc.md §1): its coefficients (A, B, v),
+    the exact posterior mean x0_hat, and the unit shift direction e with its length tau in noise
+    units, one per ``group`` consecutive frames (rows)."""
+    A, B, v = step_coefs(t, s)
+    x0h = (1 - t) * s2 * x / ((1 - t) ** 2 * s2 + t * t)
+    delta = (A * (x0 - x0h)).reshape(-1, group * x.shape[1])
+    nrm = np.linalg.norm(delta, axis=1)
+    return A, B, v, x0h, delta / np.maximum(nrm, 1e-300)[:, None], nrm / math.sqrt(v)
+
+
 def run(kind, b, bits_per_frame, eta, frames, seed, mode="exact", tail="exact", s2=None):
     s2 = spectrum(kind) if s2 is None else s2
     d = s2.size
@@ -78,13 +89,7 @@ def run(kind, b, bits_per_frame, eta, frames, seed, mode="exact", tail="exact", 
     times = [float(t) for t in spec.times]
     kl_deliv, kl_goal, p2, reach = [], [], [], []
     for t, s in zip(times[:-1], times[1:]):
-        A, B, v = step_coefs(t, s)
-        m = (1 - t) ** 2 * s2 + t * t
-        x0h = (1 - t) * s2 * x / m
-        delta = A * (x0 - x0h)
-        nrm = np.linalg.norm(delta, axis=1)
-        e = delta / np.maximum(nrm, 1e-300)[:, None]
-        tau = nrm / math.sqrt(v)
+        A, B, v, x0h, e, tau = step_target(x0, x, s2, t, s)
         if mode == "perfect":        # b -> infinity limit: exact match, rate charged = planned KL
             p = tau.copy()
         else:

@@ -12,8 +12,8 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__))); sys.path.insert(0, ROOT)
 import numpy as np
-from oracle import spectrum, nearest_exact, TARGETS
-from gvc_jax.sampler.rcc import plan, gaussian_error_fn, step_coefs
+from oracle import spectrum, nearest_exact, step_target, TARGETS
+from gvc_jax.sampler.rcc import plan, gaussian_error_fn
 from gvc_jax.bounds import realism_distortion, shannon_distortion
 
 
@@ -30,13 +30,7 @@ def run_group(kind, b, G, bits_per_frame, eta, frames, seed, mode="exact"):
     ng = frames // G
     p2 = []
     for t, s in zip(times[:-1], times[1:]):
-        A, B, v = step_coefs(t, s)
-        m = (1 - t) ** 2 * s2 + t * t
-        x0h = (1 - t) * s2 * x / m
-        delta = (A * (x0 - x0h)).reshape(ng, G * d)
-        nrm = np.linalg.norm(delta, axis=1)
-        e = delta / np.maximum(nrm, 1e-300)[:, None]
-        tau = nrm / math.sqrt(v)
+        A, B, v, x0h, e, tau = step_target(x0, x, s2, t, s, group=G)
         p = tau.copy() if mode == "perfect" else nearest_exact(tau, b, rng)
         w = rng.standard_normal((ng, G * d))
         w -= np.sum(w * e, axis=1, keepdims=True) * e

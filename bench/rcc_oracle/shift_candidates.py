@@ -16,7 +16,7 @@ import argparse, json, math, sys, time, os
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import numpy as np
-from oracle import spectrum, budgets, plan, gaussian_error_fn, step_coefs, realism_distortion, D
+from oracle import spectrum, budgets, plan, gaussian_error_fn, step_target, realism_distortion, D
 
 SRC_ID = {"power_law": 0, "harsh_7dec": 1}
 
@@ -102,13 +102,7 @@ def run(kind, fam, b, bud, eta, frames, seed, check=0):
     times = [float(t) for t in spec.times]
     t_choice = 0.0; ac_steps = []; zz = []; zperp = []; reach = []; checks = {"decoded_equal": 0, "n": 0, "max_proj_err": 0.0}
     for si, (t, s) in enumerate(zip(times[:-1], times[1:])):
-        A, B, v = step_coefs(t, s)
-        m = (1 - t) ** 2 * s2 + t * t
-        x0h = (1 - t) * s2 * x / m
-        delta = A * (x0 - x0h)
-        nrm = np.linalg.norm(delta, axis=1)
-        e = delta / np.maximum(nrm, 1e-300)[:, None]
-        tau = nrm / math.sqrt(v)
+        A, B, v, x0h, e, tau = step_target(x0, x, s2, t, s)
         z = np.empty_like(x)
         for f in range(frames):
             t0 = time.perf_counter()

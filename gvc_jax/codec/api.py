@@ -163,8 +163,7 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
     frames, fps = _frames_of(video)
     params = with_resolution_shift(params, mode, frames, overrides)
     model = model or load_model(model_name, weights, prompt, params, cache_dir=cache_dir,
-                                log=log, progress=progress,
-                                placement=placement or Placement())
+                                log=log, progress=progress, placement=placement)
     target, residual_budget = None, None
     if (kbps is not None or bpp is not None) and params.coding != "topm":
         raise UsageError("--kbps/--bpp plan top-M coding; with --coding rcc set --rcc-bits")
@@ -276,7 +275,7 @@ def decode_bytes(data: bytes, *, weights: str | None = None, dtype: str | None =
         if m is not None and m.prompt == prompt and m.dtype == p.dtype:
             return m
         return load_model(name, weights, prompt, p, cache_dir=cache_dir, log=log,
-                          progress=progress, placement=placement or Placement())
+                          progress=progress, placement=placement)
 
     return core.decompress(data, load, on_gop=on_gop, on_step=on_step)
 

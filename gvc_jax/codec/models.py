@@ -193,11 +193,13 @@ def available_configs() -> list[str]:
 
 
 def load_model(config: str, weights: str | None = None, prompt: Prompt = Prompt(),
-               params=None, **kw) -> CodecModel:
-    """The codec model of a config name; ``params`` (CodecParams) give the guidance and dtype."""
+               params=None, *, placement: Placement | None = None, **kw) -> CodecModel:
+    """The codec model of a config name; ``params`` (CodecParams) give the guidance and dtype,
+    ``placement`` the devices and offload of its weights (default: ``Placement()``)."""
     from gvc_jax.codec.params import CodecParams
 
     params = params if params is not None else CodecParams()
+    kw["placement"] = placement or Placement()
     if config in _LOADERS:
         return _LOADERS[config](weights, prompt, params, **kw)
     raise UsageError(f"unknown config {config!r}; available: {', '.join(available_configs())}")
