@@ -62,6 +62,13 @@ FIGURES = {
     "gop_14b_2gpu_speedup": (
         "h200/sharded_14b_2gpu.json", ["comparison", "wan-seq", "encode_speedup"], 1.0,
         "one 14B GOP over 2 GPUs against 1 (target >= 1.7)", None),
+    "sharded_decoded_psnr_diff_db": (
+        "h200/sharded_14b_2gpu.json", ["comparison", "wan-seq", "decoded_latent_psnr_diff_db"],
+        1.0, "PSNR of the decoded latent against the target, 2-GPU stream minus 1-GPU stream "
+        "(latent space, random weights; target within 0.05 dB)", None),
+    "dit_1.3b_480p_attention_share": (
+        "h200/profile_gpu.json", ["dit", "rows", "cudnn", "trace", "by_kind_share", "attention"],
+        1.0, "share of the traced 1.3B forward's GPU time in cuDNN flash attention", None),
     "gop_batch_2gpu_speedup": (
         "h200/batch_2gpu.json", ["encode_throughput_speedup"], 1.0,
         "GOPs per second, data parallel over 2 GPUs against 1 (target >= 1.9)", None),

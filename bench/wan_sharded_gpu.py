@@ -12,7 +12,8 @@ and one ``encode_gop`` with the codec's T2V preset (K=16384, M=64, 20 steps of w
 shift 3; first call, then one warm call), and per-device peak memory from
 ``jax.Device.memory_stats()`` where the backend has it. The parent compares each sharded case
 to ``1dev``: forward speedup, encode speedup, rel. L2 of the forward output, the share of
-indices that are equal (bf16 sharded sums round differently, so a few selections may differ).
+indices that are equal (bf16 sharded sums round differently, so a few selections may differ), and the difference
+in PSNR of the decoded latent against the target (issue #12: within 0.05 dB).
 
     # 2 GPUs, Wan 14B at 720p x 33 frames (latent 16x9x90x160, 32,400 tokens)
     python bench/wan_sharded_gpu.py --config t2v-14b --rules wan-seq,wan-fsdp,wan-ulysses \\
@@ -156,7 +157,8 @@ def run_case(a, case: str, work: str) -> dict:
         res["encode_s"] = time.perf_counter() - t0
         res["encode_spec"] = dict(steps=spec.n_steps, sde_steps=spec.sde_steps, K=spec.K,
                                   M=spec.m_max)
-        arrays.update(idx=np.asarray(idx), sign=np.asarray(sign), x=np.asarray(xs, np.float32))
+        arrays.update(idx=np.asarray(idx), sign=np.asarray(sign), x=np.asarray(xs, np.float32),
+                      x0=np.asarray(x0, np.float32))
         log(f"{case}: encode first {res['encode_first_s']:.1f}s, warm {res['encode_s']:.1f}s")
     res["memory"] = _memory(devices)
     np.savez(os.path.join(work, f"{case}.npz"), **arrays)
@@ -186,6 +188,13 @@ def compare(base: dict, case: dict, work: str) -> dict:
             out["indices_equal_share"] = float(same.mean())
             out["first_step_indices_equal"] = bool(same[0].all())
             out["encode_latent_rel_l2_vs_1dev"] = _rel(zc["x"], zb["x"])
+        if "x0" in zb and "x0" in zc:
+            # The decoder replays the encoder's trajectory (decoder == encoder is tested on CPU),
+            # so the encoder's final latent is the decoded one: its PSNR against the target,
+            # sharded minus 1-device, in dB (latent space; random weights, no VAE).
+            mse = [float(np.mean((z["x"].astype(np.float64) - z["x0"]) ** 2)) for z in (zb, zc)]
+            out["latent_mse_1dev"], out["latent_mse_case"] = mse
+            out["decoded_latent_psnr_diff_db"] = 10 * np.log10(mse[0] / mse[1])
     return out
 
 

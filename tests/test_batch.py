@@ -135,6 +135,10 @@ one = batched.encode_gops(m.graphdef, m.state, m.cond, x_T, x0, p.seed, g, spec=
 eight = batched.encode_gops(m.graphdef, m.state, m.cond, x_T, x0, p.seed, g, spec=spec)
 for a, b in zip(one, eight):
     assert a.shape == b.shape and np.array_equal(np.asarray(a), np.asarray(b))
+# The conditioning travels sharded with its GOPs (cuDNN attention needs q, k, v sharded alike).
+_, _, cb, nb = batched._place([x_T], m.state, {"context": np.ones((3, 4), np.float32)}, None)
+assert nb == 5 and cb["context"].shape == (8, 3, 4)
+assert cb["context"].sharding.spec == jax.sharding.PartitionSpec("data"), cb["context"].sharding
 sys.exit(cli.main(["batch", *sys.argv[1:]]))
 """
 

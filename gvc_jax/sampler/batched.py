@@ -2,13 +2,16 @@
 
 :func:`encode_gops` / :func:`decode_gops` vmap :func:`gvc_jax.sampler.scan.encode_gop` /
 :func:`~gvc_jax.sampler.scan.decode_gop` over a leading GOP axis B inside one plain ``jax.jit``
-over ``(graphdef, state, ...)``; the conditioning, seed and model state are shared. Every GOP
+over ``(graphdef, state, ...)``; the seed and model state are shared, and the conditioning is
+repeated along the GOP axis (a few MB per GOP). Every GOP
 keeps its own codebook address (its GOP number in ``gop_b``), so each result is the one the
 per-GOP function gives.
 
 Data parallel: with more than one local device the GOP axis is sharded over a 1-D mesh axis
-``"data"`` (``NamedSharding``), the model state and conditioning replicated; B is padded to a
-multiple of the device count (by repeating the last GOP) and the padding dropped again.
+``"data"`` (``NamedSharding``), the model state replicated; B is padded to a multiple of the
+device count (by repeating the last GOP) and the padding dropped again. The conditioning is
+sharded with the GOPs rather than replicated: cuDNN attention's partitioner refuses queries
+(from the GOP's latent) and keys/values (from the text) that are sharded differently.
 """
 from __future__ import annotations
 
@@ -26,19 +29,19 @@ AXIS = "data"
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "spec"))
-def _encode_jit(graphdef, state, cond, x_T, x0, seed, gop_b, *, spec: SamplerSpec):
-    def one(x_T1, x01, gop):
+def _encode_jit(graphdef, state, cond_b, x_T, x0, seed, gop_b, *, spec: SamplerSpec):
+    def one(cond, x_T1, x01, gop):
         return encode_gop(graphdef, state, cond, x_T1, x01, seed, gop, spec=spec)
 
-    return jax.vmap(one)(x_T, x0, gop_b)
+    return jax.vmap(one)(cond_b, x_T, x0, gop_b)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "spec"))
-def _decode_jit(graphdef, state, cond, x_T, idx, sign, seed, gop_b, *, spec: SamplerSpec):
-    def one(x_T1, idx1, sign1, gop):
+def _decode_jit(graphdef, state, cond_b, x_T, idx, sign, seed, gop_b, *, spec: SamplerSpec):
+    def one(cond, x_T1, idx1, sign1, gop):
         return decode_gop(graphdef, state, cond, x_T1, idx1, sign1, seed, gop, spec=spec)
 
-    return jax.vmap(one)(x_T, idx, sign, gop_b)
+    return jax.vmap(one)(cond_b, x_T, idx, sign, gop_b)
 
 
 def mesh(devices: Sequence | None = None) -> Mesh | None:
@@ -64,22 +67,24 @@ def _pad(arrays, b: int, n: int):
     return [np.concatenate([a, np.repeat(a[-1:], n - b, axis=0)]) for a in arrays]
 
 
-def _place(batched: list, shared: list, devices):
-    """``(batched arrays sharded over "data", shared trees replicated, B)``: B padded to a
-    multiple of the device count."""
+def _place(batched: list, state, cond, devices):
+    """``(batched arrays, state, cond repeated per GOP, B)``: on a mesh the batched arrays and
+    the repeated cond are sharded over "data" (B padded to a multiple of the device count) and
+    the state replicated."""
     batched = [np.asarray(a) for a in batched]
     b = batched[0].shape[0]
     if b < 1 or any(a.shape[0] != b for a in batched):
         raise ValueError(f"need >= 1 GOP and one leading GOP axis, got "
                          f"{[a.shape for a in batched]}")
     m = mesh(devices)
+    n = b if m is None else -(-b // m.size) * m.size
+    cond_b = jax.tree.map(lambda c: jnp.broadcast_to(jnp.asarray(c), (n,) + jnp.shape(c)), cond)
     if m is None:
-        return batched, shared, b
-    n = -(-b // m.size) * m.size
+        return batched, state, cond_b, b
     data = NamedSharding(m, PartitionSpec(AXIS))
     batched = [jax.device_put(a, data) for a in _pad(batched, b, n)]
-    shared = [jax.device_put(t, NamedSharding(m, PartitionSpec())) for t in shared]
-    return batched, shared, b
+    return (batched, jax.device_put(state, NamedSharding(m, PartitionSpec())),
+            jax.device_put(cond_b, data), b)
 
 
 def encode_gops(graphdef, state, cond, x_T_bcthw, x0_bcthw, seed, gop_b, *, spec: SamplerSpec,
@@ -87,9 +92,9 @@ def encode_gops(graphdef, state, cond, x_T_bcthw, x0_bcthw, seed, gop_b, *, spec
     """The encoder over B GOPs at once: ``(idx [B,S,F,Mmax], sign [B,S,F,Mmax], x0 [B,C,F,H,W])``,
     GOP b equal to ``encode_gop(..., x_T[b], x0[b], seed, gop_b[b])``. ``devices`` overrides the
     local devices the batch is sharded over."""
-    (x_T, x0, g), (state, cond), b = _place(
-        [x_T_bcthw, x0_bcthw, np.asarray(gop_b, np.uint32)], [state, cond], devices)
-    idx, sign, x = _encode_jit(graphdef, state, cond, x_T, x0, jnp.uint32(seed), g, spec=spec)
+    (x_T, x0, g), state, cond_b, b = _place(
+        [x_T_bcthw, x0_bcthw, np.asarray(gop_b, np.uint32)], state, cond, devices)
+    idx, sign, x = _encode_jit(graphdef, state, cond_b, x_T, x0, jnp.uint32(seed), g, spec=spec)
     return idx[:b], sign[:b], x[:b]
 
 
@@ -97,7 +102,7 @@ def decode_gops(graphdef, state, cond, x_T_bcthw, idx_b, sign_b, seed, gop_b, *,
                 spec: SamplerSpec, devices: Sequence | None = None):
     """The decoder over B GOPs at once: x0 ``[B,C,F,H,W]``, GOP b equal to
     ``decode_gop(..., x_T[b], idx[b], sign[b], seed, gop_b[b])``."""
-    (x_T, idx, sign, g), (state, cond), b = _place(
-        [x_T_bcthw, idx_b, sign_b, np.asarray(gop_b, np.uint32)], [state, cond], devices)
-    x = _decode_jit(graphdef, state, cond, x_T, idx, sign, jnp.uint32(seed), g, spec=spec)
+    (x_T, idx, sign, g), state, cond_b, b = _place(
+        [x_T_bcthw, idx_b, sign_b, np.asarray(gop_b, np.uint32)], state, cond, devices)
+    x = _decode_jit(graphdef, state, cond_b, x_T, idx, sign, jnp.uint32(seed), g, spec=spec)
     return x[:b]

@@ -32,7 +32,8 @@ def attention(q_blnh: jax.Array, k_bsnh: jax.Array, v_bsnh: jax.Array,
 
     ``implementation``: None picks cuDNN on GPU for bf16/fp16, the Pallas splash kernel on TPU
     (unverified on hardware, see ``pallas_attention``), XLA otherwise; or one of "xla",
-    "cudnn", "pallas", "pallas_interpret" (the Pallas kernel interpreted, for CPU tests).
+    "cudnn", "mgpu" (the Mosaic GPU kernel for Hopper, :mod:`hopper_attention`), "pallas",
+    "pallas_interpret" (the Pallas kernel interpreted, for CPU tests).
     Under active sharding rules the kernel runs per device block (:func:`_sharded_attention`).
     """
     act = sharding.current()
@@ -77,6 +78,9 @@ def _local_attention(q_blnh, k_bsnh, v_bsnh, implementation=None):
         half = q_blnh.dtype in (jnp.bfloat16, jnp.float16)
         implementation = ("pallas" if backend == "tpu" else
                           "cudnn" if (backend == "gpu" and half) else "xla")
+    if implementation == "mgpu":
+        from gvc_jax.models.wan.hopper_attention import hopper_flash_attention
+        return hopper_flash_attention(q_blnh, k_bsnh, v_bsnh)
     if implementation in ("pallas", "pallas_interpret"):
         from gvc_jax.models.wan.pallas_attention import tpu_flash_attention
         return tpu_flash_attention(q_blnh, k_bsnh, v_bsnh,
