@@ -246,6 +246,22 @@ def _scores_form(form: str):
                 sb = jnp.sum(look(v1 >> 16) * r4[:, None, :, 2] + look(v1 & m) * r4[:, None, :, 3],
                              axis=2)
                 return sa + sb
+            if form == "u64":
+                # one output word per counter: a single-output producer XLA can fuse into the
+                # reduction; the bitcast to u16[4] is one use of it (little-endian halves)
+                with jax.enable_x64(True):
+                    w = (w0.astype(jnp.uint64) << jnp.uint64(32)) | w1.astype(jnp.uint64)
+                    h = jax.lax.bitcast_convert_type(w, jnp.uint16)          # [F,chunk,nc,4]
+                a = look(h)
+                return jnp.sum(a * r4[:, None, :, ::-1], axis=(2, 3))
+            if form == "complex":
+                z = jax.lax.complex(jax.lax.bitcast_convert_type(w0, jnp.float32),
+                                    jax.lax.bitcast_convert_type(w1, jnp.float32))
+                v0 = jax.lax.bitcast_convert_type(jnp.real(z), U32)
+                v1 = jax.lax.bitcast_convert_type(jnp.imag(z), U32)
+                m = U32(0xFFFF)
+                b = jnp.stack([v0 >> 16, v0 & m, v1 >> 16, v1 & m], axis=-1)
+                return jnp.sum(look(b) * r4[:, None], axis=(2, 3))
             if form == "bitcast":
                 a0 = look(jax.lax.bitcast_convert_type(w0, jnp.uint16))       # [F,chunk,nc,2]
                 a1 = look(jax.lax.bitcast_convert_type(w1, jnp.uint16))
@@ -271,7 +287,7 @@ def part_codebook(a) -> dict:
     variants = [(m, c) for m in ops.LOOKUPS for c in (chunk,)] + [("i16", 32), ("i16", 512)]
     cases = [(f"scores_{m}_chunk{c}", lambda st, r, m=m, c=c: ops.scores(3, 0, st, r, K, c, mode=m))
              for m, c in variants]
-    for form in ("sum4", "bitcast", "bitcast_pair", "split", "split_tf"):
+    for form in ("sum4", "bitcast", "bitcast_pair", "split", "split_tf", "u64", "complex"):
         for c in (chunk, 32):
             cases.append((f"form_{form}_chunk{c}", lambda st, r, form=form, c=c:
                           _scores_form(form)(3, 0, st, r, K, c)))
