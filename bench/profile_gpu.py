@@ -291,6 +291,11 @@ def part_codebook(a) -> dict:
         for c in (chunk, 32):
             cases.append((f"form_{form}_chunk{c}", lambda st, r, form=form, c=c:
                           _scores_form(form)(3, 0, st, r, K, c)))
+    if not a.tiny:
+        from gvc_jax.codebook.mosaic_scores import scores_mosaic
+        for sp in (8, 4, 16, 32):
+            cases.append((f"mosaic_s{sp}", lambda st, r, sp=sp: scores_mosaic(
+                3, 0, st, r, K, splits=sp)))
     try:
         from gvc_jax.codebook.pallas_scores import scores_pallas
         for bk, bc, nw in ((64, 64, 4), (32, 128, 4), (64, 128, 8), (128, 64, 8), (16, 256, 4),

@@ -62,9 +62,12 @@ def scores(seed, gop, step, level, e_fd, n_cand: int, chunk: int, method: str | 
     if n_cand % chunk:
         raise ValueError(f"n_cand={n_cand} is not a multiple of chunk={chunk}")
     method = ops.default_method() if method is None else method
+    keys = jax.vmap(lambda f: _key(seed, gop, step, f, level))(jnp.arange(F, dtype=U32))
+    if method == "mosaic":       # the same generation under other keys: the GPU kernel applies
+        from gvc_jax.codebook.mosaic_scores import _batched_scores
+        return _batched_scores(int(n_cand), 32)(jnp.stack(keys, axis=1), e_fd)[:, :n_cand]
     nc = -(-D // 4)
     r = jnp.pad(e_fd.astype(jnp.float32), ((0, 0), (0, nc * 4 - D)))
-    keys = jax.vmap(lambda f: _key(seed, gop, step, f, level))(jnp.arange(F, dtype=U32))
 
     def one(start):
         k = start + lax.broadcasted_iota(U32, (F, chunk), 1)

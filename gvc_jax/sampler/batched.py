@@ -9,9 +9,10 @@ per-GOP function gives.
 
 Data parallel: with more than one local device the GOP axis is sharded over a 1-D mesh axis
 ``"data"`` (``NamedSharding``), the model state replicated; B is padded to a multiple of the
-device count (by repeating the last GOP) and the padding dropped again. The conditioning is
-sharded with the GOPs rather than replicated: cuDNN attention's partitioner refuses queries
-(from the GOP's latent) and keys/values (from the text) that are sharded differently.
+device count (by repeating the last GOP) and the padding dropped again. Each device runs its
+share inside ``jax.shard_map``, so kernels without partitioning rules (cuDNN attention refused
+queries and keys sharded differently under automatic partitioning; the Mosaic codebook kernel
+has no rule at all) see local arrays; the conditioning travels sharded with its GOPs.
 """
 from __future__ import annotations
 
@@ -28,20 +29,36 @@ from gvc_jax.sampler.scan import SamplerSpec, decode_gop, encode_gop
 AXIS = "data"
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "spec"))
-def _encode_jit(graphdef, state, cond_b, x_T, x0, seed, gop_b, *, spec: SamplerSpec):
-    def one(cond, x_T1, x01, gop):
-        return encode_gop(graphdef, state, cond, x_T1, x01, seed, gop, spec=spec)
+def _per_device(fn, mesh, n_args: int):
+    """``fn`` over its device's share of the GOPs: inside ``shard_map`` every op (cuDNN attention,
+    the Mosaic codebook kernel) sees local arrays, so no custom call needs partitioning rules.
+    Argument 0 (the model state) and argument ``n_args - 2`` (the seed) are replicated."""
+    if mesh is None:
+        return fn
+    P = PartitionSpec
+    specs = tuple(P() if i in (0, n_args - 2) else P(AXIS) for i in range(n_args))
+    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P(AXIS), check_vma=False)
 
-    return jax.vmap(one)(cond_b, x_T, x0, gop_b)
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "spec", "mesh"))
+def _encode_jit(graphdef, state, cond_b, x_T, x0, seed, gop_b, *, spec: SamplerSpec, mesh=None):
+    def local(state, cond_b, x_T, x0, seed, gop_b):
+        def one(cond, x_T1, x01, gop):
+            return encode_gop(graphdef, state, cond, x_T1, x01, seed, gop, spec=spec)
+        return jax.vmap(one)(cond_b, x_T, x0, gop_b)
+
+    return _per_device(local, mesh, 6)(state, cond_b, x_T, x0, seed, gop_b)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "spec"))
-def _decode_jit(graphdef, state, cond_b, x_T, idx, sign, seed, gop_b, *, spec: SamplerSpec):
-    def one(cond, x_T1, idx1, sign1, gop):
-        return decode_gop(graphdef, state, cond, x_T1, idx1, sign1, seed, gop, spec=spec)
+@functools.partial(jax.jit, static_argnames=("graphdef", "spec", "mesh"))
+def _decode_jit(graphdef, state, cond_b, x_T, idx, sign, seed, gop_b, *, spec: SamplerSpec,
+                mesh=None):
+    def local(state, cond_b, x_T, idx, sign, seed, gop_b):
+        def one(cond, x_T1, idx1, sign1, gop):
+            return decode_gop(graphdef, state, cond, x_T1, idx1, sign1, seed, gop, spec=spec)
+        return jax.vmap(one)(cond_b, x_T, idx, sign, gop_b)
 
-    return jax.vmap(one)(cond_b, x_T, idx, sign, gop_b)
+    return _per_device(local, mesh, 7)(state, cond_b, x_T, idx, sign, seed, gop_b)
 
 
 def mesh(devices: Sequence | None = None) -> Mesh | None:
@@ -94,7 +111,8 @@ def encode_gops(graphdef, state, cond, x_T_bcthw, x0_bcthw, seed, gop_b, *, spec
     local devices the batch is sharded over."""
     (x_T, x0, g), state, cond_b, b = _place(
         [x_T_bcthw, x0_bcthw, np.asarray(gop_b, np.uint32)], state, cond, devices)
-    idx, sign, x = _encode_jit(graphdef, state, cond_b, x_T, x0, jnp.uint32(seed), g, spec=spec)
+    idx, sign, x = _encode_jit(graphdef, state, cond_b, x_T, x0, jnp.uint32(seed), g, spec=spec,
+                               mesh=mesh(devices))
     return idx[:b], sign[:b], x[:b]
 
 
@@ -104,5 +122,6 @@ def decode_gops(graphdef, state, cond, x_T_bcthw, idx_b, sign_b, seed, gop_b, *,
     ``decode_gop(..., x_T[b], idx[b], sign[b], seed, gop_b[b])``."""
     (x_T, idx, sign, g), state, cond_b, b = _place(
         [x_T_bcthw, idx_b, sign_b, np.asarray(gop_b, np.uint32)], state, cond, devices)
-    x = _decode_jit(graphdef, state, cond_b, x_T, idx, sign, jnp.uint32(seed), g, spec=spec)
+    x = _decode_jit(graphdef, state, cond_b, x_T, idx, sign, jnp.uint32(seed), g, spec=spec,
+                    mesh=mesh(devices))
     return x[:b]
