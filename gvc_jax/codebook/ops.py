@@ -102,13 +102,19 @@ def auto_chunk(K: int, F: int, D: int, budget: int = CHUNK_BUDGET_BYTES) -> int:
 
 def scores(seed, gop, step, r_fd, K: int, chunk: int, *, method: str = "fused",
            mode: str = DEFAULT_LOOKUP):
-    """float32 scores [F, ceil(K/chunk)*chunk] = <atom(seed, gop, step, f, k), r_f>; k >= K junk.
+    """float32 scores [F, ceil(K/chunk)*chunk] = <atom(seed, gop, step, f, k), r_f>; k >= K junk
+    ([F, K] with ``method="mosaic"``).
 
     ``method`` "fused": multiply-and-reduce in one expression so XLA can fuse generation into the
     reduction; "matmul": materialise the chunk of atoms and use a matrix-vector product."""
     if method == "mosaic":
+        # Chosen where the computation is lowered: the kernel on CUDA, "fused" on any other
+        # platform (a CPU device of a GPU host); both give [F, K].
         from gvc_jax.codebook.mosaic_scores import scores_mosaic
-        return scores_mosaic(seed, gop, step, r_fd, K)
+        return lax.platform_dependent(
+            seed, gop, step, r_fd,
+            cuda=lambda *a: scores_mosaic(*a, K)[:, :K],
+            default=lambda *a: scores(*a, K, chunk, method="fused", mode=mode)[:, :K])
     F, D = r_fd.shape
     nc = -(-D // 4)
     r = jnp.pad(r_fd.astype(jnp.float32), ((0, 0), (0, nc * 4 - D))).reshape(F, 1, nc, 4)
