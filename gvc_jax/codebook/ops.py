@@ -172,7 +172,7 @@ def select_topm(seed, gop, step, r_fd, K: int, m_max: int, *, chunk: int | None 
         raise ValueError(f"need 0 < m_max <= K, got m_max={m_max}, K={K}")
     method = default_method() if method is None else method
     if chunk is None:
-        chunk = auto_chunk(K, F, D) if method == "fused" else min(64, auto_chunk(K, F, D))
+        chunk = min(64, auto_chunk(K, F, D)) if method == "matmul" else auto_chunk(K, F, D)
     s = scores(seed, gop, step, r_fd, K, int(chunk), method=method)
     n = s.shape[1]
     k = lax.broadcasted_iota(jnp.int32, (F, n), 1)

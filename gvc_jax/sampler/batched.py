@@ -29,14 +29,15 @@ from gvc_jax.sampler.scan import SamplerSpec, decode_gop, encode_gop
 AXIS = "data"
 
 
-def _per_device(fn, mesh, n_args: int):
+def _per_device(fn, mesh, replicated: Sequence[bool]):
     """``fn`` over its device's share of the GOPs: inside ``shard_map`` every op (cuDNN attention,
     the Mosaic codebook kernel) sees local arrays, so no custom call needs partitioning rules.
-    Argument 0 (the model state) and argument ``n_args - 2`` (the seed) are replicated."""
+    Arguments flagged in ``replicated`` (the model state, the seed) are whole on every device;
+    the others are split over "data" along their leading GOP axis."""
     if mesh is None:
         return fn
     P = PartitionSpec
-    specs = tuple(P() if i in (0, n_args - 2) else P(AXIS) for i in range(n_args))
+    specs = tuple(P() if rep else P(AXIS) for rep in replicated)
     return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P(AXIS), check_vma=False)
 
 
@@ -47,7 +48,8 @@ def _encode_jit(graphdef, state, cond_b, x_T, x0, seed, gop_b, *, spec: SamplerS
             return encode_gop(graphdef, state, cond, x_T1, x01, seed, gop, spec=spec)
         return jax.vmap(one)(cond_b, x_T, x0, gop_b)
 
-    return _per_device(local, mesh, 6)(state, cond_b, x_T, x0, seed, gop_b)
+    rep = (True, False, False, False, True, False)
+    return _per_device(local, mesh, rep)(state, cond_b, x_T, x0, seed, gop_b)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "spec", "mesh"))
@@ -58,7 +60,8 @@ def _decode_jit(graphdef, state, cond_b, x_T, idx, sign, seed, gop_b, *, spec: S
             return decode_gop(graphdef, state, cond, x_T1, idx1, sign1, seed, gop, spec=spec)
         return jax.vmap(one)(cond_b, x_T, idx, sign, gop_b)
 
-    return _per_device(local, mesh, 7)(state, cond_b, x_T, idx, sign, seed, gop_b)
+    rep = (True, False, False, False, False, True, False)
+    return _per_device(local, mesh, rep)(state, cond_b, x_T, idx, sign, seed, gop_b)
 
 
 def mesh(devices: Sequence | None = None) -> Mesh | None:
