@@ -89,6 +89,11 @@ def test_vmap_folds_gops_into_frames(stand_in):
                                    rtol=1e-5, atol=1e-4 * float(jnp.abs(want).max()))
 
 
+def test_kernel_only_where_the_table_fits_in_shared_memory():
+    assert all(ms.fits(c) for c in (8.0, 8.7, 9.0, 10.0))
+    assert not any(ms.fits(c) for c in (7.0, 7.5, 8.6, 8.9, 12.0))
+
+
 def test_method_choice(monkeypatch):
     monkeypatch.delenv(ops.METHOD_ENV, raising=False)
     assert not ms.available()                    # CPU: the XLA paths

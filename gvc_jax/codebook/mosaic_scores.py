@@ -32,12 +32,16 @@ THREADS = 1024
 TABLE_SIZE = 1 << 16
 
 
-MIN_CAPABILITY = 8.0     # 128 KiB of shared memory per block: Ampere (sm_80) and later
+def fits(capability: float) -> bool:
+    """Whether a GPU of this compute capability gives one block the table's 128 KiB of shared
+    memory: sm_80 and sm_87 (163 KiB), sm_90 and the sm_10x data-centre parts (227 KiB); not
+    sm_86, sm_89 or sm_120 (99 KiB), nor anything older."""
+    return capability in (8.0, 8.7) or 9.0 <= capability < 12.0
 
 
 def available() -> bool:
-    """True where the kernel can run: the default backend is CUDA, its first device has
-    compute capability >= 8.0, and Mosaic GPU imports."""
+    """True where the kernel can run: the default backend is CUDA, its first device
+    :func:`fits`, and Mosaic GPU imports."""
     if jax.default_backend() != "gpu":
         return False
     try:
@@ -45,7 +49,7 @@ def available() -> bool:
         from jax.experimental.mosaic import gpu as _  # noqa: F401
     except Exception:  # noqa: BLE001  (ROCm, an old jaxlib: the XLA path is used)
         return False
-    return cap >= MIN_CAPABILITY
+    return fits(cap)
 
 
 def _body(n_per_split: int):

@@ -141,7 +141,8 @@ METHOD_ENV = "GVC_CODEBOOK_METHOD"
 def default_method() -> str:
     """How scores are computed on the default backend (``$GVC_CODEBOOK_METHOD`` overrides):
 
-    * CUDA GPUs of compute capability >= 8.0: "mosaic", one hand-written kernel with the table in
+    * CUDA GPUs with 128 KiB of shared memory per block (A100, H100/H200, B200; see
+      :func:`gvc_jax.codebook.mosaic_scores.fits`): "mosaic", one hand-written kernel with the table in
       shared memory (:mod:`gvc_jax.codebook.mosaic_scores`; 40 ms against 81 ms for "fused" on an
       H200 at F=9, D=230,400, K=16,384);
     * other accelerators: "fused", generation and reduction in one XLA expression;
