@@ -201,6 +201,7 @@ def _scores_form(form: str):
     """Exact re-formulations of ``ops.scores`` (same atoms; float sums in another order) that
     differ only in how the Threefry words reach the table gather, to see which XLA fuses whole."""
     from gvc_jax.codebook import ops
+    from gvc_jax.codebook.threefry import threefry2x32
     U32 = jnp.uint32
     table = jnp.asarray(ops.TABLE_I16)
     unit = jnp.float32(2.0 ** -12)
@@ -221,31 +222,24 @@ def _scores_form(form: str):
         def one(start):
             k = start + jax.lax.broadcasted_iota(U32, (F, chunk, 1), 1)
             c = jax.lax.broadcasted_iota(U32, (F, chunk, nc), 2)
-            from gvc_jax.codebook.threefry import threefry2x32
             w0, w1 = threefry2x32(k0, k1, c, k, U32)
+
+            def word_sum(w, j):      # Σ_c over the two halves of word w (elements 4c+j, 4c+j+1)
+                return jnp.sum(look(w >> 16) * r4[:, None, :, j]
+                               + look(w & U32(0xFFFF)) * r4[:, None, :, j + 1], axis=2)
+
             if form == "sum4":
                 m = U32(0xFFFF)
                 t = (look(w0 >> 16) * r4[:, None, :, 0] + look(w0 & m) * r4[:, None, :, 1]
                      + look(w1 >> 16) * r4[:, None, :, 2] + look(w1 & m) * r4[:, None, :, 3])
                 return jnp.sum(t, axis=2)
-            if form == "split":
-                # each reduction reads one word: no multi-output producer between them
-                m = U32(0xFFFF)
-                sa = jnp.sum(look(w0 >> 16) * r4[:, None, :, 0] + look(w0 & m) * r4[:, None, :, 1],
-                             axis=2)
-                sb = jnp.sum(look(w1 >> 16) * r4[:, None, :, 2] + look(w1 & m) * r4[:, None, :, 3],
-                             axis=2)
-                return sa + sb
-            if form == "split_tf":
-                # as "split", with the Threefry DAG built twice (no shared subexpression to CSE)
-                m = U32(0xFFFF)
-                v0, _ = threefry2x32(k0, k1, c, k, U32)
-                _, v1 = threefry2x32(k0, k1, c + U32(0), k, U32)
-                sa = jnp.sum(look(v0 >> 16) * r4[:, None, :, 0] + look(v0 & m) * r4[:, None, :, 1],
-                             axis=2)
-                sb = jnp.sum(look(v1 >> 16) * r4[:, None, :, 2] + look(v1 & m) * r4[:, None, :, 3],
-                             axis=2)
-                return sa + sb
+            if form in ("split", "split_tf"):
+                # one reduction per word, so no multi-output producer feeds both; "split_tf"
+                # builds the Threefry graph twice (no shared subexpression to CSE)
+                if form == "split_tf":
+                    w0 = threefry2x32(k0, k1, c, k, U32)[0]
+                    w1 = threefry2x32(k0, k1, c + U32(0), k, U32)[1]
+                return word_sum(w0, 0) + word_sum(w1, 2)
             if form == "u64":
                 # one output word per counter: a single-output producer XLA can fuse into the
                 # reduction; the bitcast to u16[4] is one use of it (little-endian halves)

@@ -67,7 +67,7 @@ def run_case(a, case: str, work: str) -> dict:
     from gvc_jax.codec.params import CodecParams
     from gvc_jax.models.wan.dit import WanDiT
     from gvc_jax.models.wan.t2v import WanT2V
-    from gvc_jax.sampler.batched import decode_gops, encode_gops, mesh, replicate
+    from gvc_jax.sampler.batched import decode_gops, encode_gops, mesh
 
     st = _settings(a)
     cfg = get_config(st["config"])
@@ -113,7 +113,7 @@ def run_case(a, case: str, work: str) -> dict:
     ctx = np.zeros((cfg.text_len, cfg.text_dim), np.float32)
     n_tok = min(120, cfg.text_len)
     ctx[:n_tok] = rng.standard_normal((n_tok, cfg.text_dim))
-    cond = replicate({"context": jnp.asarray(ctx, jnp.bfloat16)}, devices)
+    cond = {"context": jnp.asarray(ctx, jnp.bfloat16)}   # encode_gops shards it with the GOPs
 
     def inputs(j):
         gops = _gops(j, b)

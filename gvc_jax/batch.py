@@ -154,7 +154,7 @@ class Job:
         self.batch_gops, self.progress, self.verify = batch_gops, progress, verify
         self.max_frames, self.devices = max_frames, devices
         self.state = replicate(model.state, devices)   # placed once for every batch
-        self.cond = replicate(model.cond, devices)
+        self.cond = model.cond          # encode_gops repeats it per GOP and shards it with them
         self.queues: dict[tuple, list] = {}             # latent shape -> [(video, gop, x0)]
         self.pending: dict[str, Video] = {}
         self.batches = 0

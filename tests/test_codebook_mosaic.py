@@ -15,7 +15,7 @@ import pytest
 from gvc_jax import codebook as cb
 from gvc_jax.codebook import mosaic_scores as ms
 from gvc_jax.codebook import ops
-from gvc_jax.codebook.threefry import threefry2x32
+from gvc_jax.codebook.reference import bits16_numpy
 
 
 def test_kernel_mlir_builds_and_verifies():
@@ -46,12 +46,10 @@ def _stand_in(F, k_pad, ncp, splits):
             keys, table, r = np.asarray(keys), np.asarray(table), np.asarray(r)
             out = np.zeros((splits, F, k_pad), np.float32)
             per = ncp // splits
-            k = np.arange(k_pad, dtype=np.uint32)[:, None]
             for f in range(F):
-                c = np.arange(ncp, dtype=np.uint32)[None, :]
-                w0, w1 = threefry2x32(keys[2 * f], keys[2 * f + 1], c, k, np.uint32)
-                h = np.stack([w0 >> 16, w0 & 0xFFFF, w1 >> 16, w1 & 0xFFFF], -1)
-                t = (table[h.astype(np.int64)].astype(np.float32) * r[f][None]).sum(-1)
+                h = bits16_numpy(keys[2 * f:2 * f + 2], np.arange(k_pad), ncp * 4)
+                t = (table[h.astype(np.int64)].astype(np.float32).reshape(k_pad, ncp, 4)
+                     * r[f][None]).sum(-1)
                 for s in range(splits):
                     out[s, f] = t[:, s * per:(s + 1) * per].sum(1)
             return out
@@ -111,7 +109,7 @@ def test_rcc_candidates_through_the_kernel_host_side(stand_in):
     from gvc_jax.codebook import candidates
     e = jax.random.normal(jax.random.key(2), (2, 200), jnp.float32)
     keys = jax.vmap(lambda f: candidates._key(5, 1, 2, f, 3))(jnp.arange(2, dtype=jnp.uint32))
-    got = ms._batched_scores(128, 32)(jnp.stack(keys, axis=1), e)[:, :128]
+    got = ms.scores_for_keys(jnp.stack(keys, axis=1), e, 128)[:, :128]
     want = candidates.scores(5, 1, 2, 3, e, 128, 64, method="matmul")
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5,
                                atol=1e-4 * float(jnp.abs(want).max()))

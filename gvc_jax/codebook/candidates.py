@@ -64,11 +64,9 @@ def scores(seed, gop, step, level, e_fd, n_cand: int, chunk: int, method: str | 
     method = ops.default_method() if method is None else method
     keys = jax.vmap(lambda f: _key(seed, gop, step, f, level))(jnp.arange(F, dtype=U32))
     if method == "mosaic":       # the same generation under other keys: the GPU kernel applies
-        from gvc_jax.codebook.mosaic_scores import _batched_scores
-        return lax.platform_dependent(
-            jnp.stack(keys, axis=1), e_fd,
-            cuda=lambda k2, e: _batched_scores(int(n_cand), 32)(k2, e)[:, :n_cand],
-            default=lambda k2, e: scores(seed, gop, step, level, e, n_cand, chunk, "fused"))
+        from gvc_jax.codebook.mosaic_scores import dispatch
+        return dispatch(jnp.stack(keys, axis=1), e_fd, n_cand, lambda e: scores(
+            seed, gop, step, level, e, n_cand, chunk, "fused"))
     nc = -(-D // 4)
     r = jnp.pad(e_fd.astype(jnp.float32), ((0, 0), (0, nc * 4 - D)))
 

@@ -164,12 +164,30 @@ def _batched_scores(K: int, splits: int):
     return run
 
 
-def scores_mosaic(seed, gop, step, r_fd, K: int, *, splits: int = 32):
-    """float32 scores [F, ⌈K/THREADS⌉·THREADS] like :func:`ops.scores` (columns >= K junk).
+SPLITS = 32
+
+
+def scores_for_keys(keys_f2, r_fd, K: int, *, splits: int = SPLITS):
+    """float32 scores [F, ⌈K/THREADS⌉·THREADS] of the atoms (or rcc candidates) of frame keys
+    ``keys_f2`` uint32 [F, 2] against r [F, D]; columns >= K are junk.
 
     ``splits``: counter ranges per atom (partial sums added afterwards). On an H200 (F=9,
     D=230,400, K=16,384) 8-32 take 39.6-40.5 ms; fewer, longer float32 sums drift further from
     the XLA path's (bench/results/h200/profile_codebook_mosaic.json)."""
+    return _batched_scores(int(K), int(splits))(keys_f2, r_fd)
+
+
+def scores_mosaic(seed, gop, step, r_fd, K: int, *, splits: int = SPLITS):
+    """:func:`scores_for_keys` under the atom keys of (seed, gop, step, frame = f)."""
     F, _ = r_fd.shape
     keys = jax.vmap(lambda f: ops._key(seed, gop, step, f))(jnp.arange(F, dtype=jnp.uint32))
-    return _batched_scores(int(K), int(splits))(jnp.stack(keys, axis=1), r_fd)
+    return scores_for_keys(jnp.stack(keys, axis=1), r_fd, K, splits=splits)
+
+
+def dispatch(keys_f2, r_fd, K: int, xla_scores):
+    """Scores [F, K]: the kernel where the computation is lowered for CUDA, ``xla_scores(r_fd)``
+    ([F, >= K]) on any other platform, e.g. a CPU device of a GPU host."""
+    return jax.lax.platform_dependent(
+        keys_f2, r_fd,
+        cuda=lambda k2, r: scores_for_keys(k2, r, K)[:, :K],
+        default=lambda k2, r: xla_scores(r)[:, :K])

@@ -107,18 +107,14 @@ def scores(seed, gop, step, r_fd, K: int, chunk: int, *, method: str = "fused",
 
     ``method`` "fused": multiply-and-reduce in one expression so XLA can fuse generation into the
     reduction; "matmul": materialise the chunk of atoms and use a matrix-vector product."""
-    if method == "mosaic":
-        # Chosen where the computation is lowered: the kernel on CUDA, "fused" on any other
-        # platform (a CPU device of a GPU host); both give [F, K].
-        from gvc_jax.codebook.mosaic_scores import scores_mosaic
-        return lax.platform_dependent(
-            seed, gop, step, r_fd,
-            cuda=lambda *a: scores_mosaic(*a, K)[:, :K],
-            default=lambda *a: scores(*a, K, chunk, method="fused", mode=mode)[:, :K])
     F, D = r_fd.shape
+    keys = jax.vmap(lambda f: _key(seed, gop, step, f))(jnp.arange(F, dtype=U32))  # ([F], [F])
+    if method == "mosaic":       # the kernel on CUDA, "fused" elsewhere; both give [F, K]
+        from gvc_jax.codebook.mosaic_scores import dispatch
+        return dispatch(jnp.stack(keys, axis=1), r_fd, K, lambda r: scores(
+            seed, gop, step, r, K, chunk, method="fused", mode=mode))
     nc = -(-D // 4)
     r = jnp.pad(r_fd.astype(jnp.float32), ((0, 0), (0, nc * 4 - D))).reshape(F, 1, nc, 4)
-    keys = jax.vmap(lambda f: _key(seed, gop, step, f))(jnp.arange(F, dtype=U32))  # ([F], [F])
     n_chunks = -(-K // chunk)
 
     def one(start):
