@@ -329,6 +329,12 @@ def main(argv=None) -> int:
         a.argv = argv
         fn = {"compress": cmd_compress, "decompress": cmd_decompress, "info": cmd_info,
               "eval": cmd_eval, "demo": cmd_demo, "batch": cli_batch.cmd_batch}[a.cmd]
+        if a.cmd in ("compress", "eval", "demo", "batch"):      # the commands that search
+            from gvc_jax.codebook import ops
+            try:
+                ops.forced_method()
+            except ValueError as e:
+                raise _Usage(str(e)) from None
         if threading.current_thread() is threading.main_thread():
             from gvc_jax.interrupt import run_interruptible
             return run_interruptible(lambda: fn(a))

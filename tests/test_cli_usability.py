@@ -70,6 +70,14 @@ def test_compress_errors(clip, capsys, tmp_path, args, code, needle):
     assert not (tmp_path / "x.avi").exists() and not (tmp_path / "x.gvc").exists()
 
 
+def test_bad_codebook_method_is_a_usage_error(clip, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("GVC_CODEBOOK_METHOD", "cuda")
+    rc, _, err = _gvc(capsys, "compress", clip / "rgb.npy", "-o", tmp_path / "x.gvc")
+    assert rc == 2 and "$GVC_CODEBOOK_METHOD='cuda' is not one of" in err, err
+    assert err.startswith("gvc: error:") and err.count("\n") == 1
+    assert not (tmp_path / "x.gvc").exists()
+
+
 def test_truncated_stream_error_names_the_file(clip, capsys, tmp_path):
     rc, _, err = _gvc(capsys, "compress", clip / "rgb.npy", "-o", tmp_path / "a.gvc",
                       "--steps", "2", "--sde-steps", "1", "--quiet")

@@ -134,6 +134,14 @@ METHODS = ("fused", "matmul", "mosaic")
 METHOD_ENV = "GVC_CODEBOOK_METHOD"
 
 
+def forced_method() -> str | None:
+    """``$GVC_CODEBOOK_METHOD`` if it is set; ValueError if it names no method."""
+    forced = os.environ.get(METHOD_ENV)
+    if forced and forced not in METHODS:
+        raise ValueError(f"${METHOD_ENV}={forced!r} is not one of {', '.join(METHODS)}")
+    return forced or None
+
+
 def default_method() -> str:
     """How scores are computed on the default backend (``$GVC_CODEBOOK_METHOD`` overrides):
 
@@ -144,10 +152,8 @@ def default_method() -> str:
     * other accelerators: "fused", generation and reduction in one XLA expression;
     * CPU: "matmul", about 1.5-2x faster than "fused" there (measured on 2 cores: ~60 vs ~110 M
       atom elements/s at F=4, D=49,152, K=1024)."""
-    forced = os.environ.get(METHOD_ENV)
+    forced = forced_method()
     if forced:
-        if forced not in METHODS:
-            raise ValueError(f"${METHOD_ENV}={forced!r} is not one of {', '.join(METHODS)}")
         return forced
     if jax.default_backend() == "cpu":
         return "matmul"
