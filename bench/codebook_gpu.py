@@ -131,6 +131,7 @@ def timings(tiny: bool, reps: int, quick: bool = False) -> dict:
         f = jax.jit(lambda st, r, chunk=chunk: cb.select_topm(3, 0, st, r, K, m, chunk=chunk))
         t, ts = _time(f, jnp.uint32(5), rx, reps=reps)
         rows.append(dict(what="select_topm", F=Fx, K=K, D=D, m=m,
+                         method=ops.forced_method() or ops.default_method(),
                          chunk=chunk or ops.auto_chunk(K, Fx, D), seconds=t, all=ts))
         print(rows[-1], flush=True)
     idx, sign = cb.select_topm(3, 0, 5, r, K, m)
