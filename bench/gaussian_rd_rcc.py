@@ -14,6 +14,9 @@ own rate, the output/prior variance ratio, and cost (CPU wall seconds after comp
 element draws per bit). The decoder is run too and must equal the encoder bit for bit.
 
     python bench/gaussian_rd_rcc.py --out bench/results/gaussian_rd_rcc.json
+    # shifted candidates, one 36-bit choice per step for all 8 (fitted prior: 4) frames (GPU)
+    python bench/gaussian_rd_rcc.py --family shift --group 8 --bits 36 --chunk 2048 \
+        --out bench/results/h200/gaussian_rd_rcc_shift_b36.json
 """
 from __future__ import annotations
 
@@ -153,20 +156,31 @@ def run_source(name, module, x0, var, mean, points, args) -> list[dict]:
                            tail_solver=args.tail_solver)
         acc = _quality(_topm_accurate(graphdef, state, x_T, idx, sign, args.seed, sspec, tail),
                        x0, var, mean, bits)
+        group = min(args.group, f)
         spec = rcc.plan(err_fn, bits, bits=args.bits, levels=args.levels, eta=args.eta,
-                        tail_steps=args.tail_steps, tail_solver=args.tail_solver,
-                        chunk=min(args.chunk, 1 << args.bits))
+                        group=group, family=args.family, tail_steps=args.tail_steps,
+                        tail_solver=args.tail_solver,
+                        chunk=min(args.chunk, 1 << args.bits) if args.family == "iid"
+                        else args.chunk)
+        n = group * d                                  # values per choice (a row)
         rb = rcc.rcc_bits(spec, x0.shape) // f
         (ch, ro), rc, re = _timed(rcc.rcc_encode_gop, graphdef, state, None, x_T, x0_j,
                                   args.seed, 0, spec=spec)
         rd, _, rdt = _timed(rcc.rcc_decode_gop, graphdef, state, None, x_T, ch, args.seed, 0,
                             spec=spec)
         r = _quality(ro, x0, var, mean, rb)
+        if args.family == "shift":     # bases of n values, the mask; docs/rcc.md §2
+            from gvc_jax.codebook.shifted import layout
+            n_p, _, nb = layout(spec.bits, n)
+            enc_draws = (nb + 1) * n_p / spec.bits
+            dec_draws = 2 * n_p / spec.bits
+        else:
+            enc_draws, dec_draws = (1 << spec.bits) * n / spec.bits, n / spec.bits
         r.update(steps=spec.n_steps, levels=spec.levels, bits=spec.bits, stop_t=spec.times[-1],
+                 family=spec.family, group=spec.group,
                  encode_s=re, decode_s=rdt, compile_s=rc, encode_s_per_bit=re / (rb * f),
                  decode_s_per_bit=rdt / (rb * f),
-                 encoder_draws_per_bit=(1 << spec.bits) * d / spec.bits,
-                 decoder_draws_per_bit=d / spec.bits,
+                 encoder_draws_per_bit=enc_draws, decoder_draws_per_bit=dec_draws,
                  decoder_exact=bool(np.array_equal(np.asarray(rd), np.asarray(ro))))
         row = {"source": name, "topm": topm, "topm_accurate_tail": acc, "rcc": r,
                "rcc_beats_topm": bool(r["mse"] < topm["mse"] and rb <= bits),
@@ -188,7 +202,11 @@ def main(argv=None):
     ap.add_argument("--eta", type=float, default=1.0)
     ap.add_argument("--tail-steps", type=int, default=16)
     ap.add_argument("--tail-solver", default="rk4", choices=rcc.SOLVERS)
-    ap.add_argument("--chunk", type=int, default=1024)
+    ap.add_argument("--chunk", type=int, default=1024,
+                    help="candidates (iid) or bases (shift) scored per pass")
+    ap.add_argument("--family", default="iid", choices=rcc.FAMILIES, help="rcc candidates")
+    ap.add_argument("--group", type=int, default=1,
+                    help="latent frames per rcc choice (capped at the source's frames)")
     ap.add_argument("--points-synth", default=POINTS_SYNTH)
     ap.add_argument("--points-prior", default=POINTS_PRIOR)
     ap.add_argument("--sources", default="power_law,harsh_7dec,fitted_prior")

@@ -103,7 +103,7 @@ def test_encode_decode_bit_exact_fitted_prior():
                     tail_steps=4)
     x_T = codebook.init_noise(9, 1, shape)
     ch, xo = rcc.rcc_encode_gop(gd, st, None, x_T, x0, 9, 1, spec=spec)
-    assert ch.shape == (spec.n_steps, 2, 2) and ch.dtype == jnp.int32
+    assert ch.shape == (spec.n_steps, 2, 2) and ch.dtype == jnp.uint32
     assert int(ch.min()) >= 0 and int(ch.max()) < 64
     data = rcc_payload.pack(np.asarray(ch), spec.bits)
     assert 8 * len(data) >= rcc.rcc_bits(spec, shape) > 8 * (len(data) - 1)

@@ -57,3 +57,21 @@ def test_batch_refuses_rcc(tmp_path, capsys):
                    "gaussian-fast", "--coding", "rcc", "--rcc-bits", "64"])
     err = capsys.readouterr().err
     assert rc == 2 and "top-M" in err and not (tmp_path / "out" / "a.gvc").exists()
+
+
+def test_rcc_stream_with_shifted_candidates_and_groups():
+    """``--rcc-candidates shift --rcc-group 2``: the header carries both, one choice serves the
+    2 latent frames, the payload is exactly rows x steps x bits, the decoder replays it."""
+    clip = _clip()
+    over = {**RCC, "rcc_choice_bits": 16, "rcc_candidates": "shift", "rcc_group": 2}
+    enc, rep = api.compress_video(clip, config="gaussian-fast", overrides=over)
+    codec = enc.header["codec"]
+    assert codec["rcc_candidates"] == "shift" and codec["rcc_group"] == 2
+    assert rep["index_bits_per_gop"] == [1 * (64 * 2 // 16) * 16]     # 1 row, 8 steps, 16 bits
+    assert rep["breakdown"]["indices"] == 128 // 8 + 4
+    frames, _, _ = api.decode_bytes(enc.data)
+    np.testing.assert_array_equal(frames, enc.recon)
+    with pytest.raises(UsageError, match="rcc_choice_bits"):
+        api.params_for("gaussian-fast", {**over, "rcc_candidates": "iid", "rcc_choice_bits": 24})
+    with pytest.raises(UsageError, match="rcc_group"):
+        api.params_for("gaussian-fast", {**over, "rcc_group": 0})

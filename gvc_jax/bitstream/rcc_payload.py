@@ -1,6 +1,7 @@
 """Packing of rcc choices into bits (docs/rcc.md §4).
 
-Choices are an int array [S, F, L] (step, latent frame, level), each in [0, 2^bits). They are
+Choices are an int array [S, R, L] (step, row, level), each in [0, 2^bits); a row is a latent
+frame, or a group of frames that share one choice. They are
 written MSB-first, ``bits`` bits each, in C order (step, then frame, then level), and the last byte
 is zero-padded. There is no side info: the size is exactly S * F * L * bits bits, known from the
 spec and the latent shape before coding (:func:`gvc_jax.sampler.rcc.rcc_bits`).
@@ -18,8 +19,8 @@ MAX_CELLS = 2 ** 28        # cap on S * F * L, checked before allocating
 
 
 def _check_shape(shape, bits: int) -> tuple[int, int, int]:
-    if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 32:
-        raise ValueError(f"bits must be an int in [1, 32], got {bits!r}")
+    if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 40:
+        raise ValueError(f"bits must be an int in [1, 40], got {bits!r}")
     if len(shape) != 3 or any(int(n) < 0 for n in shape):
         raise ValueError(f"choices shape must be [S, F, L] with sizes >= 0, got {tuple(shape)}")
     s, f, l = (int(n) for n in shape)
@@ -54,8 +55,8 @@ def pack(choices, bits: int) -> bytes:
 
 
 def unpack(data: bytes, shape, bits: int) -> np.ndarray:
-    """Inverse of :func:`pack`: int32 [S, F, L]. A payload of the wrong length or with non-zero
-    padding bits raises :class:`BitstreamError`."""
+    """Inverse of :func:`pack`: uint32 [S, R, L] (uint64 above 32 bits). A payload of the wrong
+    length or with non-zero padding bits raises :class:`BitstreamError`."""
     s, f, l = _check_shape(shape, bits)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BitstreamError("rcc payload: expected bytes")
@@ -66,6 +67,4 @@ def unpack(data: bytes, shape, bits: int) -> np.ndarray:
     out = np.fromiter((r.read(bits) for _ in range(s * f * l)), np.int64, count=s * f * l)
     if r.read(r.remaining_bits) != 0:
         raise BitstreamError("rcc payload: non-zero padding bits")
-    if bits > 31 and out.size and out.max() >= 2 ** 31:
-        raise BitstreamError("rcc payload: choice does not fit int32")
-    return out.astype(np.int32).reshape(s, f, l)
+    return out.astype(np.uint32 if bits <= 32 else np.uint64).reshape(s, f, l)

@@ -82,9 +82,8 @@ def index_bits_per_gop(header: dict, model: CodecModel, params: CodecParams) -> 
     parameters and the geometry."""
     geom = model.geometry
     if params.coding == "rcc":
-        return [geom.latent_frames(geom.coded_length(g["frames"])) * (
-            params.rcc_bits // params.rcc_choice_bits) * params.rcc_choice_bits
-            for g in header["gops"]]
+        return [params.rcc_payload_bits(geom.latent_frames(geom.coded_length(g["frames"])))
+                for g in header["gops"]]
     return [bs_indices.index_bits(params.sde_steps,
                                   params.m_per_frame(geom.latent_frames(geom.coded_length(
                                       g["frames"]))), params.K)

@@ -84,7 +84,7 @@ def _encode_payload(session: modes.Session, mode, gop: Gop, x0) -> bytes:
         spec = _rcc_spec(model, params, tuple(x0.shape))
         choices, _ = rcc.rcc_encode_gop(model.graphdef, model.dit_state(), cond, x_T, x0,
                                         params.seed, gop.index, spec=spec)
-        return rcc_payload.pack(np.asarray(choices), spec.bits)
+        return rcc_payload.pack(rcc.choices_to_ints(choices, spec), spec.bits)
     m = params.m_per_frame(model.geometry.latent_frames(gop.coded))
     idx, sign, _ = encode_gop(model.graphdef, model.dit_state(), cond, x_T, x0, params.seed,
                               gop.index, spec=params.spec(m))
@@ -108,8 +108,10 @@ def _decode_gop_latents(session: modes.Session, mode, gop: Gop, payload: bytes):
             spec = _rcc_spec(model, params, shape)
         except UsageError as e:          # a header the model cannot plan
             raise BitstreamError(f"unsupported rcc parameters in header: {e}") from None
-        choices = rcc_payload.unpack(payload, (spec.n_steps, shape[1], spec.levels), spec.bits)
-        return rcc.rcc_decode_gop(model.graphdef, model.dit_state(), cond, x_T, choices,
+        choices = rcc_payload.unpack(payload, (spec.n_steps, spec.n_rows(shape[1]), spec.levels),
+                                     spec.bits)
+        return rcc.rcc_decode_gop(model.graphdef, model.dit_state(), cond, x_T,
+                                  rcc.choices_from_ints(choices, spec),
                                   params.seed, gop.index, spec=spec)
     idx, sign = bs_indices.unpack_indices(payload, params.sde_steps, m, params.K)
     return decode_gop(model.graphdef, model.dit_state(), cond, x_T, idx, sign, params.seed,

@@ -60,6 +60,11 @@ class CodecParams:
                           "of rcc_choice_bits)", omit_default=True)
     rcc_choice_bits: int = _p(12, "rcc: bits per choice (2^b shared-seed candidates)",
                               omit_default=True)
+    rcc_candidates: str = _p("iid", "rcc: candidate family, iid normals or signed shifts of "
+                                    "shared bases (cheaper: one FFT per base; docs/rcc.md §2)",
+                             choices=("iid", "shift"), omit_default=True)
+    rcc_group: int = _p(1, "rcc: latent frames that share one choice (larger choices at the "
+                           "same bits per frame; docs/rcc.md §3)", omit_default=True)
     anchor_codec: str = _p("", "image codec of the anchor frames, NAME[:SETTING] (I2V/FLF2V; "
                                "default: the preset's)", header=False)
     dtype: str = _p("float32", "compute dtype of the velocity model (the decoder uses the same)",
@@ -81,9 +86,18 @@ class CodecParams:
 
         try:
             return rcc.plan(err_fn, self.rcc_bits, bits=self.rcc_choice_bits, levels=1,
-                            chunk=min(4096, 1 << self.rcc_choice_bits))
+                            group=self.rcc_group, family=self.rcc_candidates,
+                            chunk=(min(4096, 1 << self.rcc_choice_bits)
+                                   if self.rcc_candidates == "iid" else 64))
         except ValueError as e:
             raise UsageError(f"rcc: {e}") from None
+
+    def rcc_payload_bits(self, n_latent: int) -> int:
+        """rcc's payload bits of a GOP of ``n_latent`` latent frames: ceil(F / group) rows x
+        S steps x ``rcc_choice_bits``, S = rcc_bits * group // rcc_choice_bits (docs/rcc.md §3)."""
+        rows = -(-n_latent // self.rcc_group)
+        return rows * (self.rcc_bits * self.rcc_group // self.rcc_choice_bits) * \
+            self.rcc_choice_bits
 
     def spec(self, m_per_frame: tuple[int, ...]) -> SamplerSpec:
         return SamplerSpec(n_steps=self.steps, sde_steps=self.sde_steps, g_scale=self.g_scale,
@@ -149,11 +163,16 @@ class CodecParams:
                              f"{self.M_tail}")
         if not 0 <= self.residual_step <= 1e3:
             raise UsageError(f"residual_step must lie in [0, 1000], got {self.residual_step}")
-        if self.coding == "rcc" and not 1 <= self.rcc_choice_bits <= 20:
-            raise UsageError(f"rcc_choice_bits must lie in [1, 20], got {self.rcc_choice_bits}")
-        if self.coding == "rcc" and not self.rcc_choice_bits <= self.rcc_bits <= 10 ** 6:
-            raise UsageError(f"--coding rcc needs rcc_bits in [rcc_choice_bits, 10^6] (bits per "
-                             f"latent frame), got {self.rcc_bits}")
+        top = 20 if self.rcc_candidates == "iid" else 40
+        if self.coding == "rcc" and not 1 <= self.rcc_choice_bits <= top:
+            raise UsageError(f"rcc_choice_bits must lie in [1, {top}] with "
+                             f"{self.rcc_candidates} candidates, got {self.rcc_choice_bits}")
+        if self.coding == "rcc" and not 1 <= self.rcc_group <= 64:
+            raise UsageError(f"rcc_group must lie in [1, 64], got {self.rcc_group}")
+        if self.coding == "rcc" and not (self.rcc_choice_bits <= self.rcc_bits * self.rcc_group
+                                         and self.rcc_bits <= 10 ** 6):
+            raise UsageError(f"--coding rcc needs rcc_bits in [rcc_choice_bits / rcc_group, "
+                             f"10^6] (bits per latent frame), got {self.rcc_bits}")
         if not 1 <= self.steps <= 1000 or not 0 <= self.sde_steps <= self.steps:
             raise UsageError(f"need 1 <= steps <= 1000 and 0 <= sde_steps <= steps, "
                              f"got steps={self.steps}, sde_steps={self.sde_steps}")

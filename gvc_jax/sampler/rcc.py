@@ -24,10 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from gvc_jax.codebook import candidates as cand
+from gvc_jax.codebook import shifted
 from gvc_jax.sampler.scan import _from_fd, _to_fd, _velocity
 
 SOLVERS = ("euler", "heun", "rk4")
-MAX_BITS = 24
+FAMILIES = ("iid", "shift")
+MAX_BITS = {"iid": 24, "shift": shifted.MAX_BITS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +39,11 @@ class RccSpec:
     ``times``: communicating grid t_0 = 1 > t_1 > ... > t_S > 0 (float32 values); ``levels``:
     choices per frame and step; ``bits``: bits per choice (2^bits candidates); the ODE tail takes
     ``tail_steps`` intervals from t_S to 0 with ``tail_solver``, uniform in log-SNR up to
-    ``lam_max`` then one Euler step to t = 0; ``chunk``: candidates scored per pass (encoder)."""
+    ``lam_max`` then one Euler step to t = 0; ``chunk``: candidates (``iid``) or bases
+    (``shift``) scored per pass (encoder). ``family``: the candidates, i.i.d. normals
+    (:mod:`gvc_jax.codebook.candidates`) or signed shifts of shared bases
+    (:mod:`gvc_jax.codebook.shifted`); ``group``: latent frames per choice, laid end to end
+    (a last, partial group is padded with frames that are dropped)."""
     times: tuple[float, ...]
     levels: int = 1
     bits: int = 16
@@ -45,6 +51,8 @@ class RccSpec:
     tail_solver: str = "rk4"
     lam_max: float = 12.0
     chunk: int = 4096
+    family: str = "iid"
+    group: int = 1
 
     def __post_init__(self):
         t = np.asarray(self.times, np.float64)
@@ -52,8 +60,13 @@ class RccSpec:
             raise ValueError(f"times must decrease from 1.0 to a last time > 0, got {self.times}")
         if not np.array_equal(t.astype(np.float32).astype(np.float64), t):
             raise ValueError("times must be float32 values (round them with np.float32)")
-        if not 1 <= self.bits <= MAX_BITS:
-            raise ValueError(f"bits must lie in [1, {MAX_BITS}], got {self.bits}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
+        if not 1 <= self.bits <= MAX_BITS[self.family]:
+            raise ValueError(f"bits must lie in [1, {MAX_BITS[self.family]}] for "
+                             f"{self.family} candidates, got {self.bits}")
+        if not 1 <= self.group <= 4096:
+            raise ValueError(f"group must lie in [1, 4096], got {self.group}")
         if not 1 <= self.levels <= 64:
             raise ValueError(f"levels must lie in [1, 64], got {self.levels}")
         if self.tail_solver not in SOLVERS:
@@ -71,6 +84,10 @@ class RccSpec:
     @property
     def n_cand(self) -> int:
         return 1 << self.bits
+
+    def n_rows(self, n_frames: int) -> int:
+        """Choices per step and level for ``n_frames`` latent frames: ceil(F / group)."""
+        return -(-int(n_frames) // self.group)
 
     def step_table(self) -> np.ndarray:
         """float32 [S, 5] rows (t, s, A, B, sqrt v) computed in float64 on the host."""
@@ -98,8 +115,9 @@ def step_coefs(t: float, s: float) -> tuple[float, float, float]:
 
 
 def rcc_bits(spec: RccSpec, shape_cthw) -> int:
-    """Exact payload bits of one GOP: F latent frames x S steps x L choices x ``bits``; no side info."""
-    return int(shape_cthw[1]) * spec.n_steps * spec.levels * spec.bits
+    """Exact payload bits of one GOP: ceil(F / group) rows x S steps x L choices x ``bits``; no
+    side info."""
+    return spec.n_rows(shape_cthw[1]) * spec.n_steps * spec.levels * spec.bits
 
 
 # ---- planning (host) -----------------------------------------------------------------------
@@ -112,21 +130,24 @@ def gaussian_error_fn(variances, counts=None) -> Callable[[float], float]:
 
 
 def plan(err_fn: Callable[[float], float], bits_per_frame: int, *, bits: int = 16,
-         levels: int = 1, eta: float = 1.0, **kw) -> RccSpec:
+         levels: int = 1, eta: float = 1.0, group: int = 1, **kw) -> RccSpec:
     """RccSpec for a rate of ``bits_per_frame`` (rounded down to whole choices), docs/rcc.md §3.
 
     ``err_fn(t)`` is the model's expected per-frame denoising error (for the Gaussian prior
-    :func:`gaussian_error_fn`; for another model a calibrated curve). Steps are placed one after
-    another so each step's expected KL A^2 err(t) / (2v) equals ``eta`` x its ``levels * bits``
-    bits; the last time reached is the stop time. Extra keywords go to :class:`RccSpec`."""
-    n_steps = int(bits_per_frame) // (bits * levels)
+    :func:`gaussian_error_fn`; for another model a calibrated curve). A choice serves ``group``
+    frames, so a step costs ``levels * bits / group`` bits per frame. Steps are placed one after
+    another so each step's expected KL A^2 group err(t) / (2v) equals ``eta`` x its
+    ``levels * bits`` bits; the last time reached is the stop time. Extra keywords go to
+    :class:`RccSpec`."""
+    n_steps = int(bits_per_frame) * int(group) // (bits * levels)
     if n_steps < 1:
-        raise ValueError(f"{bits_per_frame} bits per frame is less than one step ({bits * levels})")
+        raise ValueError(f"{bits_per_frame} bits per frame is less than one step "
+                         f"({bits * levels} bits for {group} frame(s))")
     goal = eta * levels * bits * math.log(2.0)
     times = [1.0]
     for _ in range(n_steps):
         t = times[-1]
-        e = err_fn(t)
+        e = group * err_fn(t)
         lo, hi = 0.0, t
         for _ in range(100):
             mid = 0.5 * (lo + hi)
@@ -141,7 +162,7 @@ def plan(err_fn: Callable[[float], float], bits_per_frame: int, *, bits: int = 1
         if not 0.0 < s < t:
             raise ValueError(f"cannot place step {len(times)}: rate too high for this model")
         times.append(s)
-    return RccSpec(times=tuple(times), levels=levels, bits=bits, **kw)
+    return RccSpec(times=tuple(times), levels=levels, bits=bits, group=group, **kw)
 
 
 # ---- traced pieces -------------------------------------------------------------------------
@@ -169,14 +190,43 @@ def ode_tail(velocity, x, spec: RccSpec):
     return x - t * velocity(x, t)                       # last interval: Euler to t = 0
 
 
-def _noise_fd(seed, gop, k, idx_fl, spec: RccSpec, d: int):
-    """z [F, D] = sum_j candidate(k, f, j, idx[f, j]) / sqrt(L); the sum is exact (table grid)."""
-    z = cand.chosen(seed, gop, k, 0, idx_fl[:, 0], d)
+def _rows(x_fd, group: int):
+    """[F, D] -> [ceil(F / group), group * D]: each row a group of frames end to end, the last
+    padded with zero frames."""
+    f, d = x_fd.shape
+    pad = -(-f // group) * group - f
+    return jnp.pad(x_fd, ((0, pad), (0, 0))).reshape(-1, group * d)
+
+
+def _chosen(seed, gop, k, level, idx_r, n: int, spec: RccSpec):
+    if spec.family == "shift":
+        return shifted.chosen(seed, gop, k, level, idx_r, n, spec.bits)
+    return cand.chosen(seed, gop, k, level, idx_r, n)
+
+
+def choices_to_ints(choices, spec: RccSpec) -> np.ndarray:
+    """The encoder's choices (``shift``: (hi, lo) words [S, R, L, 2]) as integers uint64
+    [S, R, L] for :func:`gvc_jax.bitstream.rcc_payload.pack` (host)."""
+    c = np.asarray(choices)
+    return shifted.words_to_int(c) if spec.family == "shift" else c.astype(np.uint64)
+
+
+def choices_from_ints(ints, spec: RccSpec) -> np.ndarray:
+    """Inverse of :func:`choices_to_ints`: what :func:`rcc_decode_gop` takes (host)."""
+    v = np.asarray(ints)
+    return shifted.int_to_words(v) if spec.family == "shift" else v.astype(np.uint32)
+
+
+def _noise_fd(seed, gop, k, idx_rl, spec: RccSpec, f: int, d: int):
+    """z [F, D] from the rows' sum_j candidate(k, row, j, idx[row, j]) / sqrt(L); the sum is
+    exact (table grid, signs)."""
+    n = spec.group * d
+    z = _chosen(seed, gop, k, 0, idx_rl[:, 0], n, spec)
     for j in range(1, spec.levels):
-        z = z + cand.chosen(seed, gop, k, j, idx_fl[:, j], d)
+        z = z + _chosen(seed, gop, k, j, idx_rl[:, j], n, spec)
     if spec.levels > 1:
         z = z * jnp.float32(1.0 / math.sqrt(spec.levels))
-    return z
+    return z.reshape(-1, d)[:f]
 
 
 def _step(velocity, x, row):
@@ -186,24 +236,32 @@ def _step(velocity, x, row):
 
 
 def _pick(seed, gop, k, r_fd, sv, spec: RccSpec):
-    """Greedy choices [F, L]: each level's projection brings the running sum toward the goal."""
-    nrm = jnp.sqrt(jnp.sum(r_fd * r_fd, axis=1))
-    e_fd = r_fd / jnp.maximum(nrm, jnp.float32(1e-30))[:, None]
+    """Greedy choices uint32 [rows, L] (``shift``: [rows, L, 2] index words): each level's
+    projection brings the running sum toward the goal, per row (a group of frames)."""
+    r_rn = _rows(r_fd, spec.group)
+    nrm = jnp.sqrt(jnp.sum(r_rn * r_rn, axis=1))
+    e_rn = r_rn / jnp.maximum(nrm, jnp.float32(1e-30))[:, None]
     goal = nrm / sv * jnp.float32(math.sqrt(spec.levels))
     acc = jnp.zeros_like(goal)
     idx = []
     for j in range(spec.levels):
-        p = cand.scores(seed, gop, k, j, e_fd, spec.n_cand, min(spec.chunk, spec.n_cand))
         want = (goal - acc) / jnp.float32(spec.levels - j)
-        i = jnp.argmin(jnp.abs(p - want[:, None]), axis=1).astype(jnp.int32)
-        acc = acc + jnp.take_along_axis(p, i[:, None], axis=1)[:, 0]
-        idx.append(i)
+        if spec.family == "shift":
+            i, p_i = shifted.search(seed, gop, k, j, e_rn, want, spec.bits, spec.chunk)
+        else:
+            p = cand.scores(seed, gop, k, j, e_rn, spec.n_cand, min(spec.chunk, spec.n_cand))
+            i = jnp.argmin(jnp.abs(p - want[:, None]), axis=1)
+            p_i = jnp.take_along_axis(p, i[:, None], axis=1)[:, 0]
+        acc = acc + p_i
+        idx.append(i.astype(jnp.uint32))
     return jnp.stack(idx, axis=1)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "spec"))
 def rcc_encode_gop(graphdef, state, cond, x_T, x0_target, seed, gop, *, spec: RccSpec):
-    """Encodes one GOP: returns (choices int32 [S, F, L], x0_out [C, F, H, W]) (docs/rcc.md §2)."""
+    """Encodes one GOP: returns (choices uint32 [S, rows, L], x0_out [C, F, H, W]), rows =
+    ceil(F / group); ``shift`` choices are (hi, lo) index words [S, rows, L, 2]
+    (:func:`choices_to_ints`; docs/rcc.md §2)."""
     velocity = _velocity(graphdef, state, cond)
     table = jnp.asarray(spec.step_table())
     shape = x_T.shape
@@ -215,7 +273,7 @@ def rcc_encode_gop(graphdef, state, cond, x_T, x0_target, seed, gop, *, spec: Rc
         x0h, a, b, sv = _step(velocity, x, table[k])
         r_fd = _to_fd(a * (x0_target - x0h))
         idx = _pick(seed, gop, k, r_fd, sv, spec)
-        z = _from_fd(_noise_fd(seed, gop, k, idx, spec, d), shape)
+        z = _from_fd(_noise_fd(seed, gop, k, idx, spec, shape[1], d), shape)
         return a * x0h + b * x + sv * z, idx
 
     x, choices = jax.lax.scan(body, x_T, jnp.arange(spec.n_steps, dtype=jnp.uint32))
@@ -224,7 +282,8 @@ def rcc_encode_gop(graphdef, state, cond, x_T, x0_target, seed, gop, *, spec: Rc
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "spec"))
 def rcc_decode_gop(graphdef, state, cond, x_T, choices, seed, gop, *, spec: RccSpec):
-    """Replays one GOP from choices [S, F, L]; generates only the chosen candidates."""
+    """Replays one GOP from choices [S, rows, L] (``shift``: [S, rows, L, 2] words,
+    :func:`choices_from_ints`); generates only the chosen candidates."""
     velocity = _velocity(graphdef, state, cond)
     table = jnp.asarray(spec.step_table())
     shape = x_T.shape
@@ -235,9 +294,9 @@ def rcc_decode_gop(graphdef, state, cond, x_T, choices, seed, gop, *, spec: RccS
     def body(x, inputs):
         k, idx = inputs
         x0h, a, b, sv = _step(velocity, x, table[k])
-        z = _from_fd(_noise_fd(seed, gop, k, idx, spec, d), shape)
+        z = _from_fd(_noise_fd(seed, gop, k, idx, spec, shape[1], d), shape)
         return a * x0h + b * x + sv * z, None
 
     steps = jnp.arange(spec.n_steps, dtype=jnp.uint32)
-    x, _ = jax.lax.scan(body, x_T, (steps, jnp.asarray(choices, jnp.int32)))
+    x, _ = jax.lax.scan(body, x_T, (steps, jnp.asarray(choices).astype(jnp.uint32)))
     return ode_tail(velocity, x, spec)
