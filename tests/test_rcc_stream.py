@@ -75,3 +75,19 @@ def test_rcc_stream_with_shifted_candidates_and_groups():
         api.params_for("gaussian-fast", {**over, "rcc_candidates": "iid", "rcc_choice_bits": 24})
     with pytest.raises(UsageError, match="rcc_group"):
         api.params_for("gaussian-fast", {**over, "rcc_group": 0})
+
+
+def test_rcc_shift_layout_too_large_is_a_usage_error():
+    """40-bit shifted choices over rows too short for 2^31 bases: a one-line usage error before
+    any search (the decoder turns it into a bitstream error)."""
+    from types import SimpleNamespace
+
+    from gvc_jax.codec import core
+    from gvc_jax.sampler.rcc import gaussian_error_fn
+
+    model = SimpleNamespace(name="toy", error_fn=lambda shape: gaussian_error_fn(np.ones(64)))
+    over = {**RCC, "rcc_choice_bits": 40, "rcc_candidates": "shift", "rcc_bits": 40}
+    params = api.params_for("gaussian-fast", over)[2]
+    with pytest.raises(UsageError, match="bases"):
+        core._rcc_spec(model, params, (16, 2, 2, 2))            # rows of 64 values
+    assert core._rcc_spec(model, params, (64, 2, 4, 4)).bits == 40    # rows of 1024: fine

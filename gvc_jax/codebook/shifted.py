@@ -33,6 +33,7 @@ U32 = jnp.uint32
 SHIFT_TAG = 0x53484600        # "SHF\0": first counter word of the row key
 MASK_INDEX = 0xFFFFFFFF       # the atom whose signs are the mask (never a base: j < 2^31 / n)
 MAX_BITS = 40
+CHUNK_BYTES = 2 << 30         # cap on one pass of the encoder's search
 
 
 def row_key(seed, gop, step, row, level, uint32):
@@ -93,13 +94,15 @@ def search(seed, gop, step, level, e_rn, want_r, bits: int, bases_per_chunk: int
     """Per row, the candidate whose projection on e_r is nearest want_r.
 
     Returns (indices uint32 [R, 2] as (hi, lo) words, projections float32 [R]). Bases are drawn
-    and correlated ``bases_per_chunk`` at a time; ties keep the lowest index. Encoder only: the
+    and correlated ``bases_per_chunk`` at a time (fewer if a pass would exceed
+    ``CHUNK_BYTES``); ties keep the lowest index. Encoder only: the
     FFT's float32 projections are not bit-exact across backends, and the decoder never
     recomputes them."""
     R, n = e_rn.shape
     n_p, c, nb = layout(bits, n)
     shifts = min(n_p, 1 << (bits - 1))           # shifts k in use per base
-    chunk = max(1, min(int(bases_per_chunk), nb))
+    # ~32 bytes per value and pass (base, spectrum, products, distances): at most ~2 GiB
+    chunk = max(1, min(int(bases_per_chunk), nb, CHUNK_BYTES // (32 * R * n_p)))
     n_chunks = -(-nb // chunk)
     keys = _keys(seed, gop, step, level, R)
     e_p = jnp.pad(e_rn.astype(jnp.float32), ((0, 0), (0, n_p - n)))

@@ -69,7 +69,15 @@ def _rcc_spec(model: CodecModel, params: CodecParams, shape):
     if model.error_fn is None:
         raise UsageError(f"--coding rcc needs a model with a known denoising-error curve; "
                          f"{model.name!r} has none (the gaussian prior has)")
-    return params.rcc_spec(model.error_fn(shape))
+    spec = params.rcc_spec(model.error_fn(shape))
+    if spec.family == "shift":
+        from gvc_jax.codebook import shifted
+
+        try:
+            shifted.layout(spec.bits, spec.group * shape[0] * shape[2] * shape[3])
+        except ValueError as e:
+            raise UsageError(f"rcc: {e}") from None
+    return spec
 
 
 def _encode_payload(session: modes.Session, mode, gop: Gop, x0) -> bytes:
