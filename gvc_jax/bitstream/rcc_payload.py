@@ -1,10 +1,10 @@
 """Packing of rcc choices into bits (docs/rcc.md §4).
 
 Choices are an int array [S, R, L] (step, row, level), each in [0, 2^bits); a row is a latent
-frame, or a group of frames that share one choice. They are
-written MSB-first, ``bits`` bits each, in C order (step, then frame, then level), and the last byte
-is zero-padded. There is no side info: the size is exactly S * F * L * bits bits, known from the
-spec and the latent shape before coding (:func:`gvc_jax.sampler.rcc.rcc_bits`).
+frame, or a group of frames that share one choice. They are written MSB-first, ``bits`` bits
+each (1-40), in C order (step, then row, then level), and the last byte is zero-padded. There is
+no side info: the size is exactly S * R * L * bits bits, known from the spec and the latent
+shape before coding (:func:`gvc_jax.sampler.rcc.rcc_bits`).
 """
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from gvc_jax.bitstream.errors import BitstreamError
 
 __all__ = ["payload_bits", "payload_bytes", "pack", "unpack", "MAX_CELLS"]
 
-MAX_CELLS = 2 ** 28        # cap on S * F * L, checked before allocating
+MAX_CELLS = 2 ** 28        # cap on S * R * L, checked before allocating
 
 
 def _check_shape(shape, bits: int) -> tuple[int, int, int]:
     if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 40:
         raise ValueError(f"bits must be an int in [1, 40], got {bits!r}")
     if len(shape) != 3 or any(int(n) < 0 for n in shape):
-        raise ValueError(f"choices shape must be [S, F, L] with sizes >= 0, got {tuple(shape)}")
+        raise ValueError(f"choices shape must be [S, R, L] with sizes >= 0, got {tuple(shape)}")
     s, f, l = (int(n) for n in shape)
     if s * f * l > MAX_CELLS:
         raise ValueError(f"{s} x {f} x {l} choices exceed the limit {MAX_CELLS}")
@@ -30,7 +30,7 @@ def _check_shape(shape, bits: int) -> tuple[int, int, int]:
 
 
 def payload_bits(shape, bits: int) -> int:
-    """Exact payload size in bits: S * F * L * bits."""
+    """Exact payload size in bits: S * R * L * bits."""
     s, f, l = _check_shape(shape, bits)
     return s * f * l * int(bits)
 
@@ -40,7 +40,7 @@ def payload_bytes(shape, bits: int) -> int:
 
 
 def pack(choices, bits: int) -> bytes:
-    """Packs integer choices [S, F, L] (each in [0, 2^bits)) into ``payload_bytes`` bytes."""
+    """Packs integer choices [S, R, L] (each in [0, 2^bits)) into ``payload_bytes`` bytes."""
     c = np.asarray(choices)
     _check_shape(c.shape if c.ndim == 3 else (-1,), bits)
     if not np.issubdtype(c.dtype, np.integer):

@@ -31,7 +31,7 @@ from gvc_jax.codebook.threefry import address_key, threefry2x32
 
 U32 = jnp.uint32
 SHIFT_TAG = 0x53484600        # "SHF\0": first counter word of the row key
-MASK_INDEX = 0xFFFFFFFF       # the atom whose signs are the mask (never a base: j < 2^31 / n)
+MASK_INDEX = 0xFFFFFFFF       # the atom whose signs are the mask (never a base: j < 2^31)
 MAX_BITS = 40
 CHUNK_BYTES = 2 << 30         # cap on one pass of the encoder's search
 
