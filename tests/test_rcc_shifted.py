@@ -39,7 +39,7 @@ def test_chosen_bit_exact_vs_numpy(addr):
         shifted.layout(40, 128)                # 2^32 bases of 128-value shifts: too many
 
 
-@pytest.mark.parametrize("bits,n,chunk", [(9, 96, 2), (6, 40, 8), (12, 512, 3)])
+@pytest.mark.parametrize("bits,n,chunk", [(9, 96, 2), (6, 40, 8), (11, 256, 3)])
 def test_search_finds_the_nearest_projection(bits, n, chunk):
     rng = np.random.default_rng(bits)
     e = rng.standard_normal((3, n)).astype(np.float32)
