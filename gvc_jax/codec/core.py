@@ -68,7 +68,7 @@ def _rcc_spec(model: CodecModel, params: CodecParams, shape):
     """rcc's spec for a GOP of latent ``shape``: both sides plan it from the model."""
     if model.error_fn is None:
         raise UsageError(f"--coding rcc needs a model with a known denoising-error curve; "
-                         f"{model.name!r} has none (the gaussian prior has)")
+                         f"{model.name!r} has none (the gaussian prior and Wan have)")
     spec = params.rcc_spec(model.error_fn(shape))
     if spec.family == "shift":
         from gvc_jax.codebook import shifted

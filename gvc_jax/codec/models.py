@@ -180,8 +180,20 @@ def _wan(name: str):
                           encode=vae.encode, decode=vae.decode_uint8, geometry=got.geometry,
                           cond=got.cond, prompt=prompt, text_conditioned=True,
                           dtype=params.dtype, autoencoder=vae, conditioner=got.conditioner,
+                          error_fn=unit_variance_error_fn,
                           info={"parts": got.parts, **got.info}, placement=placement)
     return load
+
+
+def unit_variance_error_fn(shape_cthw):
+    """rcc's planning curve for a model without a calibrated one (docs/rcc.md, "As a stream
+    coding"): the linear estimator's error of unit-variance latents, C H W t^2/((1-t)^2 + t^2)
+    per frame. The Wan VAE normalises its latents per channel, and for any source of unit
+    variance this bounds the ideal denoiser's error from above."""
+    from gvc_jax.sampler.rcc import gaussian_error_fn
+
+    c, _, h, w = shape_cthw
+    return gaussian_error_fn([1.0], counts=[c * h * w])
 
 
 _LOADERS: dict[str, Callable[..., CodecModel]] = {"gaussian": _gaussian,
