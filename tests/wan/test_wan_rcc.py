@@ -10,6 +10,7 @@ import pytest
 
 from gvc_jax import cli
 from gvc_jax.codec.models import unit_variance_error_fn
+from tests.wan.folders_image import wan_flf2v_official, wan_i2v_official  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +48,21 @@ def test_wan_rcc_round_trip(wan_official_folder, cache, tmp_path, capsys):
                       "--weights", wan_official_folder, "--cache-dir", cache)
     assert rc == 0, err
     np.testing.assert_array_equal(np.load(tmp_path / "dec.npy"), np.load(tmp_path / "recon.npy"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["i2v", "flf2v"])
+def test_wan_image_modes_rcc_round_trip(kind, cache, tmp_path, capsys, request):
+    """I2V (anchor, GOP chain, tail residual) and FLF2V under rcc: decoder == --recon."""
+    folder = request.getfixturevalue(f"wan_{kind}_official")
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "s.npy", rng.integers(0, 256, (10, 16, 16, 3)).astype(np.uint8))
+    rc, _, err = _gvc(capsys, "compress", tmp_path / "s.npy", "-o", tmp_path / "a.gvc",
+                      "--weights", folder, "--cache-dir", cache, "--recon", tmp_path / "r.npy",
+                      "--gop-frames", "5", "--anchor-codec", "jxl:1", "--coding", "rcc",
+                      "--rcc-bits", "16", "--rcc-choice-bits", "8")
+    assert rc == 0, err
+    rc, _, err = _gvc(capsys, "decompress", tmp_path / "a.gvc", "-o", tmp_path / "d.npy",
+                      "--weights", folder, "--cache-dir", cache)
+    assert rc == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "d.npy"), np.load(tmp_path / "r.npy"))
