@@ -26,7 +26,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -43,14 +42,7 @@ def log(*a):
     print(f"[{time.strftime('%H:%M:%S')}]", *a, flush=True)
 
 
-def timed(fn, *args, reps: int):
-    jax.block_until_ready(fn(*args))
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), [round(t, 6) for t in ts]
+from bench.codebook_gpu import _time as timed  # noqa: E402  (median seconds, all times)
 
 
 # ------------------------------------------------------------------ trace summary

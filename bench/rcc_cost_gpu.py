@@ -14,26 +14,26 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
-import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
-from gvc_jax.bitstream.indices import index_bits
-from gvc_jax.codebook import candidates as cand
-from gvc_jax.codebook import ops, shifted
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bench.codebook_gpu import _time as _time_all  # noqa: E402
+from gvc_jax.bitstream.indices import index_bits  # noqa: E402
+from gvc_jax.codebook import candidates as cand  # noqa: E402
+from gvc_jax.codebook import ops, shifted  # noqa: E402
 
 
-def _time(fn, *args, reps: int):
-    jax.block_until_ready(fn(*args))
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
+def _time(fn, *args, reps: int) -> float:
+    """Median seconds of ``fn(*args)`` after one warm-up call (bench/codebook_gpu.py)."""
+    return _time_all(fn, *args, reps=reps)[0]
 
 
 def main(argv=None):

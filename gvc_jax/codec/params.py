@@ -95,8 +95,10 @@ class CodecParams:
     def rcc_payload_bits(self, n_latent: int) -> int:
         """rcc's payload bits of a GOP of ``n_latent`` latent frames: ceil(F / group) rows x
         S steps x ``rcc_choice_bits``, S = rcc_bits * group // rcc_choice_bits (docs/rcc.md §3)."""
+        from gvc_jax.sampler.rcc import steps_for
+
         rows = -(-n_latent // self.rcc_group)
-        return rows * (self.rcc_bits * self.rcc_group // self.rcc_choice_bits) * \
+        return rows * steps_for(self.rcc_bits, self.rcc_choice_bits, 1, self.rcc_group) * \
             self.rcc_choice_bits
 
     def spec(self, m_per_frame: tuple[int, ...]) -> SamplerSpec:

@@ -129,6 +129,12 @@ def gaussian_error_fn(variances, counts=None) -> Callable[[float], float]:
     return lambda t: float(np.sum(n * v * t * t / ((1.0 - t) ** 2 * v + t * t)))
 
 
+def steps_for(bits_per_frame: int, bits: int, levels: int = 1, group: int = 1) -> int:
+    """Communicating steps S of a rate of ``bits_per_frame``: whole steps of ``levels * bits``
+    bits for ``group`` frames, floor(G N / (L b)) (docs/rcc.md §3)."""
+    return int(bits_per_frame) * int(group) // (bits * levels)
+
+
 def plan(err_fn: Callable[[float], float], bits_per_frame: int, *, bits: int = 16,
          levels: int = 1, eta: float = 1.0, group: int = 1, **kw) -> RccSpec:
     """RccSpec for a rate of ``bits_per_frame`` (rounded down to whole choices), docs/rcc.md §3.
@@ -139,7 +145,7 @@ def plan(err_fn: Callable[[float], float], bits_per_frame: int, *, bits: int = 1
     another so each step's expected KL A^2 group err(t) / (2v) equals ``eta`` x its
     ``levels * bits`` bits; the last time reached is the stop time. Extra keywords go to
     :class:`RccSpec`."""
-    n_steps = int(bits_per_frame) * int(group) // (bits * levels)
+    n_steps = steps_for(bits_per_frame, bits, levels, group)
     if n_steps < 1:
         raise ValueError(f"{bits_per_frame} bits per frame is less than one step "
                          f"({bits * levels} bits for {group} frame(s))")
