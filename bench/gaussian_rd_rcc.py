@@ -158,11 +158,12 @@ def run_source(name, module, x0, var, mean, points, args) -> list[dict]:
                        x0, var, mean, bits)
         group = min(args.group, f)
         spec = rcc.plan(err_fn, bits, bits=args.bits, levels=args.levels, eta=args.eta,
-                        group=group, family=args.family, tail_steps=args.tail_steps,
+                        group=group, parts=args.parts, family=args.family,
+                        tail_steps=args.tail_steps,
                         tail_solver=args.tail_solver,
                         chunk=min(args.chunk, 1 << args.bits) if args.family == "iid"
                         else args.chunk)
-        n = group * d                                  # values per choice (a row)
+        n = spec.row_len(d)                            # values per choice (a row)
         rb = rcc.rcc_bits(spec, x0.shape) // f
         (ch, ro), rc, re = _timed(rcc.rcc_encode_gop, graphdef, state, None, x_T, x0_j,
                                   args.seed, 0, spec=spec)
@@ -177,7 +178,7 @@ def run_source(name, module, x0, var, mean, points, args) -> list[dict]:
         else:
             enc_draws, dec_draws = (1 << spec.bits) * n / spec.bits, n / spec.bits
         r.update(steps=spec.n_steps, levels=spec.levels, bits=spec.bits, stop_t=spec.times[-1],
-                 family=spec.family, group=spec.group,
+                 family=spec.family, group=spec.group, parts=spec.parts,
                  encode_s=re, decode_s=rdt, compile_s=rc, encode_s_per_bit=re / (rb * f),
                  decode_s_per_bit=rdt / (rb * f),
                  encoder_draws_per_bit=enc_draws, decoder_draws_per_bit=dec_draws,
@@ -207,6 +208,8 @@ def main(argv=None):
     ap.add_argument("--family", default="iid", choices=rcc.FAMILIES, help="rcc candidates")
     ap.add_argument("--group", type=int, default=1,
                     help="latent frames per rcc choice (capped at the source's frames)")
+    ap.add_argument("--parts", type=int, default=1,
+                    help="interleaved rows per group of frames, a choice each")
     ap.add_argument("--points-synth", default=POINTS_SYNTH)
     ap.add_argument("--points-prior", default=POINTS_PRIOR)
     ap.add_argument("--sources", default="power_law,harsh_7dec,fitted_prior")

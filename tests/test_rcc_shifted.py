@@ -71,17 +71,42 @@ def test_grouped_spec_bits_and_planner():
         rcc.RccSpec(times=(1.0, 0.5), family="lattice")
 
 
-@pytest.mark.parametrize("family,group,frames", [("shift", 1, 2), ("shift", 2, 3), ("iid", 2, 3)])
-def test_encode_decode_bit_exact(family, group, frames):
+def test_parts_rows_layout_and_bits():
+    """``parts`` splits each group of frames into P interleaved rows (part p = values p, p + P,
+    ...; the last part zero-padded), :func:`rcc._unrows` inverts it, and a step carries P
+    choices, so the planner takes P times fewer steps at a rate (docs/rcc.md §3)."""
+    spec = rcc.RccSpec(times=(1.0, 0.5), group=2, parts=3)
+    x = np.arange(1, 3 * 5 + 1, dtype=np.float32).reshape(3, 5)       # F = 3 frames of D = 5
+    r = np.asarray(rcc._rows(jnp.asarray(x), spec))
+    assert r.shape == (2 * 3, 4) == (spec.n_rows(3), spec.row_len(5))
+    np.testing.assert_array_equal(r[0], [1, 4, 7, 10])                  # group 0, part 0
+    np.testing.assert_array_equal(r[2], [3, 6, 9, 0])                   # part 2, padded
+    np.testing.assert_array_equal(r[3], [11, 14, 0, 0])                 # frame 2 + a pad frame
+    np.testing.assert_array_equal(np.asarray(rcc._unrows(jnp.asarray(r), spec, 3, 5)), x)
+    err = rcc.gaussian_error_fn(np.ones(64))
+    whole, split = rcc.plan(err, 96, bits=8), rcc.plan(err, 96, bits=8, parts=4)
+    assert (whole.n_steps, split.n_steps) == (12, 3)
+    assert rcc.rcc_bits(split, (64, 2, 1, 1)) == 2 * 4 * 3 * 8 == rcc.rcc_bits(whole, (64, 2, 1, 1))
+    # a row of 64/4 values holds a quarter of the error: the stop time is later at equal KL
+    assert split.times[1] < whole.times[1] and split.times[-1] > whole.times[-1]
+    with pytest.raises(ValueError, match="parts"):
+        rcc.RccSpec(times=(1.0, 0.5), parts=0)
+
+
+@pytest.mark.parametrize("family,group,parts,frames", [
+    ("shift", 1, 1, 2), ("shift", 2, 1, 3), ("iid", 2, 1, 3), ("shift", 2, 3, 3),
+    ("iid", 1, 2, 2)])
+def test_encode_decode_bit_exact(family, group, parts, frames):
     prior = GaussianPrior()
     gd, st = nnx.split(prior)
     shape = (768, frames, 1, 1)
     x0 = prior.sample_prior(jax.random.key(3), frames, 1, 1)
     spec = rcc.plan(rcc.gaussian_error_fn(np.asarray(prior.var[...])), 40, bits=10, levels=2,
-                    group=group, family=family, tail_steps=4, chunk=2 if family == "shift" else 256)
+                    group=group, parts=parts, family=family, tail_steps=4,
+                    chunk=2 if family == "shift" else 256)
     x_T = codebook.init_noise(9, 1, shape)
     ch, xo = rcc.rcc_encode_gop(gd, st, None, x_T, x0, 9, 1, spec=spec)
-    rows = -(-frames // group)
+    rows = -(-frames // group) * parts
     ints = rcc.choices_to_ints(ch, spec)
     assert ints.shape == (spec.n_steps, rows, 2) and int(ints.max()) < 1 << 10
     data = rcc_payload.pack(ints, spec.bits)

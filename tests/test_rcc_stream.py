@@ -77,6 +77,32 @@ def test_rcc_stream_with_shifted_candidates_and_groups():
         api.params_for("gaussian-fast", {**over, "rcc_group": 0})
 
 
+def test_rcc_stream_with_parts():
+    """``--rcc-parts 2``: the header carries it, each step codes 2 choices per frame, so the
+    payload is 2 rows x (64 // (16 * 2)) steps x 16 bits per latent frame; the decoder replays
+    it and a part count that does not fit a row is a usage error."""
+    clip = _clip()
+    over = {**RCC, "rcc_choice_bits": 16, "rcc_candidates": "shift", "rcc_parts": 2,
+            "rcc_tail_steps": 3}
+    enc, rep = api.compress_video(clip, config="gaussian-fast", overrides=over)
+    assert (enc.header["codec"]["rcc_parts"], enc.header["codec"]["rcc_tail_steps"]) == (2, 3)
+    assert rep["index_bits_per_gop"] == [2 * 2 * (64 // 32) * 16]    # 2 frames x 2 parts
+    frames, _, _ = api.decode_bytes(enc.data)
+    np.testing.assert_array_equal(frames, enc.recon)
+    for bad in (0, 5000):
+        with pytest.raises(UsageError, match="rcc_parts"):
+            api.params_for("gaussian-fast", {**over, "rcc_parts": bad})
+    with pytest.raises(UsageError, match="rcc_bits"):
+        api.params_for("gaussian-fast", {**over, "rcc_parts": 8})    # 8 x 16 bits > 64
+    with pytest.raises(UsageError, match="rcc_tail_steps"):
+        api.params_for("gaussian-fast", {**over, "rcc_tail_steps": 0})
+    # the tail is the header's: 4 intervals instead of 3 give the same choices, other frames
+    other, _ = api.compress_video(clip, config="gaussian-fast",
+                                  overrides={**over, "rcc_tail_steps": 4})
+    assert other.header["codec"]["rcc_tail_steps"] == 4
+    assert not np.array_equal(other.recon, enc.recon)
+
+
 def test_rcc_shift_layout_too_large_is_a_usage_error():
     """40-bit shifted choices over rows too short for 2^31 bases: a one-line usage error before
     any search (the decoder turns it into a bitstream error)."""
@@ -91,3 +117,7 @@ def test_rcc_shift_layout_too_large_is_a_usage_error():
     with pytest.raises(UsageError, match="bases"):
         core._rcc_spec(model, params, (16, 2, 2, 2))            # rows of 64 values
     assert core._rcc_spec(model, params, (64, 2, 4, 4)).bits == 40    # rows of 1024: fine
+    over = {**RCC, "rcc_parts": 128, "rcc_bits": 1024}
+    params = api.params_for("gaussian-fast", over)[2]
+    with pytest.raises(UsageError, match="parts"):
+        core._rcc_spec(model, params, (16, 2, 2, 2))            # 128 parts of 64 values

@@ -70,11 +70,14 @@ def _rcc_spec(model: CodecModel, params: CodecParams, shape):
         raise UsageError(f"--coding rcc needs a model with a known denoising-error curve; "
                          f"{model.name!r} has none (the gaussian prior and Wan have)")
     spec = params.rcc_spec(model.error_fn(shape))
+    frame_len = shape[0] * shape[2] * shape[3]
+    if spec.parts > spec.group * frame_len:
+        raise UsageError(f"rcc: {spec.parts} parts of rows of {spec.group * frame_len} values")
     if spec.family == "shift":
         from gvc_jax.codebook import shifted
 
         try:
-            shifted.layout(spec.bits, spec.group * shape[0] * shape[2] * shape[3])
+            shifted.layout(spec.bits, spec.row_len(frame_len))
         except ValueError as e:
             raise UsageError(f"rcc: {e}") from None
     return spec

@@ -65,6 +65,12 @@ class CodecParams:
                              choices=("iid", "shift"), omit_default=True)
     rcc_group: int = _p(1, "rcc: latent frames that share one choice (larger choices at the "
                            "same bits per frame; docs/rcc.md §3)", omit_default=True)
+    rcc_parts: int = _p(1, "rcc: interleaved parts of each row (a group of frames), a choice each "
+                           "(P times the bits per step: P times fewer model steps at a rate; "
+                           "docs/rcc.md §3)", omit_default=True)
+    rcc_tail_steps: int = _p(16, "rcc: RK4 intervals of the probability-flow ODE tail after the "
+                                 "last communicating step (4 model calls each; docs/rcc.md §1)",
+                             omit_default=True)
     anchor_codec: str = _p("", "image codec of the anchor frames, NAME[:SETTING] (I2V/FLF2V; "
                                "default: the preset's)", header=False)
     dtype: str = _p("float32", "compute dtype of the velocity model (the decoder uses the same)",
@@ -86,20 +92,22 @@ class CodecParams:
 
         try:
             return rcc.plan(err_fn, self.rcc_bits, bits=self.rcc_choice_bits, levels=1,
-                            group=self.rcc_group, family=self.rcc_candidates,
+                            group=self.rcc_group, parts=self.rcc_parts,
+                            family=self.rcc_candidates, tail_steps=self.rcc_tail_steps,
                             chunk=(min(4096, 1 << self.rcc_choice_bits)
                                    if self.rcc_candidates == "iid" else 64))
         except ValueError as e:
             raise UsageError(f"rcc: {e}") from None
 
     def rcc_payload_bits(self, n_latent: int) -> int:
-        """rcc's payload bits of a GOP of ``n_latent`` latent frames: ceil(F / group) rows x
-        S steps x ``rcc_choice_bits``, S = rcc_bits * group // rcc_choice_bits (docs/rcc.md §3)."""
+        """rcc's payload bits of a GOP of ``n_latent`` latent frames: ceil(F / group) x parts
+        rows x S steps x ``rcc_choice_bits``, S = rcc_bits * group // (rcc_choice_bits * parts)
+        (docs/rcc.md §3)."""
         from gvc_jax.sampler.rcc import steps_for
 
-        rows = -(-n_latent // self.rcc_group)
-        return rows * steps_for(self.rcc_bits, self.rcc_choice_bits, 1, self.rcc_group) * \
-            self.rcc_choice_bits
+        rows = -(-n_latent // self.rcc_group) * self.rcc_parts
+        return rows * self.rcc_choice_bits * steps_for(
+            self.rcc_bits, self.rcc_choice_bits, 1, self.rcc_group, self.rcc_parts)
 
     def spec(self, m_per_frame: tuple[int, ...]) -> SamplerSpec:
         return SamplerSpec(n_steps=self.steps, sde_steps=self.sde_steps, g_scale=self.g_scale,
@@ -171,10 +179,15 @@ class CodecParams:
                              f"{self.rcc_candidates} candidates, got {self.rcc_choice_bits}")
         if self.coding == "rcc" and not 1 <= self.rcc_group <= 64:
             raise UsageError(f"rcc_group must lie in [1, 64], got {self.rcc_group}")
-        if self.coding == "rcc" and not (self.rcc_choice_bits <= self.rcc_bits * self.rcc_group
+        if self.coding == "rcc" and not 1 <= self.rcc_parts <= 4096:
+            raise UsageError(f"rcc_parts must lie in [1, 4096], got {self.rcc_parts}")
+        if self.coding == "rcc" and not 1 <= self.rcc_tail_steps <= 256:
+            raise UsageError(f"rcc_tail_steps must lie in [1, 256], got {self.rcc_tail_steps}")
+        if self.coding == "rcc" and not (self.rcc_choice_bits * self.rcc_parts
+                                         <= self.rcc_bits * self.rcc_group
                                          and self.rcc_bits <= 10 ** 6):
-            raise UsageError(f"--coding rcc needs rcc_bits in [rcc_choice_bits / rcc_group, "
-                             f"10^6] (bits per latent frame), got {self.rcc_bits}")
+            raise UsageError(f"--coding rcc needs rcc_bits in [rcc_choice_bits * rcc_parts / "
+                             f"rcc_group, 10^6] (bits per latent frame), got {self.rcc_bits}")
         if not 1 <= self.steps <= 1000 or not 0 <= self.sde_steps <= self.steps:
             raise UsageError(f"need 1 <= steps <= 1000 and 0 <= sde_steps <= steps, "
                              f"got steps={self.steps}, sde_steps={self.sde_steps}")

@@ -43,7 +43,8 @@ class RccSpec:
     (``shift``) scored per pass (encoder). ``family``: the candidates, i.i.d. normals
     (:mod:`gvc_jax.codebook.candidates`) or signed shifts of shared bases
     (:mod:`gvc_jax.codebook.shifted`); ``group``: latent frames per choice, laid end to end
-    (a last, partial group is padded with frames that are dropped)."""
+    (a last, partial group is padded with frames that are dropped); ``parts``: rows each group is
+    split into, part p holding every ``parts``-th value of it from value p (docs/rcc.md §3)."""
     times: tuple[float, ...]
     levels: int = 1
     bits: int = 16
@@ -53,6 +54,7 @@ class RccSpec:
     chunk: int = 4096
     family: str = "iid"
     group: int = 1
+    parts: int = 1
 
     def __post_init__(self):
         t = np.asarray(self.times, np.float64)
@@ -67,6 +69,8 @@ class RccSpec:
                              f"{self.family} candidates, got {self.bits}")
         if not 1 <= self.group <= 4096:
             raise ValueError(f"group must lie in [1, 4096], got {self.group}")
+        if not 1 <= self.parts <= 4096:
+            raise ValueError(f"parts must lie in [1, 4096], got {self.parts}")
         if not 1 <= self.levels <= 64:
             raise ValueError(f"levels must lie in [1, 64], got {self.levels}")
         if self.tail_solver not in SOLVERS:
@@ -86,8 +90,13 @@ class RccSpec:
         return 1 << self.bits
 
     def n_rows(self, n_frames: int) -> int:
-        """Choices per step and level for ``n_frames`` latent frames: ceil(F / group)."""
-        return -(-int(n_frames) // self.group)
+        """Choices per step and level for ``n_frames`` latent frames: ceil(F / group) x parts."""
+        return -(-int(n_frames) // self.group) * self.parts
+
+    def row_len(self, frame_len: int) -> int:
+        """Values per row (per candidate) for frames of ``frame_len`` values:
+        ceil(group x frame_len / parts)."""
+        return -(-self.group * int(frame_len) // self.parts)
 
     def step_table(self) -> np.ndarray:
         """float32 [S, 5] rows (t, s, A, B, sqrt v) computed in float64 on the host."""
@@ -115,8 +124,8 @@ def step_coefs(t: float, s: float) -> tuple[float, float, float]:
 
 
 def rcc_bits(spec: RccSpec, shape_cthw) -> int:
-    """Exact payload bits of one GOP: ceil(F / group) rows x S steps x L choices x ``bits``; no
-    side info."""
+    """Exact payload bits of one GOP: ceil(F / group) x parts rows x S steps x L choices x
+    ``bits``; no side info."""
     return spec.n_rows(shape_cthw[1]) * spec.n_steps * spec.levels * spec.bits
 
 
@@ -129,31 +138,33 @@ def gaussian_error_fn(variances, counts=None) -> Callable[[float], float]:
     return lambda t: float(np.sum(n * v * t * t / ((1.0 - t) ** 2 * v + t * t)))
 
 
-def steps_for(bits_per_frame: int, bits: int, levels: int = 1, group: int = 1) -> int:
-    """Communicating steps S of a rate of ``bits_per_frame``: whole steps of ``levels * bits``
-    bits for ``group`` frames, floor(G N / (L b)) (docs/rcc.md §3)."""
-    return int(bits_per_frame) * int(group) // (bits * levels)
+def steps_for(bits_per_frame: int, bits: int, levels: int = 1, group: int = 1,
+              parts: int = 1) -> int:
+    """Communicating steps S of a rate of ``bits_per_frame``: whole steps of ``parts * levels *
+    bits`` bits for ``group`` frames, floor(G N / (P L b)) (docs/rcc.md §3)."""
+    return int(bits_per_frame) * int(group) // (bits * levels * parts)
 
 
 def plan(err_fn: Callable[[float], float], bits_per_frame: int, *, bits: int = 16,
-         levels: int = 1, eta: float = 1.0, group: int = 1, **kw) -> RccSpec:
+         levels: int = 1, eta: float = 1.0, group: int = 1, parts: int = 1,
+         **kw) -> RccSpec:
     """RccSpec for a rate of ``bits_per_frame`` (rounded down to whole choices), docs/rcc.md §3.
 
     ``err_fn(t)`` is the model's expected per-frame denoising error (for the Gaussian prior
-    :func:`gaussian_error_fn`; for another model a calibrated curve). A choice serves ``group``
-    frames, so a step costs ``levels * bits / group`` bits per frame. Steps are placed one after
-    another so each step's expected KL A^2 group err(t) / (2v) equals ``eta`` x its
-    ``levels * bits`` bits; the last time reached is the stop time. Extra keywords go to
-    :class:`RccSpec`."""
-    n_steps = steps_for(bits_per_frame, bits, levels, group)
+    :func:`gaussian_error_fn`; for another model a calibrated curve). A row is 1/``parts`` of
+    ``group`` frames, so a step costs ``parts * levels * bits / group`` bits per frame. Steps are
+    placed one after another so each step's expected KL per row, A^2 (group / parts) err(t) /
+    (2v), equals ``eta`` x its ``levels * bits`` bits; the last time reached is the stop time.
+    Extra keywords go to :class:`RccSpec`."""
+    n_steps = steps_for(bits_per_frame, bits, levels, group, parts)
     if n_steps < 1:
         raise ValueError(f"{bits_per_frame} bits per frame is less than one step "
-                         f"({bits * levels} bits for {group} frame(s))")
+                         f"({bits * levels * parts} bits for {group} frame(s))")
     goal = eta * levels * bits * math.log(2.0)
     times = [1.0]
     for _ in range(n_steps):
         t = times[-1]
-        e = group * err_fn(t)
+        e = group * err_fn(t) / parts
         lo, hi = 0.0, t
         for _ in range(100):
             mid = 0.5 * (lo + hi)
@@ -168,7 +179,7 @@ def plan(err_fn: Callable[[float], float], bits_per_frame: int, *, bits: int = 1
         if not 0.0 < s < t:
             raise ValueError(f"cannot place step {len(times)}: rate too high for this model")
         times.append(s)
-    return RccSpec(times=tuple(times), levels=levels, bits=bits, group=group, **kw)
+    return RccSpec(times=tuple(times), levels=levels, bits=bits, group=group, parts=parts, **kw)
 
 
 # ---- traced pieces -------------------------------------------------------------------------
@@ -196,12 +207,28 @@ def ode_tail(velocity, x, spec: RccSpec):
     return x - t * velocity(x, t)                       # last interval: Euler to t = 0
 
 
-def _rows(x_fd, group: int):
-    """[F, D] -> [ceil(F / group), group * D]: each row a group of frames end to end, the last
-    padded with zero frames."""
+def _rows(x_fd, spec: RccSpec):
+    """[F, D] -> [rows, n] (docs/rcc.md §3): groups of frames end to end (the last padded with
+    zero frames), each split into ``parts`` interleaved rows, part p = values p, p + P, ...
+    (zero-padded to a whole n = ceil(G D / P) per part)."""
     f, d = x_fd.shape
-    pad = -(-f // group) * group - f
-    return jnp.pad(x_fd, ((0, pad), (0, 0))).reshape(-1, group * d)
+    g, p = spec.group, spec.parts
+    r0 = -(-f // g)
+    x = jnp.pad(x_fd, ((0, r0 * g - f), (0, 0))).reshape(r0, g * d)
+    if p == 1:
+        return x
+    n = spec.row_len(d)
+    x = jnp.pad(x, ((0, 0), (0, n * p - g * d)))
+    return x.reshape(r0, n, p).transpose(0, 2, 1).reshape(r0 * p, n)
+
+
+def _unrows(z_rn, spec: RccSpec, f: int, d: int):
+    """Inverse of :func:`_rows`: [rows, n] -> [F, D], dropping the padding."""
+    g, p = spec.group, spec.parts
+    if p > 1:
+        r0 = z_rn.shape[0] // p
+        z_rn = z_rn.reshape(r0, p, -1).transpose(0, 2, 1).reshape(r0, -1)[:, :g * d]
+    return z_rn.reshape(-1, d)[:f]
 
 
 def _chosen(seed, gop, k, level, idx_r, n: int, spec: RccSpec):
@@ -226,13 +253,13 @@ def choices_from_ints(ints, spec: RccSpec) -> np.ndarray:
 def _noise_fd(seed, gop, k, idx_rl, spec: RccSpec, f: int, d: int):
     """z [F, D] from the rows' sum_j candidate(k, row, j, idx[row, j]) / sqrt(L); the sum is
     exact (table grid, signs)."""
-    n = spec.group * d
+    n = spec.row_len(d)
     z = _chosen(seed, gop, k, 0, idx_rl[:, 0], n, spec)
     for j in range(1, spec.levels):
         z = z + _chosen(seed, gop, k, j, idx_rl[:, j], n, spec)
     if spec.levels > 1:
         z = z * jnp.float32(1.0 / math.sqrt(spec.levels))
-    return z.reshape(-1, d)[:f]
+    return _unrows(z, spec, f, d)
 
 
 def _step(velocity, x, row):
@@ -244,7 +271,7 @@ def _step(velocity, x, row):
 def _pick(seed, gop, k, r_fd, sv, spec: RccSpec):
     """Greedy choices uint32 [rows, L] (``shift``: [rows, L, 2] index words): each level's
     projection brings the running sum toward the goal, per row (a group of frames)."""
-    r_rn = _rows(r_fd, spec.group)
+    r_rn = _rows(r_fd, spec)
     nrm = jnp.sqrt(jnp.sum(r_rn * r_rn, axis=1))
     e_rn = r_rn / jnp.maximum(nrm, jnp.float32(1e-30))[:, None]
     goal = nrm / sv * jnp.float32(math.sqrt(spec.levels))
@@ -266,7 +293,7 @@ def _pick(seed, gop, k, r_fd, sv, spec: RccSpec):
 @functools.partial(jax.jit, static_argnames=("graphdef", "spec"))
 def rcc_encode_gop(graphdef, state, cond, x_T, x0_target, seed, gop, *, spec: RccSpec):
     """Encodes one GOP: returns (choices uint32 [S, rows, L], x0_out [C, F, H, W]), rows =
-    ceil(F / group); ``shift`` choices are (hi, lo) index words [S, rows, L, 2]
+    ceil(F / group) x parts; ``shift`` choices are (hi, lo) index words [S, rows, L, 2]
     (:func:`choices_to_ints`; docs/rcc.md §2)."""
     velocity = _velocity(graphdef, state, cond)
     table = jnp.asarray(spec.step_table())
