@@ -6,7 +6,8 @@ in one process, and records for each setting: the first and a warm compress (enc
 decode of the encoder's reconstruction), a decode from the bytes (equal to the reconstruction?),
 the payload bits, the model calls per GOP, and the candidate search alone per step (timed apart
 on a random residual of the GOP's shape). rcc settings are ``b:P:T`` = bits per choice, parts
-per frame (``--rcc-parts``) and RK4 tail intervals (``--rcc-tail-steps``), shifted candidates.
+per frame (``--rcc-parts``), tail intervals (``--rcc-tail-steps``) and optionally the tail's
+solver (``--rcc-tail-solver``, default rk4); shifted candidates.
 
 Random weights make the pictures and the RD meaningless; the times, bits and exactness are real.
 
@@ -34,15 +35,6 @@ from bench.wan_t2v_gpu import log, peak_gib  # noqa: E402
 from gvc_jax.bitstream.indices import index_bits  # noqa: E402
 
 
-def _model_calls(params, spec) -> int:
-    """DiT forwards per GOP: top-M's ``steps``; rcc's S steps + the RK4 tail (4 per interval, the
-    last interval one Euler call)."""
-    if spec is None:
-        return params.steps
-    per = {"rk4": 4, "heun": 2, "euler": 1}[spec.tail_solver]
-    return spec.n_steps + per * (spec.tail_steps - 1) + 1
-
-
 def _search_seconds(spec, shape_cthw) -> float:
     """The encoder's choices of one step alone (rcc._pick) on a random residual of the GOP."""
     import jax
@@ -64,7 +56,8 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--clip", default=None)
     ap.add_argument("--frames", type=int, default=33)
-    ap.add_argument("--rcc", default="24:32:16,24:32:4", help="b:P:T settings, comma separated")
+    ap.add_argument("--rcc", default="24:32:16,24:32:16:dpm2m",
+                    help="b:P:T[:solver] settings, comma separated")
     ap.add_argument("--no-topm", action="store_true", help="skip the top-M reference")
     ap.add_argument("--tiny", action="store_true",
                     help="CPU smoke test: a tiny random folder and a random 5x64x64 clip")
@@ -109,16 +102,21 @@ def main():
     settings = [] if a.no_topm else [("topm", base, None)]
     per_frame = index_bits(base.sde_steps, list(base.m_per_frame(n_lat)), base.K) // n_lat
     for s in a.rcc.split(","):
-        b, p, t = (int(v) for v in s.split(":"))
-        prm = base.replace(coding="rcc", rcc_bits=per_frame, rcc_choice_bits=b,
-                           rcc_candidates="shift", rcc_parts=p, rcc_tail_steps=t)
-        settings.append((f"rcc b={b} P={p} tail={t}", prm, core._rcc_spec(model, prm, shape)))
+        b, p, t, *solver = s.split(":")
+        solver = solver[0] if solver else "rk4"
+        prm = base.replace(coding="rcc", rcc_bits=per_frame, rcc_choice_bits=int(b),
+                           rcc_candidates="shift", rcc_parts=int(p), rcc_tail_steps=int(t),
+                           rcc_tail_solver=solver)
+        settings.append((f"rcc b={b} P={p} tail={t} {solver}", prm,
+                         core._rcc_spec(model, prm, shape)))
     res["latent_shape"], res["topm_bits_per_latent_frame"] = list(shape), per_frame
     for name, prm, spec in settings:
-        row = {"name": name, "model_calls_per_gop": _model_calls(prm, spec)}
+        row = {"name": name,
+               "model_calls_per_gop": prm.steps if spec is None else spec.model_calls()}
         if spec is not None:
             row.update(bits=spec.bits, parts=spec.parts, steps=spec.n_steps,
-                       tail_steps=spec.tail_steps, stop_t=spec.times[-1],
+                       tail_steps=spec.tail_steps, tail_solver=spec.tail_solver,
+                       stop_t=spec.times[-1],
                        rows_per_step=spec.n_rows(n_lat), row_len=spec.row_len(
                            shape[0] * shape[2] * shape[3]))
             row["search_s_per_step"] = _search_seconds(spec, shape)

@@ -101,6 +101,12 @@ def test_rcc_stream_with_parts():
                                   overrides={**over, "rcc_tail_steps": 4})
     assert other.header["codec"]["rcc_tail_steps"] == 4
     assert not np.array_equal(other.recon, enc.recon)
+    # and so is its solver: one multistep call per interval, replayed exactly by the decoder
+    multi, _ = api.compress_video(clip, config="gaussian-fast",
+                                  overrides={**over, "rcc_tail_solver": "dpm2m"})
+    assert multi.header["codec"]["rcc_tail_solver"] == "dpm2m"
+    np.testing.assert_array_equal(api.decode_bytes(multi.data)[0], multi.recon)
+    assert not np.array_equal(multi.recon, enc.recon)
 
 
 def test_rcc_shift_layout_too_large_is_a_usage_error():

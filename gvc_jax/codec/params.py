@@ -16,6 +16,7 @@ from gvc_jax.bitstream.errors import BitstreamError
 from gvc_jax.codebook.table import MAX_EXACT_ATOMS
 from gvc_jax.codec.errors import UsageError
 from gvc_jax.sampler import SamplerSpec
+from gvc_jax.sampler.rcc import SOLVERS as RCC_SOLVERS
 
 SCHEDULES = ("shifted", "logsnr")
 CODINGS = ("topm", "rcc")
@@ -68,9 +69,11 @@ class CodecParams:
     rcc_parts: int = _p(1, "rcc: interleaved parts of each row (a group of frames), a choice each "
                            "(P times the bits per step: P times fewer model steps at a rate; "
                            "docs/rcc.md §3)", omit_default=True)
-    rcc_tail_steps: int = _p(16, "rcc: RK4 intervals of the probability-flow ODE tail after the "
-                                 "last communicating step (4 model calls each; docs/rcc.md §1)",
-                             omit_default=True)
+    rcc_tail_steps: int = _p(16, "rcc: intervals of the probability-flow ODE tail after the last "
+                                 "communicating step (docs/rcc.md §1)", omit_default=True)
+    rcc_tail_solver: str = _p("rk4", "rcc: the ODE tail's solver; model calls per interval: rk4 "
+                                     "4, dpm2m 1 (second-order multistep), heun 2, euler 1",
+                              choices=RCC_SOLVERS, omit_default=True)
     anchor_codec: str = _p("", "image codec of the anchor frames, NAME[:SETTING] (I2V/FLF2V; "
                                "default: the preset's)", header=False)
     dtype: str = _p("float32", "compute dtype of the velocity model (the decoder uses the same)",
@@ -94,6 +97,7 @@ class CodecParams:
             return rcc.plan(err_fn, self.rcc_bits, bits=self.rcc_choice_bits, levels=1,
                             group=self.rcc_group, parts=self.rcc_parts,
                             family=self.rcc_candidates, tail_steps=self.rcc_tail_steps,
+                            tail_solver=self.rcc_tail_solver,
                             chunk=(min(4096, 1 << self.rcc_choice_bits)
                                    if self.rcc_candidates == "iid" else 64))
         except ValueError as e:

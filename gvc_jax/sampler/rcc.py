@@ -27,7 +27,7 @@ from gvc_jax.codebook import candidates as cand
 from gvc_jax.codebook import shifted
 from gvc_jax.sampler.scan import _from_fd, _to_fd, _velocity
 
-SOLVERS = ("euler", "heun", "rk4")
+SOLVERS = ("euler", "heun", "rk4", "dpm2m")
 FAMILIES = ("iid", "shift")
 MAX_BITS = {"iid": 24, "shift": shifted.MAX_BITS}
 
@@ -102,6 +102,29 @@ class RccSpec:
         """float32 [S, 5] rows (t, s, A, B, sqrt v) computed in float64 on the host."""
         rows = [(t, s, *step_coefs(t, s)) for t, s in zip(self.times[:-1], self.times[1:])]
         out = np.array([(t, s, a, b, math.sqrt(v)) for t, s, a, b, v in rows], np.float64)
+        return out.astype(np.float32)
+
+    def model_calls(self) -> int:
+        """Model evaluations of one GOP: S steps, then the tail's (T - 1) intervals at the
+        solver's calls each and one last Euler call (``dpm2m``: one call per interval)."""
+        per = {"euler": 1, "heun": 2, "rk4": 4, "dpm2m": 1}[self.tail_solver]
+        return self.n_steps + per * (self.tail_steps - 1) + 1
+
+    def dpm2m_table(self) -> np.ndarray:
+        """float32 [T - 1, 4] rows (a, b, c1, c2) of the ``dpm2m`` tail, computed in float64 on
+        the host: x_s = a x_t + b D with a = s/t, b = (1 - s)(1 - e^-h), h = lambda_s -
+        lambda_t, and D = c1 x0_hat(t) + c2 x0_hat(previous t), the second-order multistep
+        data-prediction update (DPM-Solver++ 2M; c1 = 1, c2 = 0 on the first interval)."""
+        t = self.tail_times().astype(np.float64)[:-1]
+        lam = np.log((1.0 - t) / t)
+        h = np.diff(lam)
+        out = np.zeros((len(h), 4))
+        out[:, 0] = t[1:] / t[:-1]
+        out[:, 1] = (1.0 - t[1:]) * -np.expm1(-h)
+        out[:, 2] = 1.0
+        r = h[:-1] / h[1:]
+        out[1:, 2] = 1.0 + 0.5 / r
+        out[1:, 3] = -0.5 / r
         return out.astype(np.float32)
 
     def tail_times(self) -> np.ndarray:
@@ -186,6 +209,18 @@ def plan(err_fn: Callable[[float], float], bits_per_frame: int, *, bits: int = 1
 def ode_tail(velocity, x, spec: RccSpec):
     """Probability-flow ODE from t_S to 0 on :meth:`RccSpec.tail_times` (last interval Euler)."""
     times = jnp.asarray(spec.tail_times())
+    if spec.tail_solver == "dpm2m":
+        coefs = jnp.asarray(spec.dpm2m_table())
+
+        def step(carry, i):
+            x, prev = carry
+            x0h = x - times[i] * velocity(x, times[i])
+            a, b, c1, c2 = coefs[i, 0], coefs[i, 1], coefs[i, 2], coefs[i, 3]
+            return (a * x + b * (c1 * x0h + c2 * prev), x0h), None
+
+        (x, _), _ = jax.lax.scan(step, (x, jnp.zeros_like(x)), jnp.arange(spec.tail_steps - 1))
+        t = times[spec.tail_steps - 1]
+        return x - t * velocity(x, t)
 
     def body(x, i):
         t, s = times[i], times[i + 1]

@@ -1,6 +1,7 @@
 """``--coding rcc`` with a Wan model (docs/rcc.md, "As a stream coding"): a tiny random T2V
-folder plans rcc on the unit-variance curve, codes shifted, grouped choices, and the decoder
-replays the encoder's frames bit for bit from exactly the planned payload bits."""
+folder plans rcc on the unit-variance curve, codes shifted choices for groups of frames split
+into parts, and the decoder replays the encoder's frames bit for bit from exactly the planned
+payload bits."""
 from __future__ import annotations
 
 import json
@@ -36,14 +37,16 @@ def test_wan_rcc_round_trip(wan_official_folder, cache, tmp_path, capsys):
     rc, out, err = _gvc(capsys, "compress", tmp_path / "s.npy", "-o", tmp_path / "a.gvc",
                         "--weights", wan_official_folder, "--cache-dir", cache, "--recon",
                         tmp_path / "recon.npy", "--json", "--coding", "rcc", "--rcc-bits", "32",
-                        "--rcc-choice-bits", "8", "--rcc-candidates", "shift", "--rcc-group", "2")
+                        "--rcc-choice-bits", "8", "--rcc-candidates", "shift", "--rcc-group", "2",
+                        "--rcc-parts", "2", "--rcc-tail-solver", "dpm2m")
     assert rc == 0, err
     rep = json.loads(out)
-    # 5 frames -> 2 latent frames, one group: 1 row x (32 * 2 // 8 = 8 steps) x 8 bits
+    # 5 frames -> 2 latent frames, one group in 2 parts: 2 rows x (32 * 2 // 16 = 4 steps) x 8
     assert rep["index_bits_per_gop"] == [64]
     rc, out, _ = _gvc(capsys, "info", tmp_path / "a.gvc")
     codec = json.loads(out)["codec"]
-    assert (codec["coding"], codec["rcc_candidates"], codec["rcc_group"]) == ("rcc", "shift", 2)
+    assert (codec["coding"], codec["rcc_candidates"], codec["rcc_group"], codec["rcc_parts"],
+            codec["rcc_tail_solver"]) == ("rcc", "shift", 2, 2, "dpm2m")
     rc, _, err = _gvc(capsys, "decompress", tmp_path / "a.gvc", "-o", tmp_path / "dec.npy",
                       "--weights", wan_official_folder, "--cache-dir", cache)
     assert rc == 0, err
