@@ -12,7 +12,9 @@ solver (``--rcc-tail-solver``, default rk4); shifted candidates.
 Random weights make the pictures and the RD meaningless; the times, bits and exactness are real.
 
     python bench/wan_rcc_gpu.py --work /tmp/w13 --clip .benchdata/bigbuckbunny.mp4 \\
-        --rcc 24:32:16,24:32:4 --out bench/results/h200/rcc/wan_rcc_1.3b.json
+        --rcc 24:32:16,24:32:8 --out bench/results/h200/rcc/wan_rcc_1.3b.json
+    python bench/wan_rcc_gpu.py --work /tmp/w13 --clip .benchdata/bigbuckbunny.mp4 --no-topm \\
+        --rcc 24:32:16:dpm2m,24:32:32:dpm2m --out bench/results/h200/rcc/wan_rcc_1.3b_dpm2m.json
     python bench/wan_rcc_gpu.py --tiny --work /tmp/wt --rcc 8:2:2 --out /tmp/wt/r.json  # CPU
 """
 from __future__ import annotations
