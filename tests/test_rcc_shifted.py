@@ -87,7 +87,8 @@ def test_parts_rows_layout_and_bits():
     whole, split = rcc.plan(err, 96, bits=8), rcc.plan(err, 96, bits=8, parts=4)
     assert (whole.n_steps, split.n_steps) == (12, 3)
     assert rcc.rcc_bits(split, (64, 2, 1, 1)) == 2 * 4 * 3 * 8 == rcc.rcc_bits(whole, (64, 2, 1, 1))
-    # a row of 64/4 values holds a quarter of the error: the stop time is later at equal KL
+    # a part holds a quarter of the error, so its 8-bit steps are longer; fewer, coarser steps
+    # pay more KL for the same progress, so the stop time is later
     assert split.times[1] < whole.times[1] and split.times[-1] > whole.times[-1]
     with pytest.raises(ValueError, match="parts"):
         rcc.RccSpec(times=(1.0, 0.5), parts=0)
