@@ -14,9 +14,10 @@ own rate, the output/prior variance ratio, and cost (CPU wall seconds after comp
 element draws per bit). The decoder is run too and must equal the encoder bit for bit.
 
     python bench/gaussian_rd_rcc.py --out bench/results/gaussian_rd_rcc.json
-    # shifted candidates, one 36-bit choice per step for all 8 (fitted prior: 4) frames (GPU)
-    python bench/gaussian_rd_rcc.py --family shift --group 8 --bits 36 --chunk 2048 \
-        --out bench/results/h200/gaussian_rd_rcc_shift_b36.json
+    # shifted candidates, one 36-bit choice per step and group of 8 frames (GPU; the other
+    # runs behind bench/results/h200/rcc/ are listed in docs/rcc.md §5)
+    python bench/gaussian_rd_rcc.py --family shift --group 8 --bits 36 --chunk 4096 \
+        --sources harsh_7dec,power_law --out gaussian_rd_rcc_shift_b36_synth.json
 """
 from __future__ import annotations
 
@@ -159,8 +160,7 @@ def run_source(name, module, x0, var, mean, points, args) -> list[dict]:
         group = min(args.group, f)
         spec = rcc.plan(err_fn, bits, bits=args.bits, levels=args.levels, eta=args.eta,
                         group=group, parts=args.parts, family=args.family,
-                        tail_steps=args.tail_steps,
-                        tail_solver=args.tail_solver,
+                        tail_steps=args.tail_steps, tail_solver=args.tail_solver,
                         chunk=min(args.chunk, 1 << args.bits) if args.family == "iid"
                         else args.chunk)
         n = spec.row_len(d)                            # values per choice (a row)

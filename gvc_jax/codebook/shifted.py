@@ -1,8 +1,9 @@
 """Shifted rcc candidates: signed circular shifts of shared-seed base normals (docs/rcc.md §2).
 
 A row is the vector one rcc choice is made for: one latent frame, a group of G frames laid
-end to end, or an interleaved part of either (n values; :mod:`gvc_jax.sampler.rcc`). Shifts run over n' = 2^c / 2 >= n values (the next power of two; the
-candidate is the first n of them). Candidate i of address (seed, gop, step, row, level),
+end to end, or an interleaved part of either (n values; :mod:`gvc_jax.sampler.rcc`). Shifts
+run over n' = 2^c / 2 >= n values (the next power of two; the candidate is the first n of
+them). Candidate i of address (seed, gop, step, row, level),
 i < 2^bits:
 
 * j = i >> c (the base), r = i mod 2^c, k = r >> 1 (the shift), s = r & 1 (the sign);

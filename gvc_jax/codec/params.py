@@ -107,9 +107,9 @@ class CodecParams:
         """rcc's payload bits of a GOP of ``n_latent`` latent frames: ceil(F / group) x parts
         rows x S steps x ``rcc_choice_bits``, S = rcc_bits * group // (rcc_choice_bits * parts)
         (docs/rcc.md §3)."""
-        from gvc_jax.sampler.rcc import steps_for
+        from gvc_jax.sampler.rcc import rows_for, steps_for
 
-        rows = -(-n_latent // self.rcc_group) * self.rcc_parts
+        rows = rows_for(n_latent, self.rcc_group, self.rcc_parts)
         return rows * self.rcc_choice_bits * steps_for(
             self.rcc_bits, self.rcc_choice_bits, 1, self.rcc_group, self.rcc_parts)
 

@@ -90,8 +90,8 @@ class RccSpec:
         return 1 << self.bits
 
     def n_rows(self, n_frames: int) -> int:
-        """Choices per step and level for ``n_frames`` latent frames: ceil(F / group) x parts."""
-        return -(-int(n_frames) // self.group) * self.parts
+        """Choices per step and level for ``n_frames`` latent frames (:func:`rows_for`)."""
+        return rows_for(n_frames, self.group, self.parts)
 
     def row_len(self, frame_len: int) -> int:
         """Values per row (per candidate) for frames of ``frame_len`` values:
@@ -159,6 +159,11 @@ def gaussian_error_fn(variances, counts=None) -> Callable[[float], float]:
     v = np.asarray(variances, np.float64).ravel()
     n = np.ones_like(v) if counts is None else np.asarray(counts, np.float64).ravel()
     return lambda t: float(np.sum(n * v * t * t / ((1.0 - t) ** 2 * v + t * t)))
+
+
+def rows_for(n_frames: int, group: int = 1, parts: int = 1) -> int:
+    """Rows (choices per step and level) of ``n_frames`` latent frames: ceil(F / G) x P."""
+    return -(-int(n_frames) // group) * parts
 
 
 def steps_for(bits_per_frame: int, bits: int, levels: int = 1, group: int = 1,
@@ -247,12 +252,9 @@ def _rows(x_fd, spec: RccSpec):
     zero frames), each split into ``parts`` interleaved rows, part p = values p, p + P, ...
     (zero-padded to a whole n = ceil(G D / P) per part)."""
     f, d = x_fd.shape
-    g, p = spec.group, spec.parts
+    g, p, n = spec.group, spec.parts, spec.row_len(d)
     r0 = -(-f // g)
     x = jnp.pad(x_fd, ((0, r0 * g - f), (0, 0))).reshape(r0, g * d)
-    if p == 1:
-        return x
-    n = spec.row_len(d)
     x = jnp.pad(x, ((0, 0), (0, n * p - g * d)))
     return x.reshape(r0, n, p).transpose(0, 2, 1).reshape(r0 * p, n)
 
@@ -260,10 +262,9 @@ def _rows(x_fd, spec: RccSpec):
 def _unrows(z_rn, spec: RccSpec, f: int, d: int):
     """Inverse of :func:`_rows`: [rows, n] -> [F, D], dropping the padding."""
     g, p = spec.group, spec.parts
-    if p > 1:
-        r0 = z_rn.shape[0] // p
-        z_rn = z_rn.reshape(r0, p, -1).transpose(0, 2, 1).reshape(r0, -1)[:, :g * d]
-    return z_rn.reshape(-1, d)[:f]
+    r0 = z_rn.shape[0] // p
+    z = z_rn.reshape(r0, p, -1).transpose(0, 2, 1).reshape(r0, -1)[:, :g * d]
+    return z.reshape(-1, d)[:f]
 
 
 def _chosen(seed, gop, k, level, idx_r, n: int, spec: RccSpec):
