@@ -26,7 +26,7 @@ import numpy as np
 
 from gvc_jax.codec import core
 from gvc_jax.codec.params import CodecParams
-from gvc_jax.codec.models import load_model
+from gvc_jax.codec.codec_model import load_model
 from gvc_jax.metrics import psnr_mean
 
 

@@ -39,7 +39,8 @@ def child(a) -> None:
 
     from gvc_jax import jitcache
     from gvc_jax.codec import api, core
-    from gvc_jax.codec.models import Prompt, load_model
+    from gvc_jax.codec.codec_model import load_model
+    from gvc_jax.codec.prompt import Prompt
     marks["imported"] = since()
     jitcache.enable(a.cache)
     folder = os.path.join(a.work, "weights")

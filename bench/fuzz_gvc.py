@@ -35,7 +35,7 @@ def child(libfuzzer_args: list[str], argv0: str | None = None) -> None:
         import gvc_jax.bitstream.container  # noqa: F401  (instrumented)
         import gvc_jax.codec.api  # noqa: F401
         import gvc_jax.codec.core  # noqa: F401
-        import gvc_jax.codec.models  # noqa: F401
+        import gvc_jax.codec.codec_model  # noqa: F401
         import gvc_jax.codec.params  # noqa: F401
     from tests.fuzz import gvc_harness
 

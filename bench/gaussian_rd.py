@@ -31,7 +31,7 @@ from gvc_jax.bitstream.indices import index_bits
 from gvc_jax.bounds import gaussian_model_bounds, psnr_from_mse
 from gvc_jax.codec import core
 from gvc_jax.codec.params import CodecParams
-from gvc_jax.codec.models import load_model
+from gvc_jax.codec.codec_model import load_model
 from gvc_jax.sampler import SamplerSpec, decode_gop
 from gvc_jax import codebook
 

@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from gvc_jax.codec.codings import topm  # noqa: E402
 from gvc_jax.codec import residual as R  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -34,7 +35,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 def gaussian_residual(clip: str, down: int, crop_h: int) -> tuple[np.ndarray, dict]:
     from gvc_jax import codebook
     from gvc_jax.codec.api import params_for
-    from gvc_jax.codec.models import load_model
+    from gvc_jax.codec.codec_model import load_model
     from gvc_jax.io.video import read_video
     from gvc_jax.sampler.scan import encode_gop
 
@@ -50,7 +51,7 @@ def gaussian_residual(clip: str, down: int, crop_h: int) -> tuple[np.ndarray, di
     t0 = time.perf_counter()
     x0 = m.encode(v)
     x_T = codebook.init_noise(p.seed, 0, x0.shape)
-    spec = p.spec(p.m_per_frame(x0.shape[1]))
+    spec = topm.spec(p, topm.m_per_frame(p, x0.shape[1]))
     _, _, xf = encode_gop(m.graphdef, m.state, m.cond, x_T, x0, p.seed, 0, spec=spec)
     r = (np.asarray(x0)[:, -1] - np.asarray(xf)[:, -1]).astype(np.float32)
     info = {"clip": clip, "frames": 16, "size": list(v.shape[1:3]), "preset": "gaussian-fast",

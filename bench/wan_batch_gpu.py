@@ -63,6 +63,7 @@ def run_case(a, case: str, work: str) -> dict:
     from jax.sharding import NamedSharding, PartitionSpec
 
     from configs.wan_dit import get_config
+    from gvc_jax.codec.codings import topm
     from gvc_jax import codebook
     from gvc_jax.codec.params import CodecParams
     from gvc_jax.models.wan.dit import WanDiT
@@ -83,7 +84,7 @@ def run_case(a, case: str, work: str) -> dict:
     params = CodecParams(K=st["K"], M=st["M"], steps=st["steps"], sde_steps=st["sde_steps"],
                          g_scale=G_SCALE, shift=SHIFT, seed=SEED)
     params.validate()
-    spec = params.spec(params.m_per_frame(lat[1]))
+    spec = topm.spec(params, topm.m_per_frame(params, lat[1]))
     res = dict(case=case, n_devices=n_dev, devices=[str(d) for d in devices],
                device_kind=devices[0].device_kind, backend=jax.default_backend(),
                config=cfg.name, latent=list(lat), batch_gops=b)

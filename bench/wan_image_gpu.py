@@ -65,7 +65,8 @@ def main():
         jitcache.enable(a.jax_cache)
 
     from gvc_jax.codec import api, core
-    from gvc_jax.codec.models import Prompt, load_model
+    from gvc_jax.codec.codec_model import load_model
+    from gvc_jax.codec.prompt import Prompt
     from gvc_jax.codec.placement import Placement
     from gvc_jax.io import read_video
 
@@ -85,8 +86,7 @@ def main():
     res["clip"] = {"file": os.path.basename(a.clip), "shape": list(video.frames.shape),
                    "fps": float(video.fps)}
     _, mode, params = api.params_for(a.config, {})
-    shift = api.resolution_shift(mode, *video.frames.shape[1:3])
-    params = params.replace(shift=shift)
+    params = api.for_source(params, mode, video.frames, {})
     if a.anchor_codec:
         params = params.replace(anchor_codec=a.anchor_codec)
     res["params"] = {k: getattr(params, k) for k in (

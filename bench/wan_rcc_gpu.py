@@ -68,7 +68,10 @@ def main():
     import jax
 
     from gvc_jax.codec import api, core
-    from gvc_jax.codec.models import Prompt, load_model
+    from gvc_jax.codec.codec_model import load_model
+    from gvc_jax.codec.codings.rcc import spec_for
+    from gvc_jax.codec.codings.topm import m_per_frame
+    from gvc_jax.codec.prompt import Prompt
     from gvc_jax.io import find_sample_clip, read_video
 
     res = {"command": "python bench/" + os.path.basename(__file__) + " " + shlex.join(sys.argv[1:]),
@@ -102,7 +105,7 @@ def main():
     shape = model.geometry.latent_shape(a.frames, *video.frames.shape[1:3])
     n_lat = shape[1]
     settings = [] if a.no_topm else [("topm", base, None)]
-    per_frame = index_bits(base.sde_steps, list(base.m_per_frame(n_lat)), base.K) // n_lat
+    per_frame = index_bits(base.sde_steps, list(m_per_frame(base, n_lat)), base.K) // n_lat
     for s in a.rcc.split(","):
         b, p, t, *solver = s.split(":")
         solver = solver[0] if solver else "rk4"
@@ -110,7 +113,7 @@ def main():
                            rcc_candidates="shift", rcc_parts=int(p), rcc_tail_steps=int(t),
                            rcc_tail_solver=solver)
         settings.append((f"rcc b={b} P={p} tail={t} {solver}", prm,
-                         core._rcc_spec(model, prm, shape)))
+                         spec_for(model, prm, shape)))
     res["latent_shape"], res["topm_bits_per_latent_frame"] = list(shape), per_frame
     for name, prm, spec in settings:
         row = {"name": name,

@@ -76,7 +76,8 @@ def main():
     import jax
 
     from gvc_jax.codec import api, core
-    from gvc_jax.codec.models import Prompt, load_model
+    from gvc_jax.codec.codec_model import load_model
+    from gvc_jax.codec.prompt import Prompt
     from gvc_jax.io import read_video
 
     res = {"command": "python bench/" + os.path.basename(__file__) + " " + shlex.join(sys.argv[1:]),

@@ -1,12 +1,13 @@
-"""Codec presets: a model config plus the codec parameters it changes from the defaults of
-:class:`gvc_jax.codec.params.CodecParams` (the one declaration of every parameter).
+"""Codec presets: a model config, a mode and the codec parameters the preset changes from their
+declared defaults (the declarations live in the library: gvc_jax/codec/params.py and the
+coding and mode modules). This file is data; it imports nothing from the library.
 
 Launch line::
 
     gvc compress clip.mp4 -o clip.gvc --config wan2.1-t2v-1.3b --weights ~/Wan2.1-T2V-1.3B --json
 
 ``get_config(name)`` returns an ml_collections ConfigDict with ``name``, ``model``, ``mode`` and
-the full ``codec`` dict; the CLI's ``--K/--M/...`` flags override single fields.
+``codec``, the changed fields only; the CLI's ``--K/--M/...`` flags override single fields.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ _GVCC_T2V = dict(K=16384, M=64, steps=20, sde_steps=17, g_scale=3.0, shift=3.0, 
                  guidance=1.0)
 
 # GVCC's I2V settings: M_tail = 2M on the last 2 latent frames, shift 5 above 480p (3 at or
-# below: gvc_jax.codec.api.resolution_shift), and an entropy-coded tail residual
+# below: the anchored modes' resolution rule, gvc_jax/codec/modes/anchored.py), and an entropy-coded tail residual
 # (docs/residual.md) instead of GVCC's 8-bit zlib dump. Its step, 0.05, is near the steps that
 # give GVCC's MSE on the residuals measured there (0.035-0.043); real Wan residuals are unmeasured.
 _GVCC_I2V = dict(_GVCC_T2V, M_tail=128, shift=5.0, residual_step=0.05)
@@ -48,11 +49,8 @@ PRESETS = tuple(_PRESETS)
 
 
 def get_config(arg: str = "gaussian") -> ml_collections.ConfigDict:
-    from gvc_jax.codec.params import defaults
-
     if arg not in _PRESETS:
         raise KeyError(f"unknown codec preset {arg!r}; known: {', '.join(PRESETS)}")
     model, mode, changed = _PRESETS[arg]
-    codec = {k: v for k, v in defaults().items() if v is not None}
-    codec.update(changed)
-    return ml_collections.ConfigDict({"name": arg, "model": model, "mode": mode, "codec": codec})
+    return ml_collections.ConfigDict({"name": arg, "model": model, "mode": mode,
+                                      "codec": dict(changed)})

@@ -20,22 +20,22 @@ import time
 import numpy as np
 
 from gvc_jax import codebook
-from gvc_jax.bitstream import container, indices as bs_indices
+from gvc_jax.bitstream import container
 from gvc_jax.bitstream.errors import BitstreamError
-from gvc_jax.codec import api, core, modes
+from gvc_jax.codec import api, registry, stream
+from gvc_jax.codec.codec_model import load_model
 from gvc_jax.codec.errors import UsageError
 from gvc_jax.codec.geometry import Gop, pad_clip
-from gvc_jax.codec.models import Prompt, load_model
 from gvc_jax.codec.placement import Placement
+from gvc_jax.codec.prompt import Prompt
 from gvc_jax.fileutil import write_bytes_atomic
 from gvc_jax.eval.inputs import LIST_EXTS, read_list
 from gvc_jax.io import FFMPEG_EXTS, VideoIOError, read_video
 from gvc_jax.progress import CodecProgress
 from gvc_jax.sampler import progress as sampler_progress
-from gvc_jax.sampler.batched import encode_gops, replicate
+from gvc_jax.sampler.batched import replicate
 
 JOB_DIR = ".gvc-job"
-INDEPENDENT_MODES = ("t2v",)        # modes whose GOPs need nothing from other GOPs
 VIDEO_EXTS = FFMPEG_EXTS + (".y4m", ".npy")
 KEY_VERSION = 1
 
@@ -86,7 +86,7 @@ def video_key(path: str, model, mode: str, params, prompt: Prompt, max_frames) -
     stream, the prompt and the model fingerprint (docs/batch.md, "The job directory")."""
     fields = dataclasses.asdict(params)
     fields.pop("chunk", None)             # a memory knob: the same bits whatever its value
-    ident = {"v": KEY_VERSION, "format": core.FORMAT_VERSION, "input": os.path.abspath(path),
+    ident = {"v": KEY_VERSION, "format": stream.FORMAT_VERSION, "input": os.path.abspath(path),
              "stat": _stat(path), "config": model.name, "fingerprint": model.fingerprint,
              "mode": mode, "params": fields, "prompt": [prompt.text, prompt.negative],
              "max_frames": max_frames}
@@ -112,15 +112,17 @@ class Video:
     key: str
     workdir: str
     output: str
-    header: dict | None = None
-    gops: list[Gop] = dataclasses.field(default_factory=list)
+    session: object = None                        # the planned stream (gvc_jax.codec.stream)
     frames: np.ndarray | None = None              # kept for --verify's PSNR only
-    begin_chunks: list = dataclasses.field(default_factory=list)
     payloads: dict[int, bytes] = dataclasses.field(default_factory=dict)
     label: str = ""
     coded: int = 0
     reused: int = 0
     report: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def gops(self) -> list[Gop]:
+        return self.session.gops
 
     @property
     def name(self) -> str:
@@ -150,7 +152,7 @@ class Job:
                  progress: CodecProgress,
                  verify: bool = False, max_frames: int | None = None, devices=None):
         self.model, self.mode, self.params, self.out = model, mode, params, out
-        self.md = modes.get(mode)
+        self.coding = registry.coding(params.coding)
         self.batch_gops, self.progress, self.verify = batch_gops, progress, verify
         self.max_frames, self.devices = max_frames, devices
         self.state = replicate(model.state, devices)   # placed once for every batch
@@ -164,8 +166,8 @@ class Job:
         try:
             with open(v.gop_file(g.index), "rb") as f:
                 data = f.read()
-            m = self.params.m_per_frame(self.model.geometry.latent_frames(g.coded))
-            bs_indices.unpack_indices(data, self.params.sde_steps, m, self.params.K)
+            self.coding.check_payload(self.params, data,
+                                      self.model.geometry.latent_frames(g.coded))
             return data
         except (OSError, BitstreamError, ValueError):
             return None
@@ -174,15 +176,7 @@ class Job:
         """Reads the video, reuses its finished GOPs and queues the others."""
         video = read_video(v.path, max_frames=self.max_frames)
         frames, fps = video.frames, video.fps
-        t, h, w, _ = frames.shape
-        geom = self.model.geometry
-        try:
-            v.gops = self.md.plan(t, self.params, geom)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        v.header = core.make_header(self.model, self.mode, self.params, t, h, w, fps, v.gops)
-        session = modes.Session(self.model, self.params, v.header)
-        v.begin_chunks = list(self.md.begin(session, frames))
+        v.session = stream.plan(frames, fps, self.model, self.params, self.mode)
         v.frames = frames if self.verify else None
         os.makedirs(v.workdir, exist_ok=True)
         for g in v.gops:
@@ -194,7 +188,7 @@ class Job:
         self.progress.line(f"{v.label}: {len(v.gops)} GOP(s), "
                            f"{v.reused} finished earlier, {len(todo)} to code")
         self.pending[v.key] = v
-        ch, cw = v.header["coded"]["height"], v.header["coded"]["width"]
+        ch, cw = v.session.header["coded"]["height"], v.session.header["coded"]["width"]
         for g in todo:
             x0 = np.asarray(self.model.encode(pad_clip(frames[g.start:g.start + g.frames],
                                                        g.coded, ch, cw)))
@@ -214,21 +208,18 @@ class Job:
         items, self.queues[shape] = q[:self.batch_gops], q[self.batch_gops:]
         self.batches += 1
         p = self.params
-        m = p.m_per_frame(shape[1])
         names = ", ".join(f"{v.name}#{g.index}" for v, g, _ in items)
         self.progress.phase(f"batch {self.batches}: {len(items)} GOP(s) [{names}] encode")
         x_T = np.stack([np.asarray(codebook.init_noise(p.seed, g.index, shape))
                         for _, g, _ in items])
         x0 = np.stack([x for _, _, x in items])
-        gop_b = np.array([g.index for _, g, _ in items], np.uint32)
         with sampler_progress.reporting(self.progress.on_step):
-            idx, sign, _ = encode_gops(self.model.graphdef, self.state, self.cond, x_T, x0,
-                                       p.seed, gop_b, spec=p.spec(m), devices=self.devices)
-        idx, sign = np.asarray(idx), np.asarray(sign)
+            payloads = self.coding.encode_batch(self.model, self.state, self.cond, x_T, x0, p,
+                                                [g.index for _, g, _ in items],
+                                                devices=self.devices)
         self.progress.close()
         touched = []
-        for b, (v, g, _) in enumerate(items):
-            payload = bs_indices.pack_indices(idx[b], sign[b], m, p.K)
+        for (v, g, _), payload in zip(items, payloads):
             write_bytes_atomic(v.gop_file(g.index), payload)   # durable: temp, fsync, rename
             v.payloads[g.index] = payload
             v.coded += 1
@@ -242,9 +233,7 @@ class Job:
         if len(v.payloads) != len(v.gops) or v.key not in self.pending:
             return
         del self.pending[v.key]
-        chunks = list(self.model.prompt.chunks()) + v.begin_chunks
-        chunks += [container.idx_chunk(g.index, v.payloads[g.index]) for g in v.gops]
-        data = container.dumps_gvc(v.header, chunks)
+        data = stream.assemble(v.session, v.payloads)
         write_bytes_atomic(v.output, data)
         rec = {"output": os.path.basename(v.output), "sha256": hashlib.sha256(data).hexdigest(),
                "bytes": len(data), "gops": len(v.gops)}
@@ -299,13 +288,16 @@ def run(inputs: list[str], out: str, *, config: str | None = None, weights: str 
     t0 = time.perf_counter()
     progress = progress or CodecProgress("off")
     model_name, mode, params = api.params_for(config, overrides, weights)
-    if mode not in INDEPENDENT_MODES:
+    if not registry.mode(mode).independent_gops:
+        independent = [m for m, c in registry.MODES.items() if c.independent_gops]
         raise UsageError(f"gvc batch codes only modes whose GOPs are independent "
-                         f"({', '.join(INDEPENDENT_MODES)}), not {mode} "
+                         f"({', '.join(independent)}), not {mode} "
                          f"(config {config or model_name})")
-    if params.coding != "topm":
-        raise UsageError("gvc batch codes top-M streams only; use gvc compress for --coding "
-                         f"{params.coding}")
+    if not registry.coding(params.coding).batch:
+        batchable = [f"{k.summary} (--coding {c})" for c, k in registry.CODINGS.items()
+                     if k.batch]
+        raise UsageError(f"gvc batch codes only streams of {', '.join(batchable)}; use gvc "
+                         f"compress for --coding {params.coding}")
     n_dev = len(devices) if devices else len(jax.local_devices())
     if batch_gops is None:            # 8, or a multiple of the device count
         batch_gops = -(-8 // n_dev) * n_dev

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from gvc_jax.fileutil import umask
+from gvc_jax.fileutil import umask, write_bytes_atomic
 
 CLIP = "carphone_pristine.mp4"
 DEMO_FRAMES = 32
@@ -267,9 +267,9 @@ def run(out: str, frames: int | None = None, on_gop=None, on_step=None, log=None
 
     ``weights``: a Wan 2.1 T2V folder (either layout); the preset follows it. Without, the
     embedded Gaussian prior."""
-    from gvc_jax.bitstream import container
     from gvc_jax.codec import api
-    from gvc_jax.codec.models import Prompt, load_model
+    from gvc_jax.codec.codec_model import load_model
+    from gvc_jax.codec.prompt import Prompt
     from gvc_jax.io import Video, find_sample_clip, read_video, write_video
     from gvc_jax.io.video import MP4_CRF
 
@@ -298,7 +298,7 @@ def run(out: str, frames: int | None = None, on_gop=None, on_step=None, log=None
                                          overrides=s["overrides"], model=model,
                                          cache_dir=cache_dir, on_gop=on_gop, on_step=on_step,
                                          log=log, progress=progress)
-        container.write_gvc(gvc_path, enc.header, enc.chunks)
+        write_bytes_atomic(gvc_path, enc.data)
         t0 = time.perf_counter()
         if model is None:
             decoded = api.decompress_file(gvc_path, npy_path, on_gop=on_gop, on_step=on_step)

@@ -9,7 +9,7 @@ logical name to mesh axes; nothing inside the layers names a mesh axis.
 * :func:`validate` rejects tables that cannot work (unknown names, unknown mesh axes, heads
   not divisible by the tensor/head split, a mesh axis used twice, parameter dims that do not
   divide);
-* :func:`shard_model` places a split model state (or a :class:`~gvc_jax.codec.models.CodecModel`,
+* :func:`shard_model` places a split model state (or a :class:`~gvc_jax.codec.codec_model.CodecModel`,
   or a module) on the mesh. The placed Variables also carry the mesh and the rules as metadata,
   so the DiT activates the rules by itself when it is traced: the codec's jitted
   ``encode_gop`` / ``decode_gop`` take the placed state unchanged, and because the metadata is
@@ -363,7 +363,7 @@ def shard_state(state, mesh: Mesh, rules, *, num_heads: int | None = None):
 def shard_model(model, mesh: Mesh, rules, *, num_heads: int | None = None) -> Any:
     """The state of ``model`` placed on ``mesh`` by ``rules`` (a table, config or its name).
 
-    ``model``: a :class:`~gvc_jax.codec.models.CodecModel` (its ``.state``), an ``nnx.Module``
+    ``model``: a :class:`~gvc_jax.codec.codec_model.CodecModel` (its ``.state``), an ``nnx.Module``
     (split here) or an ``nnx.State``. The result replaces the state in the codec's jitted calls,
     unchanged: ``encode_gop(codec.graphdef, shard_model(codec, mesh, rules), cond, ...)``.
     Heads are checked against ``num_heads``, by default the model's own where it has one (a

@@ -161,7 +161,7 @@ display(Markdown("| chunk kind | bytes | share |\n|---|---:|---:|\n" + rows +
 
 # %%
 from gvc_jax.bounds import gaussian_model_bounds  # noqa: E402
-from gvc_jax.codec.models import load_model  # noqa: E402
+from gvc_jax.codec.codec_model import load_model  # noqa: E402
 
 prior = load_model("gaussian").module
 coded = api.info(gvc_path)["coded"]

@@ -147,9 +147,9 @@ print(f"{os.path.basename(str(path))}: {t} frames at {w}x{h}, {float(video.fps):
 # backend (bf16 on GPU/TPU, fp32 on CPU).
 
 # %%
-from gvc_jax.bitstream import container  # noqa: E402
 from gvc_jax.codec import api  # noqa: E402
-from gvc_jax.codec.models import Prompt, load_model  # noqa: E402
+from gvc_jax.codec.codec_model import load_model  # noqa: E402
+from gvc_jax.codec.prompt import Prompt  # noqa: E402
 from gvc_jax.metrics import psnr  # noqa: E402
 
 MODES = ["t2v"]   # "i2v", "flf2v": to be added when those modes land
@@ -165,7 +165,8 @@ for mode in MODES:
     enc, report = api.compress_video(video, config=name, weights=WAN_WEIGHTS, overrides=overrides,
                                      model=model, prompt=prompt)
     gvc_path = os.path.join(OUT_DIR, f"clip_{mode}.gvc")
-    container.write_gvc(gvc_path, enc.header, enc.chunks)
+    with open(gvc_path, "wb") as f:
+        f.write(enc.data)
     with open(gvc_path, "rb") as f:
         data = f.read()
     t0 = time.perf_counter()

@@ -87,6 +87,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from IPython.display import Markdown, display  # noqa: E402
 
+from gvc_jax.codec.codings import topm  # noqa: E402
 from gvc_jax import codebook  # noqa: E402
 
 OUT_DIR = OUT_DIR or tempfile.mkdtemp(prefix="gvc_determinism_")
@@ -135,7 +136,7 @@ plt.show()
 
 # %%
 from gvc_jax.codec import api  # noqa: E402
-from gvc_jax.codec.models import load_model  # noqa: E402
+from gvc_jax.codec.codec_model import load_model  # noqa: E402
 from gvc_jax.demo import downscale  # noqa: E402
 from gvc_jax.io import Video, find_sample_clip, read_video  # noqa: E402
 from gvc_jax.metrics import psnr_mean  # noqa: E402
@@ -232,7 +233,7 @@ else:
         lib.utils.logging.set_verbosity_error()
         lib.utils.logging.disable_progress_bar()
 
-    from gvc_jax.codec.models import Prompt
+    from gvc_jax.codec.prompt import Prompt
     from gvc_jax.codec.params import CodecParams
     from gvc_jax.eval.inputs import resize_lanczos
     from gvc_jax.sampler.scan import encode_gop
@@ -250,8 +251,8 @@ else:
         clip = resize_lanczos(read_video(path, max_frames=9).frames, 48, 32)
         x0 = wan.encode(clip)
         shape = tuple(x0.shape)
-        m = params.m_per_frame(shape[1])
-        spec = params.spec(m)
+        m = topm.m_per_frame(params, shape[1])
+        spec = topm.spec(params, m)
         x_T = codebook.init_noise(SEED, GOP, shape)
         idx, sign, x_ours = encode_gop(wan.graphdef, wan.state, wan.cond, x_T, x0, SEED, GOP,
                                        spec=spec)

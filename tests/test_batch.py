@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 
+from gvc_jax.codec.codings import topm
 from gvc_jax import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,7 +87,7 @@ def test_batched_scans_equal_per_gop():
 
     from gvc_jax import codebook
     from gvc_jax.codec.api import params_for
-    from gvc_jax.codec.models import load_model
+    from gvc_jax.codec.codec_model import load_model
     from gvc_jax.sampler import decode_gop, encode_gop
     from gvc_jax.sampler.batched import decode_gops, encode_gops
 
@@ -97,7 +98,7 @@ def test_batched_scans_equal_per_gop():
                    for _ in range(3)])
     gops = np.array([0, 5, 2])
     x_T = np.stack([np.asarray(codebook.init_noise(p.seed, int(g), x0.shape[1:])) for g in gops])
-    spec = p.spec(p.m_per_frame(x0.shape[2]))
+    spec = topm.spec(p, topm.m_per_frame(p, x0.shape[2]))
     idx, sign, xe = encode_gops(m.graphdef, m.state, m.cond, x_T, x0, p.seed, gops, spec=spec)
     xd = decode_gops(m.graphdef, m.state, m.cond, x_T, idx, sign, p.seed, gops, spec=spec)
     assert idx.shape == (3, 3, 2, 3)
@@ -118,7 +119,8 @@ import json, sys
 import numpy as np, jax
 from gvc_jax import codebook, cli
 from gvc_jax.codec.api import params_for
-from gvc_jax.codec.models import load_model
+from gvc_jax.codec.codec_model import load_model
+from gvc_jax.codec.codings import topm
 from gvc_jax.sampler import batched
 devs = jax.local_devices()
 assert len(devs) == 8 and batched.mesh().size == 8, devs
@@ -129,7 +131,7 @@ x0 = np.stack([np.asarray(m.encode(rng.integers(0, 256, (4, 16, 16, 3), dtype=np
                for _ in range(5)])
 g = np.arange(5) * 3
 x_T = np.stack([np.asarray(codebook.init_noise(p.seed, int(i), x0.shape[1:])) for i in g])
-spec = p.spec(p.m_per_frame(1))
+spec = topm.spec(p, topm.m_per_frame(p, 1))
 one = batched.encode_gops(m.graphdef, m.state, m.cond, x_T, x0, p.seed, g, spec=spec,
                           devices=devs[:1])
 eight = batched.encode_gops(m.graphdef, m.state, m.cond, x_T, x0, p.seed, g, spec=spec)

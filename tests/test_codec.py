@@ -10,7 +10,7 @@ from gvc_jax.codec.params import CodecParams
 from gvc_jax.codec.errors import ModelMismatchError, UsageError
 from gvc_jax.codec.geometry import pad_clip, plan_disjoint
 from gvc_jax.models.protocol import Geometry
-from gvc_jax.codec.models import load_model
+from gvc_jax.codec.codec_model import load_model
 from gvc_jax.sampler import SamplerSpec, decode_gop, encode_gop
 
 
@@ -85,7 +85,7 @@ def test_decompress_checks_model_and_header(model):
     assert fps == Fraction(30000, 1001) and out.shape == frames.shape
     np.testing.assert_array_equal(out, enc.recon)
 
-    from gvc_jax.codec.models import CodecModel
+    from gvc_jax.codec.codec_model import CodecModel
     from gvc_jax.models.gaussian import GaussianPrior
     prior = GaussianPrior()
     other = GaussianPrior(np.asarray(prior.mean[...]), np.asarray(prior.var[...]) * 1.5,
@@ -111,8 +111,8 @@ def test_decoder_refuses_header_parameters_it_cannot_run(model):
         header = dict(enc.header, codec=dict(enc.header["codec"], **{key: value}))
         if key == "M":
             header["codec"]["K"] = 4096
-        data = container.dumps_gvc(header, enc.chunks)
-        with pytest.raises(BitstreamError, match="unsupported codec parameters"):
+        data = container.dumps_gvc(header, container.read_gvc(enc.data)[1])
+        with pytest.raises(BitstreamError, match=rf"bad header: codec\.{key}"):
             core.decompress(data, lambda *_: model)
 
 

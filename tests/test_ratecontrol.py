@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from gvc_jax import cli
-from gvc_jax.codec import api, ratecontrol
+from fractions import Fraction
+
+from gvc_jax.codec import api, ratecontrol, stream
 from gvc_jax.codec.errors import UsageError
-from gvc_jax.codec.models import Prompt, load_model
+from gvc_jax.codec.codec_model import load_model
+from gvc_jax.codec.prompt import Prompt
 
 
 def _clip(t=32, h=32, w=48, seed=0):
@@ -28,7 +31,8 @@ def test_target_met_from_above_and_closely(kbps):
     assert t["met"] and rep["bytes_file"] <= t["bytes"] == int(kbps * 1000 * 32 / 25 // 8)
     # the next M up would not fit: the plan used the budget
     nxt = api.params_for("gaussian-fast")[2].replace(M=t["chosen"]["M"] + 1)
-    over = ratecontrol._stream_size(load_model("gaussian"), "t2v", nxt, clip, 25, [])
+    over = stream.size_with_placeholders(stream.plan(clip, Fraction(25), load_model("gaussian"),
+                                                     nxt, "t2v"))
     assert over > t["bytes"]
     frames, _, _ = api.decode_bytes(enc.data)
     np.testing.assert_array_equal(frames, enc.recon)
@@ -66,7 +70,7 @@ def test_i2v_anchor_and_residual_fit_the_target(wan_i2v_official, tmp_path):
                                   kbps=target_kbps)
     t = rep["target"]
     assert t["met"] and rep["bytes_file"] <= t["bytes"]
-    assert rep["breakdown"]["anchors"] <= ratecontrol.ANCHOR_SHARE * t["bytes"]
+    assert rep["breakdown"]["anchors"] <= ratecontrol.SIDE_SHARE * t["bytes"]
     assert rep["breakdown"]["residuals"] > 0
     assert rep["bytes_file"] < rep0["bytes_file"]
     frames, _, _ = api.decode_bytes(enc.data, models={model.name: model})

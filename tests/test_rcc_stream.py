@@ -114,16 +114,16 @@ def test_rcc_shift_layout_too_large_is_a_usage_error():
     any search (the decoder turns it into a bitstream error)."""
     from types import SimpleNamespace
 
-    from gvc_jax.codec import core
+    from gvc_jax.codec.codings.rcc import spec_for
     from gvc_jax.sampler.rcc import gaussian_error_fn
 
     model = SimpleNamespace(name="toy", error_fn=lambda shape: gaussian_error_fn(np.ones(64)))
     over = {**RCC, "rcc_choice_bits": 40, "rcc_candidates": "shift", "rcc_bits": 40}
     params = api.params_for("gaussian-fast", over)[2]
     with pytest.raises(UsageError, match="bases"):
-        core._rcc_spec(model, params, (16, 2, 2, 2))            # rows of 64 values
-    assert core._rcc_spec(model, params, (64, 2, 4, 4)).bits == 40    # rows of 1024: fine
+        spec_for(model, params, (16, 2, 2, 2))            # rows of 64 values
+    assert spec_for(model, params, (64, 2, 4, 4)).bits == 40    # rows of 1024: fine
     over = {**RCC, "rcc_parts": 128, "rcc_bits": 1024}
     params = api.params_for("gaussian-fast", over)[2]
     with pytest.raises(UsageError, match="parts"):
-        core._rcc_spec(model, params, (16, 2, 2, 2))            # 128 parts of 64 values
+        spec_for(model, params, (16, 2, 2, 2))            # 128 parts of 64 values

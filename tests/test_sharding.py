@@ -56,7 +56,7 @@ def _worker(out_path: str) -> None:
 
     from configs.wan_dit import get_config
     from gvc_jax import sharding
-    from gvc_jax.codec.models import load_model
+    from gvc_jax.codec.codec_model import load_model
     from gvc_jax.models.wan.dit import WanDiT
     from gvc_jax.models.wan.t2v import WanT2V
     from gvc_jax.sampler.scan import SamplerSpec, decode_gop, encode_gop

@@ -5,12 +5,12 @@ from gvc_jax.bitstream.container import (CHUNK_KINDS, LIMITS, MAGIC, VERSION, an
                                          residual_chunk, write_gvc)
 from gvc_jax.bitstream.enumerative import bits_for, num_subsets, rank, unrank
 from gvc_jax.bitstream.errors import BitstreamError
-from gvc_jax.bitstream.header import HEADER_LIMITS, MODES, decode_header, encode_header, validate_header
+from gvc_jax.bitstream.header import HEADER_LIMITS, decode_header, encode_header, validate_header
 from gvc_jax.bitstream.indices import index_bits, index_bytes, pack_indices, unpack_indices
 
 __all__ = [
     "BitstreamError", "bits_for", "num_subsets", "rank", "unrank", "index_bits", "index_bytes",
-    "pack_indices", "unpack_indices", "MAGIC", "VERSION", "LIMITS", "HEADER_LIMITS", "MODES", "CHUNK_KINDS",
+    "pack_indices", "unpack_indices", "MAGIC", "VERSION", "LIMITS", "HEADER_LIMITS", "CHUNK_KINDS",
     "dumps_gvc", "write_gvc", "read_gvc", "breakdown", "chunk_sizes", "validate_header", "encode_header",
     "decode_header", "idx_chunk", "parse_idx", "anchor_chunk", "parse_anchor", "residual_chunk",
     "parse_residual", "prompt_chunk", "parse_prompt",

@@ -5,13 +5,15 @@ import os
 
 import numpy as np
 
-from gvc_jax.bitstream import container, indices as bs_indices
-from gvc_jax.codec import core
+from gvc_jax.bitstream import container
+from gvc_jax.codec import core, registry, stream
+from gvc_jax.codec.codec_model import CodecModel, detect_config, load_model
 from gvc_jax.codec.errors import UsageError
-from gvc_jax.codec.models import CodecModel, Prompt, detect_config, load_model
+from gvc_jax.codec.params import CodecParams, check_in_use
 from gvc_jax.codec.placement import Placement
-from gvc_jax.codec.params import CodecParams
 from gvc_jax.codec.presets import PRESETS, get_config
+from gvc_jax.codec.prompt import Prompt
+from gvc_jax.fileutil import write_bytes_atomic
 from gvc_jax.metrics import psnr_mean, psnr_sequence
 
 
@@ -28,7 +30,8 @@ def params_for(config: str | None, overrides: dict | None = None, weights: str |
                ) -> tuple[str, str, CodecParams]:
     """``(model name, mode, params)`` of a preset with the user's overrides.
 
-    With no ``config``, the preset follows ``weights`` (see :func:`detect_config`)."""
+    With no ``config``, the preset follows ``weights`` (see :func:`detect_config`). A parameter
+    the stream would not use (another coding's or mode's) is a usage error."""
     config = config or detect_config(weights)
     if config not in PRESETS:
         raise UsageError(f"unknown config {config!r}; available: {', '.join(sorted(PRESETS))}")
@@ -37,25 +40,20 @@ def params_for(config: str | None, overrides: dict | None = None, weights: str |
     values.update(overrides or {})
     if "dtype" not in (overrides or {}):
         values["dtype"] = default_dtype(cfg.model)
-    return cfg.model, cfg.mode, CodecParams.from_values(values)
+    params = CodecParams.from_values(values)
+    check_in_use({k: v for k, v in (overrides or {}).items() if k != "dtype"}, cfg.mode,
+                 params.coding)
+    return cfg.model, cfg.mode, params
 
 
-def resolution_shift(mode: str, height: int, width: int) -> float | None:
-    """GVCC's time shift for the anchored modes: 5 above 480p, 3 at or below (None: the
-    preset's own shift stands)."""
-    if mode not in ("i2v", "flf2v"):
-        return None
-    return 5.0 if min(height, width) > 480 else 3.0
-
-
-def with_resolution_shift(params: CodecParams, mode: str, frames: np.ndarray,
-                          overrides: dict | None) -> CodecParams:
-    """``params`` with the anchored modes' resolution rule applied, unless the user set the
-    shift."""
-    shift = resolution_shift(mode, frames.shape[1], frames.shape[2]) if frames.ndim == 4 else None
-    if shift is None or "shift" in (overrides or {}):
+def for_source(params: CodecParams, mode: str, frames: np.ndarray,
+               overrides: dict | None) -> CodecParams:
+    """``params`` adapted by the mode to the source's size (the anchored modes' resolution
+    rule for the shift), leaving alone what the user set."""
+    if frames.ndim != 4:
         return params
-    return params.replace(shift=shift)
+    return registry.mode(mode)().adapt(params, frames.shape[1], frames.shape[2],
+                                       frozenset(overrides or {}))
 
 
 def rates(nbytes: int, frames: int, height: int, width: int, fps) -> tuple[float, float]:
@@ -78,15 +76,11 @@ def rate_report(header: dict, data: bytes) -> dict:
 
 
 def index_bits_per_gop(header: dict, model: CodecModel, params: CodecParams) -> list[int]:
-    """Payload bits of each GOP's indices and signs (or rcc choices): known from the codec
+    """Payload bits of each GOP (top-M indices and signs, or rcc choices): known from the codec
     parameters and the geometry."""
-    geom = model.geometry
-    if params.coding == "rcc":
-        return [params.rcc_payload_bits(geom.latent_frames(geom.coded_length(g["frames"])))
-                for g in header["gops"]]
-    return [bs_indices.index_bits(params.sde_steps,
-                                  params.m_per_frame(geom.latent_frames(geom.coded_length(
-                                      g["frames"]))), params.K)
+    geom, coding = model.geometry, registry.coding(params.coding)
+    return [coding.payload_bits(params, model,
+                                geom.latent_frames(geom.coded_length(g["frames"])))
             for g in header["gops"]]
 
 
@@ -118,26 +112,22 @@ def _frames_of(video):
 ATOM_SAMPLES_PER_S = {"cpu": 1.0e8, "gpu": 4.2e11}
 
 
-def cost_estimate(frames: int, height: int, width: int, params: CodecParams, model: CodecModel,
-                  mode: str = "t2v") -> dict:
-    """The encoder's codebook work before it starts: SDE steps x latent frames x K x D atom
-    samples, and the model evaluations (2 x steps per GOP: the encode and the reconstruction)."""
+def cost_estimate(session) -> dict:
+    """The encoder's work before it starts, from the planned stream: the coding's candidate
+    scoring (atom samples) and model evaluations over every GOP."""
     import jax
 
-    from gvc_jax.codec import modes
-
-    geom = model.geometry
-    ch, cw = geom.padded_size(height, width)
-    gops = modes.get(mode).plan(frames, params, geom)
-    samples = 0
-    for g in gops:
-        c, f, h, w = geom.latent_shape(g.coded, ch, cw)
-        samples += params.sde_steps * f * params.K * c * h * w
+    geom, coded = session.model.geometry, session.header["coded"]
+    samples = evals = 0
+    for g in session.gops:
+        shape = geom.latent_shape(g.coded, coded["height"], coded["width"])
+        c = session.coding.cost(session.params, session.model, shape)
+        samples += c["atom_samples"]
+        evals += c["model_evaluations"]
     backend = jax.default_backend()
     rate = ATOM_SAMPLES_PER_S.get("cpu" if backend == "cpu" else "gpu")
-    return {"gops": len(gops), "atom_samples": samples, "model_evaluations":
-            2 * params.steps * len(gops), "codebook_seconds_estimate": samples / rate,
-            "backend": backend}
+    return {"gops": len(session.gops), "atom_samples": samples, "model_evaluations": evals,
+            "codebook_seconds_estimate": samples / rate, "backend": backend}
 
 
 def _describe_cost(c: dict) -> str:
@@ -154,37 +144,36 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
                    log=None, progress=False, kbps: float | None = None,
                    bpp: float | None = None, placement: Placement | None = None):
     """Encodes a clip; returns ``(core.Encoded, report dict)``. ``kbps`` or ``bpp`` sets a
-    target the file lands at or under (:mod:`gvc_jax.codec.ratecontrol`: M, the anchor setting
-    and the residual steps are chosen for it). ``placement``: the devices and the offload of
-    the velocity model's weights (:mod:`gvc_jax.codec.placement`; nothing of it is in the
-    stream)."""
+    target the file lands at or under (:mod:`gvc_jax.codec.ratecontrol`: the coding's rate
+    knob, the mode's side information and its residual budget are chosen for it).
+    ``placement``: the devices and the offload of the velocity model's weights
+    (:mod:`gvc_jax.codec.placement`; nothing of it is in the stream)."""
     model_name, mode, params = params_for(config, overrides, weights)
     frames, fps = _frames_of(video)
-    params = with_resolution_shift(params, mode, frames, overrides)
+    params = for_source(params, mode, frames, overrides)
     model = model or load_model(model_name, weights, prompt, params, cache_dir=cache_dir,
                                 log=log, progress=progress, placement=placement)
-    target, residual_budget = None, None
-    if (kbps is not None or bpp is not None) and params.coding != "topm":
-        raise UsageError("--kbps/--bpp plan top-M coding; with --coding rcc set --rcc-bits")
+    target = None
     if kbps is not None or bpp is not None:
         from gvc_jax.codec import ratecontrol
 
         nbytes = ratecontrol.target_bytes(kbps, bpp, frames.shape[0], frames.shape[1],
                                           frames.shape[2], float(fps))
         plan = ratecontrol.plan(frames, fps, model, params, mode, nbytes)
-        params = plan.params
-        residual_budget = plan.residual_budget if params.residual_step else None
+        session, params = plan.session, plan.params
         target = {"kbps": kbps, "bpp": bpp, "bytes": nbytes, "chosen": {
             "M": params.M, "M_tail": params.M_tail, "anchor_codec": params.anchor_codec or None,
-            "residual_bytes": plan.residual_budget}}
+            "residual_bytes": plan.reserve}}
         if log:
             log(f"rate control: target {nbytes} bytes -> M={params.M}"
                 + (f", anchors {params.anchor_codec}" if params.anchor_codec else ""))
-    cost = cost_estimate(frames.shape[0], frames.shape[1], frames.shape[2], params, model, mode)
+    else:
+        session = stream.plan(frames, fps, model, params, mode)
+    cost = cost_estimate(session)
     if log:
         log(_describe_cost(cost))
     enc = core.compress(frames, fps, model, params, mode=mode, on_gop=on_gop, on_step=on_step,
-                        residual_budget=residual_budget)
+                        session=session)
     report = rate_report(enc.header, enc.data)
     if target is not None:
         target["met"] = len(enc.data) <= target["bytes"]
@@ -201,9 +190,7 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
         "model_fingerprint": model.fingerprint, "cost_estimate": cost,
         "weights_parked": model.offloading, "devices": model.n_devices,
     })
-    if mode in ("i2v", "flf2v"):
-        from gvc_jax.codec.modes.anchored import anchor_spec
-        report["anchor_codec"] = str(anchor_spec(params))
+    report.update(session.mode.report(params))
     if model.info:
         report["model_load"] = model.info
     report.update(bound_report(model, enc.header, report["bits_total"]))
@@ -224,7 +211,7 @@ def compress_file(video, output: str, *, config: str | None = "gaussian", weight
                                  model=model, prompt=prompt, cache_dir=cache_dir,
                                  on_gop=on_gop, on_step=on_step, log=log, progress=progress,
                                  kbps=kbps, bpp=bpp, placement=placement)
-    container.write_gvc(output, enc.header, enc.chunks)
+    write_bytes_atomic(output, enc.data)
     if recon_path:
         from gvc_jax.io import write_video
         write_video(recon_path, enc.recon, _frames_of(video)[1])
@@ -296,10 +283,21 @@ def decompress_file(path: str, output: str, *, weights: str | None = None, dtype
     return frames
 
 
+def progress_steps(params: CodecParams) -> int | None:
+    """Progress ticks of one GOP pass for a progress bar (None: unknown up front)."""
+    return registry.coding(params.coding).progress_steps(params)
+
+
+def stream_progress_steps(path: str) -> int | None:
+    """:func:`progress_steps` of a .gvc file's parameters."""
+    data = _read_stream_file(path)
+    return progress_steps(_named(path, lambda: stream.read_stream(data))[1])
+
+
 def info(path: str) -> dict:
     """The header of a .gvc file as a dict, with its prompt and rate report."""
     data = _read_stream_file(path)
-    header, prompt, _ = _named(path, lambda: core.read_stream(data))
+    header, _, prompt, _ = _named(path, lambda: stream.read_stream(data))
     out = dict(header)
     if prompt.payload():
         out["prompt"] = {"text": prompt.text, "negative": prompt.negative}

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
-
 from gvc_jax.codec.errors import UsageError
 
 OFFLOAD = ("auto", "always", "never")
@@ -58,11 +56,15 @@ def place(module, state, placement: Placement):
 
 def _first_device_bytes(state) -> int:
     """Bytes of ``state`` on its first device (a shard's size for sharded arrays)."""
+    import jax
+
     return sum(int(x.addressable_shards[0].data.nbytes) for x in jax.tree.leaves(state)
                if hasattr(x, "addressable_shards"))
 
 
 def _wants_offload(offload: str, state) -> bool:
+    import jax
+
     if offload == "never" or not jax.tree.leaves(state):
         return False
     if offload == "always":
@@ -80,12 +82,16 @@ class WeightParker:
     phase. Values are unchanged, so streams are too."""
 
     def __init__(self, state):
+        import jax
+
         self._device = state
         self._shardings = jax.tree.map(lambda x: x.sharding, state)
         self._host = None
         self.parks = 0
 
     def park(self):
+        import jax
+
         if self._device is None:
             return self._host
         if self._host is None:
@@ -100,6 +106,8 @@ class WeightParker:
         return self._host
 
     def unpark(self):
+        import jax
+
         if self._device is None:
             self._device = jax.device_put(self._host, self._shardings)
         return self._device

@@ -331,3 +331,23 @@ def gvcc_zlib(r_chw: np.ndarray) -> tuple[bytes, np.ndarray]:
     q = np.clip(np.rint(r / safe * 127), -127, 127).astype(np.int8)
     payload = scale.astype("<f4").tobytes() + zlib.compress(q.tobytes(), 9)
     return payload, (q.astype(np.float32) * safe / np.float32(127)).astype(np.float32)
+
+
+# ------------------------------------------------------------------ under a byte budget
+# Steps from fine to coarse; the last one sends (nearly) nothing.
+BUDGET_STEPS = tuple(0.01 * 1.25 ** k for k in range(40)) + (1e3,)
+
+
+def step_for_budget(r_chw: np.ndarray, budget: int) -> tuple[float, bytes]:
+    """The finest step of :data:`BUDGET_STEPS` whose coded residual fits ``budget`` bytes (the
+    coarsest if none does), with its bytes (docs/codec.md, "Rate control")."""
+    lo, hi = 0, len(BUDGET_STEPS) - 1
+    best = (BUDGET_STEPS[-1], encode(r_chw, BUDGET_STEPS[-1]))
+    while lo <= hi:                       # bytes shrink as the step grows: bisect
+        mid = (lo + hi) // 2
+        data = encode(r_chw, BUDGET_STEPS[mid])
+        if len(data) + 16 <= budget:      # the chunk's GOP number and framing
+            best, hi = (BUDGET_STEPS[mid], data), mid - 1
+        else:
+            lo = mid + 1
+    return best

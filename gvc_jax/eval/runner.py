@@ -35,8 +35,11 @@ class GvcRun:
         return GVC_PREFIX + self.config
 
     def label(self, params) -> str:
-        """The effective K and M, plus every other override, e.g. 'K=4096,M=16'."""
-        parts = {"K": params.K, "M": params.M}
+        """The coding's rate fields (top-M: the effective K and M), plus every other override,
+        e.g. 'K=4096,M=16'."""
+        from gvc_jax.codec import registry
+
+        parts = {k: getattr(params, k) for k in registry.coding(params.coding).label_keys}
         parts.update({k: v for k, v in self.overrides if k not in parts})
         return ",".join(f"{k}={v}" for k, v in parts.items())
 
@@ -208,28 +211,28 @@ def _rate(nbytes: int, t: int, h: int, w: int, fps) -> dict:
 
 # ------------------------------------------------------------------ runs
 def _run_gvc(run: GvcRun, video, name: str, plan: EvalPlan, models: dict, on_gop, on_step):
-    from gvc_jax.bitstream import container
-    from gvc_jax.codec import core
-    from gvc_jax.codec.api import decode_bytes, params_for, with_resolution_shift
-    from gvc_jax.codec.models import load_model
+    """One of our rate points through the public API: compress, write, decode what is on
+    disk and check it equals the encoder's reconstruction."""
+    from gvc_jax.codec import api
+    from gvc_jax.codec.codec_model import load_model
 
-    model_name, mode, params = params_for(run.config, dict(run.overrides))
-    params = with_resolution_shift(params, mode, video.frames, dict(run.overrides))
+    model_name, mode, params = api.params_for(run.config, dict(run.overrides))
     if model_name not in models:
         models[model_name] = load_model(model_name, plan.weights, params=params)
-    model = models[model_name]
-    enc = core.compress(video.frames, video.fps, model, params, mode=mode, on_gop=on_gop,
-                        on_step=on_step)
+    enc, report = api.compress_video(video, config=run.config, weights=plan.weights,
+                                     overrides=dict(run.overrides), model=models[model_name],
+                                     on_gop=on_gop, on_step=on_step)
+    params = api.for_source(params, mode, video.frames, dict(run.overrides))
     label = run.label(params)
     stream_dir = os.path.join(plan.out, "streams", name)
     os.makedirs(stream_dir, exist_ok=True)
     path = os.path.join(stream_dir, f"{run.codec}_{label.replace(',', '_')}.gvc")
-    container.write_gvc(path, enc.header, enc.chunks)
+    write_bytes_atomic(path, enc.data)
     with open(path, "rb") as f:          # decode what is on disk, and time it
         data = f.read()
     t0 = time.perf_counter()
-    decoded, _, _ = decode_bytes(data, weights=plan.weights, models=models, on_gop=on_gop,
-                                 on_step=on_step)
+    decoded, _, _ = api.decode_bytes(data, weights=plan.weights, models=models, on_gop=on_gop,
+                                     on_step=on_step)
     dec_s = time.perf_counter() - t0
     if not np.array_equal(decoded, enc.recon):
         raise RuntimeError(f"{path}: the decoder's output differs from the encoder's reconstruction")

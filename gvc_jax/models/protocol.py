@@ -7,9 +7,10 @@ latents, described by one :class:`Geometry`. The codec never knows which model i
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import jax
+if TYPE_CHECKING:   # the geometry rules are read without JAX (the command line's parser)
+    import jax
 
 
 @runtime_checkable

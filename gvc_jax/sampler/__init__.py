@@ -1,8 +1,17 @@
-"""Rectified-flow ODE -> SDE sampler that carries the codebook bits (docs/design.md §2)."""
-from gvc_jax.sampler.schedules import shifted_times
-from gvc_jax.sampler.sde import (diffusion, ode_step, score_from_velocity, sde_step,
-                                 x0_from_velocity)
-from gvc_jax.sampler.scan import SamplerSpec, decode_gop, encode_gop
+"""Rectified-flow ODE -> SDE sampler that carries the codebook bits (docs/design.md §2).
 
-__all__ = ["shifted_times", "diffusion", "ode_step", "score_from_velocity", "sde_step",
-           "x0_from_velocity", "SamplerSpec", "encode_gop", "decode_gop"]
+JAX is imported on first use of a sampler function, so light modules (``solvers``) can be read
+without it."""
+_LAZY = {"shifted_times": "schedules", "diffusion": "sde", "ode_step": "sde",
+         "score_from_velocity": "sde", "sde_step": "sde", "x0_from_velocity": "sde",
+         "SamplerSpec": "scan", "encode_gop": "scan", "decode_gop": "scan"}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"gvc_jax.sampler.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'gvc_jax.sampler' has no attribute {name!r}")

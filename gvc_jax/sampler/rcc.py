@@ -26,9 +26,8 @@ import numpy as np
 from gvc_jax.codebook import candidates as cand
 from gvc_jax.codebook import shifted
 from gvc_jax.sampler.scan import _from_fd, _to_fd, _velocity
+from gvc_jax.sampler.solvers import FAMILIES, SOLVERS
 
-SOLVERS = ("euler", "heun", "rk4", "dpm2m")
-FAMILIES = ("iid", "shift")
 MAX_BITS = {"iid": 24, "shift": shifted.MAX_BITS}
 
 

@@ -1,7 +1,7 @@
-"""Fuzz target: everything that parses a ``.gvc`` file without a model (issue 14).
+"""Fuzz target: everything that parses a ``.gvc`` file without a model.
 
-``TestOneInput(data)`` runs the container reader, the header schema, ``core.read_stream`` (prompt),
-``CodecParams.from_header``, every ``IDX `` payload through ``parse_idx`` + ``unpack_indices`` with
+``TestOneInput(data)`` runs the container reader, the header schema, ``stream.read_stream``
+(codec parameters, prompt), ``CodecParams.from_header``, every top-M ``IDX `` payload through ``parse_idx`` + ``unpack_indices`` with
 the header's S, M and K, ``parse_anchor``/``parse_residual``, ``breakdown``/``chunk_sizes`` and
 ``api.info``. A rejection must be a :class:`~gvc_jax.bitstream.BitstreamError`; any other exception
 escapes and is a crash. Used by ``bench/fuzz_gvc.py`` (atheris) and ``tests/test_fuzz_smoke.py``.
@@ -14,7 +14,7 @@ import zlib
 
 from gvc_jax.bitstream import container, header as bs_header, indices
 from gvc_jax.bitstream.errors import BitstreamError
-from gvc_jax.codec import api, core
+from gvc_jax.codec import api, stream
 from gvc_jax.codec.params import CodecParams
 
 # The harness allocates the decoded index arrays only below this many cells (the decoder's own
@@ -55,20 +55,19 @@ def check(data: bytes) -> str:
     clean rejection and anything else on a bug."""
     header, chunks = container.read_gvc(data)
     bs_header.validate_header(header)
-    h2, prompt, by_tag = core.read_stream(data)
+    h2, params, prompt, by_tag = stream.read_stream(data)
     assert h2 == header, "read_stream and read_gvc disagree"
     bd = container.breakdown(data)
     assert sum(bd.values()) == len(data), "breakdown does not sum to the file size"
     assert len(container.chunk_sizes(data)) == len(chunks) + 2, "chunk_sizes disagrees with read_gvc"
     codec = header["codec"]
-    S, M, K = codec["sde_steps"], codec["M"], codec["K"]
-    try:
-        CodecParams.from_header(codec)
-    except BitstreamError:
-        pass
+    assert CodecParams.from_header(codec)[0] == params, "read_stream and from_header disagree"
     for payload in by_tag.get("IDX ", []):
         gop, packed = container.parse_idx(payload)
         assert 0 <= gop < len(header["gops"])
+        if params.coding != "topm":
+            continue
+        S, M, K = params.sde_steps, codec["M"], params.K
         if S * len(M) * max(M) > HARNESS_MAX_CELLS:
             continue  # a header asking for more than the harness allocates: not decoded here
         m = _gop_m(packed, S, M, K)

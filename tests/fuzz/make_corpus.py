@@ -26,7 +26,7 @@ def _clip(t, h, w, seed):
 
 def write_seeds(out: str, wan: bool = True) -> list[str]:
     from gvc_jax.codec.api import compress_file
-    from gvc_jax.codec.models import Prompt
+    from gvc_jax.codec.prompt import Prompt
 
     os.makedirs(out, exist_ok=True)
     small = {"K": 32, "M": 2, "steps": 4, "sde_steps": 3}

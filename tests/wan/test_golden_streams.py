@@ -3,7 +3,9 @@ bytes, and the committed streams decode to the committed frames.
 
 The streams in ``tests/golden/`` were written by this test (``GVC_WRITE_GOLDEN=1``) and guard
 refactors: a change to the codec loop, the header, the modes or the codings that alters one
-byte of a stream, or one decoded pixel, fails here. Everything goes through the ``gvc``
+byte of a stream, or one decoded pixel, fails here. ``tests/golden/legacy/`` holds rcc streams
+whose headers also carried top-M's K, M and sampler fields; they must still decode to the same
+frames, and today's streams must equal them but for those header keys. Everything goes through the ``gvc``
 command line, the interface users script against. Wan cases run on the tiny random folders
 (fp32, CPU); the Gaussian cases on the embedded prior.
 """
@@ -127,3 +129,29 @@ def test_golden_stream(name, cache, manifest, tmp_path, capsys, request):
     dec = np.load(tmp_path / "dec.npy")
     assert list(dec.shape) == want["decoded_shape"]
     assert _sha(dec) == want["decoded_sha256"], f"{name}: the decoded frames differ"
+
+
+TOPM_ONLY = ("K", "M", "M_tail", "steps", "sde_steps", "g_scale", "shift", "schedule")
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if n.endswith("-rcc")])
+def test_legacy_rcc_streams(name, cache, manifest, tmp_path, capsys, request):
+    """rcc headers no longer carry top-M's fields; nothing else changed: the same chunks, the
+    same header otherwise, and the older stream decodes to the same frames."""
+    from gvc_jax.bitstream import container
+
+    fixture = CASES[name][0]
+    weights = ["--weights", request.getfixturevalue(fixture)] if fixture else []
+    with open(os.path.join(GOLDEN, "legacy", f"{name}.gvc"), "rb") as f:
+        old = f.read()
+    with open(os.path.join(GOLDEN, f"{name}.gvc"), "rb") as f:
+        new = f.read()
+    (h_old, c_old), (h_new, c_new) = container.read_gvc(old), container.read_gvc(new)
+    assert c_old == c_new
+    assert set(h_old["codec"]) - set(h_new["codec"]) <= set(TOPM_ONLY)
+    assert set(h_new["codec"]) <= set(h_old["codec"])
+    assert {k: v for k, v in h_old["codec"].items() if k not in TOPM_ONLY} == h_new["codec"]
+    assert {**h_old, "codec": None} == {**h_new, "codec": None}
+    _gvc(capsys, "decompress", os.path.join(GOLDEN, "legacy", f"{name}.gvc"), "-o",
+         tmp_path / "dec.npy", *weights, "--cache-dir", cache, "--quiet")
+    assert _sha(np.load(tmp_path / "dec.npy")) == manifest[name]["decoded_sha256"]

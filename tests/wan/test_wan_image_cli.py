@@ -21,7 +21,8 @@ import pytest
 from gvc_jax.bitstream import container
 from gvc_jax.codec import anchors as image_anchors, api, core
 from gvc_jax.codec.errors import UsageError
-from gvc_jax.codec.models import Prompt, load_model
+from gvc_jax.codec.codec_model import load_model
+from gvc_jax.codec.prompt import Prompt
 from gvc_jax.codec.placement import Placement
 from tests.wan.folders_image import (wan_flf2v_diffusers, wan_flf2v_official,  # noqa: F401
                                      wan_i2v_diffusers, wan_i2v_official)

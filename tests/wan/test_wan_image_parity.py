@@ -20,8 +20,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from gvc_jax.codec.codings import topm  # noqa: E402
 from gvc_jax import codebook  # noqa: E402
-from gvc_jax.codec.models import Prompt, load_model  # noqa: E402
+from gvc_jax.codec.codec_model import load_model  # noqa: E402
+from gvc_jax.codec.prompt import Prompt  # noqa: E402
 from gvc_jax.codec.params import CodecParams  # noqa: E402
 from gvc_jax.models.wan import clip_preprocess  # noqa: E402
 from gvc_jax.sampler.scan import encode_gop, sample_gop  # noqa: E402
@@ -97,7 +99,7 @@ def test_ode_parity_with_image_pipeline(setup):
     clip = _frames()
     first, last = _anchors(kind, clip)
     cond = {**model.cond, **model.conditioner(first, last, T)}
-    spec = params.spec((1,))
+    spec = topm.spec(params, (1,))
     shape = model.geometry.latent_shape(T, H, W)
     x_T = codebook.init_noise(SEED, GOP, shape)
     ours = np.asarray(sample_gop(model.graphdef, model.state, cond, x_T, jax.random.PRNGKey(0),
@@ -144,9 +146,9 @@ def test_codec_parity_with_torch_reference(setup):
     cond = {**model.cond, **model.conditioner(first, last, T)}
     x0 = model.encode(clip)
     shape = tuple(x0.shape)
-    m = params.m_per_frame(shape[1])
+    m = topm.m_per_frame(params, shape[1])
     assert m[-1] == 16 and m[0] == 8
-    spec = params.spec(m)
+    spec = topm.spec(params, m)
     x_T = codebook.init_noise(SEED, GOP, shape)
     idx, sign, x_ours = encode_gop(model.graphdef, model.state, cond, x_T, x0, SEED, GOP,
                                    spec=spec)

@@ -15,8 +15,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from gvc_jax.codec.codings import topm  # noqa: E402
 from gvc_jax import codebook  # noqa: E402
-from gvc_jax.codec.models import Prompt, load_model  # noqa: E402
+from gvc_jax.codec.codec_model import load_model  # noqa: E402
+from gvc_jax.codec.prompt import Prompt  # noqa: E402
 from gvc_jax.codec.params import CodecParams  # noqa: E402
 from gvc_jax.sampler.scan import encode_gop, sample_gop  # noqa: E402
 from tests.wan.torch_gvc import gvc_encode_torch, wan_velocity  # noqa: E402
@@ -66,7 +68,7 @@ def test_ode_parity_with_wan_pipeline(pipe, wan_diffusers_folder, tmp_path, guid
     params = CodecParams(steps=8, sde_steps=0, shift=3.0, K=16, M=1, dtype="float32",
                          guidance=guidance)
     model = _model(wan_diffusers_folder, params, str(tmp_path), negative)
-    spec = params.spec((1,))
+    spec = topm.spec(params, (1,))
     shape = model.geometry.latent_shape(T, H, W)
     x_T = codebook.init_noise(SEED, GOP, shape)
     ours = np.asarray(sample_gop(model.graphdef, model.state, model.cond, x_T,
@@ -96,8 +98,8 @@ def test_codec_parity_with_torch_reference(pipe, wan_diffusers_folder, tmp_path)
     clip = np.clip(clip + rng.integers(-20, 20, (T, H, W, 3)), 0, 255).astype(np.uint8)
     x0 = model.encode(clip)
     shape = tuple(x0.shape)
-    m = params.m_per_frame(shape[1])
-    spec = params.spec(m)
+    m = topm.m_per_frame(params, shape[1])
+    spec = topm.spec(params, m)
     x_T = codebook.init_noise(SEED, GOP, shape)
     idx, sign, x_ours = encode_gop(model.graphdef, model.state, model.cond, x_T, x0, SEED, GOP,
                                    spec=spec)

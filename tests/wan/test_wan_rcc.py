@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gvc_jax import cli
-from gvc_jax.codec.models import unit_variance_error_fn
+from gvc_jax.codec.codec_model import unit_variance_error_fn
 from tests.wan.folders_image import wan_flf2v_official, wan_i2v_official  # noqa: F401
 
 

@@ -8,44 +8,36 @@ why).
 """
 from __future__ import annotations
 
-from gvc_jax.codec.modes import anchored
+from gvc_jax.codec.modes.anchored import Anchored
 
 
 def anchor_positions(gops) -> list[int]:
     """Source frame of each anchor: every GOP's first frame, then the clip's last frame."""
-    pos = [g["start"] for g in gops]
-    last = gops[-1]["start"] + gops[-1]["frames"] - 1
+    pos = [g.start for g in gops]
+    last = gops[-1].start + gops[-1].frames - 1
     return pos + [last] if last != pos[-1] else pos
 
 
-class FLF2V:
+class FLF2V(Anchored):
     name = "flf2v"
-    chunk_tags: tuple[str, ...] = ("ANCH",)
-
-    def plan(self, n_frames, params, geometry):
-        return anchored.plan(n_frames, params, geometry)
 
     def begin(self, session, frames):
-        pos = anchor_positions(session.header["gops"])
+        pos = anchor_positions(session.gops)
         if frames is None:
-            anchored.read_anchors(session, len(pos))
+            self.read_anchors(session, len(pos))
             return []
-        return anchored.code_anchors(session, frames, pos)
+        return self.code_anchors(session, frames, pos)
 
-    def _pair(self, session, gop):
-        last = min(gop.index + 1, len(session.anchors) - 1)
-        return session.anchors[gop.index], session.anchors[last]
+    def _pair(self, gop):
+        last = min(gop.index + 1, len(self.anchors) - 1)
+        return self.anchors[gop.index], self.anchors[last]
 
     def cond(self, session, gop):
-        first, last = self._pair(session, gop)
-        return anchored.image_cond(session, gop, first, last)
-
-    def refine(self, session, gop, x0, target):
-        return x0, []
+        return self.image_cond(session, gop, *self._pair(gop))
 
     def emit(self, session, gop, frames):
-        first, last = self._pair(session, gop)
+        first, last = self._pair(gop)
         out = frames.copy()
         out[0] = first
         out[gop.frames - 1] = last
-        return anchored.emit_shared(gop, out)
+        return self.emit_shared(gop, out)

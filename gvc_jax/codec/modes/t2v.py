@@ -11,9 +11,15 @@ from gvc_jax.codec.geometry import plan_disjoint
 class T2V:
     name = "t2v"
     chunk_tags: tuple[str, ...] = ()
+    groups: tuple = ()
+    owners = frozenset()
+    independent_gops = True
 
     def plan(self, n_frames, params, geometry):
         return plan_disjoint(n_frames, params.gop_frames, geometry)
+
+    def adapt(self, params, height, width, fixed):
+        return params
 
     def begin(self, session, frames):
         return []
@@ -26,3 +32,15 @@ class T2V:
 
     def emit(self, session, gop, frames):
         return frames
+
+    def side_ladder(self, params):
+        return []
+
+    def reserve_share(self, params):
+        return 0.0
+
+    def set_budget(self, budget):
+        pass
+
+    def report(self, params):
+        return {}

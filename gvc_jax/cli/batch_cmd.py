@@ -1,17 +1,14 @@
-"""``gvc batch``: its flags and command (docs/batch.md).
-
-Registered by :mod:`gvc_jax.cli` (``add_parser(sub)`` and ``cmd_batch(args)``); errors, exit
-codes and Ctrl-C are the CLI's own.
-"""
+"""``gvc batch``: its flags and command (docs/batch.md)."""
 from __future__ import annotations
 
 import json
 import os
 import sys
 
+from gvc_jax.cli.common import add_common, add_model_options
+
 
 def add_parser(sub) -> None:
-    from gvc_jax.cli import _add_common, _add_model_options
     from gvc_jax.codec.params import add_cli_flags
     from gvc_jax.codec.presets import PRESETS
 
@@ -48,8 +45,8 @@ def add_parser(sub) -> None:
     b.add_argument("--process-id", type=int, help="this process's rank (default "
                                                   "$JAX_PROCESS_ID or the cluster's)")
     add_cli_flags(b)
-    _add_model_options(b, placement=False)
-    _add_common(b)
+    add_model_options(b, placement=False)
+    add_common(b)
 
 
 def _env_int(name: str, value):
@@ -93,7 +90,7 @@ def init_distributed(a) -> tuple[int, int]:
 def cmd_batch(a) -> int:
     from gvc_jax import batch
     from gvc_jax.codec.errors import UsageError
-    from gvc_jax.codec.models import Prompt
+    from gvc_jax.codec.prompt import Prompt
     from gvc_jax.codec.params import overrides_from_args
 
     if a.batch_gops is not None and a.batch_gops < 1:
