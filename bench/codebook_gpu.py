@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from gvc_jax import codebook as cb
-from gvc_jax.codebook import ops
+from gvc_jax.codebook import generate, ops
 
 
 def _ulps(a, b):
@@ -46,9 +46,9 @@ def exactness(tiny: bool) -> dict:
     ok = True
     for addr in [(0, 0, 0, 0), (7, 3, 16, 8), (2 ** 32 - 1, 5, 2, 2 ** 32 - 1)]:
         want = cb.atoms_numpy(*addr, idx, d)
-        for mode in ops.LOOKUPS:
-            f = jax.jit(lambda s, g, st, fr, k, mode=mode: ops._atoms_c4(
-                ops._key(s, g, st, fr), k, -(-d // 4), mode).reshape(k.shape[0], -1)[:, :d])
+        for mode in generate.LOOKUPS:
+            f = jax.jit(lambda s, g, st, fr, k, mode=mode: generate.atoms_c4(
+                generate.frame_key(s, g, st, fr), k, -(-d // 4), mode).reshape(k.shape[0], -1)[:, :d])
             got = np.asarray(f(*[jnp.uint32(v) for v in addr], jnp.asarray(idx, jnp.uint32)))
             eq = bool(np.array_equal(got.view(np.uint32), want.view(np.uint32)))
             res[f"atoms_{mode}_{addr}"] = eq

@@ -9,8 +9,8 @@ on the device. Three parts, each recorded even if another fails:
 * ``dit``: the 1.3B forward with each attention implementation; for each, one forward traced
   with ``jax.profiler`` and its GPU kernel time summed by kind (attention, matmul, other
   fusions), with the top kernels.
-* ``codebook``: ``ops.scores`` at one 720p step (F=9, D=230,400, K=16,384) for each lookup
-  mode, the Pallas kernel if present, and two inexact probes that isolate the cost of the
+* ``codebook``: ``scoring.scores`` at one 720p step (F=9, D=230,400, K=16,384) for each lookup
+  mode, exact re-formulations, the Mosaic kernel, and two inexact probes that isolate the cost of the
   table gather and of Threefry (never used for coding); plus a trace of the default.
 
     python bench/profile_gpu.py --out bench/results/h200/profile_gpu.json
@@ -161,7 +161,7 @@ def part_dit(a) -> dict:
 def _probe_scores(kind: str):
     """Inexact probes (timing only): Threefry words without the table, or a table gather of
     cheap hashed indices without Threefry."""
-    from gvc_jax.codebook import ops
+    from gvc_jax.codebook.generate import lookup
     from gvc_jax.codebook.threefry import threefry2x32
     U32 = jnp.uint32
 
@@ -180,7 +180,7 @@ def _probe_scores(kind: str):
             else:                                               # "no_threefry"
                 h = (c * U32(2654435761)) ^ (k * U32(40503))
                 b = jnp.stack([h >> 16, h & U32(0xFFFF), (h >> 8) & U32(0xFFFF), h & U32(0xFF)], -1)
-                a = ops.lookup(b)
+                a = lookup(b)
             return jnp.sum(a * r, axis=(2, 3))
 
         s = jax.lax.map(one, jnp.arange(-(-K // chunk), dtype=U32) * U32(chunk))
@@ -190,12 +190,12 @@ def _probe_scores(kind: str):
 
 
 def _scores_form(form: str):
-    """Exact re-formulations of ``ops.scores`` (same atoms; float sums in another order) that
+    """Exact re-formulations of ``scoring.scores`` (same atoms; float sums in another order) that
     differ only in how the Threefry words reach the table gather, to see which XLA fuses whole."""
-    from gvc_jax.codebook import ops
+    from gvc_jax.codebook.generate import TABLE_I16, frame_key
     from gvc_jax.codebook.threefry import threefry2x32
     U32 = jnp.uint32
-    table = jnp.asarray(ops.TABLE_I16)
+    table = jnp.asarray(TABLE_I16)
     unit = jnp.float32(2.0 ** -12)
 
     def look(h):
@@ -205,7 +205,7 @@ def _scores_form(form: str):
         F, D = r_fd.shape
         nc = -(-D // 4)
         r4 = jnp.pad(r_fd, ((0, 0), (0, nc * 4 - D))).reshape(F, nc, 4) * unit
-        keys = jax.vmap(lambda f: ops._key(seed, gop, step, f))(jnp.arange(F, dtype=U32))
+        keys = jax.vmap(lambda f: frame_key(seed, gop, step, f))(jnp.arange(F, dtype=U32))
         k0, k1 = keys[0][:, None, None], keys[1][:, None, None]
         if form in ("bitcast", "bitcast_pair"):
             # bitcast u32 -> u16[2] is little-endian: [..., 0] = low half = element 4c+1 / 4c+3
@@ -265,13 +265,13 @@ def _scores_form(form: str):
 
 
 def part_codebook(a) -> dict:
-    from gvc_jax.codebook import ops
+    from gvc_jax.codebook import generate, ops, scoring
     K, F, D = (256, 2, 960) if a.tiny else (16384, 9, 16 * 90 * 160)
     r = jnp.asarray(np.random.default_rng(2).standard_normal((F, D)).astype(np.float32))
-    chunk = ops.auto_chunk(K, F, D)
+    chunk = scoring.auto_chunk(K, F, D)
     rows, ref = [], None
-    variants = [(m, c) for m in ops.LOOKUPS for c in (chunk,)] + [("i16", 32), ("i16", 512)]
-    cases = [(f"scores_{m}_chunk{c}", lambda st, r, m=m, c=c: ops.scores(3, 0, st, r, K, c, mode=m))
+    variants = [(m, c) for m in generate.LOOKUPS for c in (chunk,)] + [("i16", 32), ("i16", 512)]
+    cases = [(f"scores_{m}_chunk{c}", lambda st, r, m=m, c=c: scoring.scores(3, 0, st, r, K, c, mode=m))
              for m, c in variants]
     for form in ("sum4", "bitcast", "bitcast_pair", "split", "split_tf", "u64", "complex"):
         for c in (chunk, 32):
@@ -282,15 +282,6 @@ def part_codebook(a) -> dict:
         for sp in (8, 4, 16, 32):
             cases.append((f"mosaic_s{sp}", lambda st, r, sp=sp: scores_mosaic(
                 3, 0, st, r, K, splits=sp)))
-    try:
-        from gvc_jax.codebook.pallas_scores import scores_pallas
-        for bk, bc, nw in ((64, 64, 4), (32, 128, 4), (64, 128, 8), (128, 64, 8), (16, 256, 4),
-                           (64, 256, 8), (32, 64, 4)):
-            cases.append((f"pallas_bk{bk}_bc{bc}_w{nw}", lambda st, r, bk=bk, bc=bc, nw=nw:
-                          scores_pallas(3, 0, st, r, K, block_k=bk, block_c=bc, num_warps=nw,
-                                        interpret=a.tiny)))
-    except ImportError:
-        pass
     cases += [(f"probe_{p}", lambda st, r, p=p: _probe_scores(p)(r, K, chunk))
               for p in ("no_table", "no_threefry")]
     if a.codebook_only:
@@ -305,7 +296,7 @@ def part_codebook(a) -> dict:
             if ref is None:
                 ref = s
             row.update(seconds=sec, all=ts, atoms_per_s=K * F * D / sec)
-            if not name.startswith("pallas") and a.trace_all:
+            if a.trace_all:
                 tr = trace_summary(f, jnp.uint32(5), r, top=4)
                 row["trace"] = dict(busy_ms=tr["busy_ms"], top=tr["top"])
             if not name.startswith("probe"):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gvc_jax.eval import baselines as B
-from gvc_jax.eval import ffmpeg as F
+from gvc_jax.io import ffmpeg as F
 from gvc_jax.io import find_sample_clip, read_video
 from gvc_jax.metrics import psnr
 

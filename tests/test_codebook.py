@@ -56,10 +56,10 @@ def test_atoms_equal_numpy(addr):
 
 
 def test_lookup_modes_bit_identical():
-    from gvc_jax.codebook import ops
+    from gvc_jax.codebook import generate
     b = jnp.arange(65536, dtype=jnp.uint32)
-    got = {m: np.asarray(jax.jit(lambda b, m=m: ops.lookup(b, m))(b)).view(np.uint32)
-           for m in ops.LOOKUPS}
+    got = {m: np.asarray(jax.jit(lambda b, m=m: generate.lookup(b, m))(b)).view(np.uint32)
+           for m in generate.LOOKUPS}
     assert np.array_equal(got["f32"], table.QUANTILES.view(np.uint32))
     assert np.array_equal(got["i16"], got["f32"])
 

@@ -1,8 +1,8 @@
 """The Mosaic GPU codebook kernel (gvc_jax/codebook/mosaic_scores.py) without a GPU.
 
-The kernel's own numbers are checked on the GPU (bench/profile_gpu.py: against ``ops.scores``).
+The kernel's own numbers are checked on the GPU (bench/profile_gpu.py: against ``scoring.scores``).
 Here: its MLIR builds and verifies; the host side (keys, padding, exact r scaling, the split
-partial sums, vmap folding GOPs into frames) gives ``ops.scores`` when a NumPy stand-in with the
+partial sums, vmap folding GOPs into frames) gives ``scoring.scores`` when a NumPy stand-in with the
 kernel's contract replaces the launch; and the method choice.
 """
 from __future__ import annotations

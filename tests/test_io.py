@@ -235,3 +235,41 @@ def test_png_gray_and_alpha_become_rgb(tmp_path):
     iio.imwrite(tmp_path / "d" / "c.png", np.zeros((5, 4, 3), np.uint8), plugin="pillow")
     with pytest.raises(VideoIOError, match="first frame"):
         read_video(tmp_path / "d")
+
+
+# ------------------------------------------------------------------ the ffmpeg runner
+_COPY = ["-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "8x8", "-i", "pipe:0",
+         "-f", "rawvideo"]
+
+
+def test_ffmpeg_runner_pipes_and_cwd(tmp_path):
+    from gvc_jax.io import ffmpeg as F
+
+    raw = _random_clip(T=2, H=8, W=8).tobytes()
+    assert F.run_ffmpeg(_COPY + ["-"], stdin=raw, what="copy") == raw
+    F.run_ffmpeg(_COPY + ["a.rgb"], stdin=memoryview(raw), cwd=str(tmp_path), what="copy to a file")
+    assert (tmp_path / "a.rgb").read_bytes() == raw          # relative paths resolve in cwd
+    assert F.run_ffmpeg(_COPY + ["-"], what="no input", timeout=60) == b""   # no stdin: EOF
+    assert F.has_encoder("rawvideo") and not F.has_encoder("libnothere")
+    assert F.ffmpeg_version()
+
+
+def test_ffmpeg_runner_errors_are_one_line(tmp_path, monkeypatch):
+    from gvc_jax.io import ffmpeg as F
+
+    missing = str(tmp_path / "missing.mp4")
+    with pytest.raises(F.FFmpegError) as e:
+        F.run_ffmpeg(["-v", "error", "-i", missing, "-f", "null", "-"], what="reading it")
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("reading it: ffmpeg failed:")
+    assert "No such file" in msg and "0x" not in msg        # ffmpeg's context addresses dropped
+    with pytest.raises(F.FFmpegError, match=r"^endless: ffmpeg took more than 0.5 s$"):
+        F.run_ffmpeg(["-v", "error", "-f", "lavfi", "-i", "testsrc=s=16x16", "-f", "null", "-"],
+                     what="endless", timeout=0.5)
+
+    def no_binary():
+        raise F.FFmpegError("no ffmpeg binary: gone (pip install imageio-ffmpeg)")
+
+    monkeypatch.setattr(F, "ffmpeg_exe", no_binary)
+    with pytest.raises(F.FFmpegError, match=r"^probe: no ffmpeg binary: gone"):
+        F.run_ffmpeg(["-version"], what="probe")

@@ -16,8 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gvc_jax.codebook import ops
+from gvc_jax.codebook.generate import atoms_c4
 from gvc_jax.codebook.reference import bits16_numpy
+from gvc_jax.codebook.scoring import default_method, kernel_or_xla
 from gvc_jax.codebook.table import QUANTILES
 from gvc_jax.codebook.threefry import address_key, threefry2x32
 
@@ -40,7 +41,7 @@ def candidates(seed, gop, step, frame, level, indices, d: int):
     """float32 candidates [len(indices), d] of one address (JAX, jit-able scalars)."""
     k = jnp.asarray(indices).reshape(-1).astype(U32)
     nc = -(-d // 4)
-    a = ops._atoms_c4(_key(seed, gop, step, frame, level), k, nc).reshape(k.shape[0], nc * 4)
+    a = atoms_c4(_key(seed, gop, step, frame, level), k, nc).reshape(k.shape[0], nc * 4)
     return a[:, :d]
 
 
@@ -49,7 +50,7 @@ def chosen(seed, gop, step, level, idx_f, d: int):
     nc = -(-d // 4)
     f = jnp.arange(idx_f.shape[0], dtype=U32)
     keys = jax.vmap(lambda fr: _key(seed, gop, step, fr, level))(f)
-    a = ops._atoms_c4((keys[0][:, None, None], keys[1][:, None, None]), idx_f.astype(U32)[:, None], nc)
+    a = atoms_c4((keys[0][:, None, None], keys[1][:, None, None]), idx_f.astype(U32)[:, None], nc)
     return a.reshape(idx_f.shape[0], nc * 4)[:, :d]
 
 
@@ -61,18 +62,17 @@ def scores(seed, gop, step, level, e_fd, n_cand: int, chunk: int, method: str | 
     F, D = e_fd.shape
     if n_cand % chunk:
         raise ValueError(f"n_cand={n_cand} is not a multiple of chunk={chunk}")
-    method = ops.default_method() if method is None else method
+    method = default_method() if method is None else method
     keys = jax.vmap(lambda f: _key(seed, gop, step, f, level))(jnp.arange(F, dtype=U32))
     if method == "mosaic":       # the same generation under other keys: the GPU kernel applies
-        from gvc_jax.codebook.mosaic_scores import dispatch
-        return dispatch(jnp.stack(keys, axis=1), e_fd, n_cand, lambda e: scores(
+        return kernel_or_xla(jnp.stack(keys, axis=1), e_fd, n_cand, lambda e: scores(
             seed, gop, step, level, e, n_cand, chunk, "fused"))
     nc = -(-D // 4)
     r = jnp.pad(e_fd.astype(jnp.float32), ((0, 0), (0, nc * 4 - D)))
 
     def one(start):
         k = start + lax.broadcasted_iota(U32, (F, chunk), 1)
-        a = ops._atoms_c4((keys[0][:, None, None], keys[1][:, None, None]), k, nc)
+        a = atoms_c4((keys[0][:, None, None], keys[1][:, None, None]), k, nc)
         a = a.reshape(F, chunk, nc * 4)
         if method == "matmul":
             return jnp.einsum("fke,fe->fk", a, r, precision=lax.Precision.HIGHEST)

@@ -1,6 +1,6 @@
 """Codebook scores as one hand-written GPU kernel (Mosaic GPU), with the table in shared memory.
 
-Computes what :func:`gvc_jax.codebook.ops.scores` computes, s[f, k] = <atom(seed, gop, step, f, k),
+Computes what :func:`gvc_jax.codebook.scoring.scores` computes, s[f, k] = <atom(seed, gop, step, f, k),
 r_f> (docs/design.md §3; float32 sums in another order), without writing any atom or Threefry
 word to memory:
 
@@ -13,8 +13,10 @@ word to memory:
 
 Written against ``jax.experimental.mosaic.gpu`` (MLIR built in Python, compiled by the CUDA
 plugin), so it runs on NVIDIA GPUs only; elsewhere :func:`available` is False and callers use
-the XLA path. The kernel's numbers are checked against ``ops.scores`` by bench/profile_gpu.py on
-the GPU; on CPU a test checks that the kernel's MLIR builds and verifies.
+the XLA path. The choice between the two is made by :mod:`gvc_jax.codebook.scoring`, which
+imports this module (never the reverse). The kernel's numbers are checked against
+``scoring.scores`` by bench/profile_gpu.py on the GPU; on CPU a test checks that the kernel's
+MLIR builds and verifies.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gvc_jax.codebook import ops
+from gvc_jax.codebook.generate import TABLE_I16, frame_key
 from gvc_jax.codebook.table import GRID_LOG2
 from gvc_jax.codebook.threefry import _PARITY, _ROT
 
@@ -150,7 +152,7 @@ def _batched_scores(K: int, splits: int):
         k_pad = -(-K // THREADS) * THREADS
         r = jnp.pad(r_fd.astype(jnp.float32), ((0, 0), (0, ncp * 4 - D)))
         r = (r * jnp.float32(2.0 ** -GRID_LOG2)).reshape(F, ncp, 4)     # exact scaling
-        part = _kernel(F, k_pad, ncp, splits)(keys_f2.reshape(-1), jnp.asarray(ops.TABLE_I16), r)
+        part = _kernel(F, k_pad, ncp, splits)(keys_f2.reshape(-1), jnp.asarray(TABLE_I16), r)
         return jnp.sum(part, axis=0)
 
     @run.def_vmap
@@ -180,14 +182,5 @@ def scores_for_keys(keys_f2, r_fd, K: int, *, splits: int = SPLITS):
 def scores_mosaic(seed, gop, step, r_fd, K: int, *, splits: int = SPLITS):
     """:func:`scores_for_keys` under the atom keys of (seed, gop, step, frame = f)."""
     F, _ = r_fd.shape
-    keys = jax.vmap(lambda f: ops._key(seed, gop, step, f))(jnp.arange(F, dtype=jnp.uint32))
+    keys = jax.vmap(lambda f: frame_key(seed, gop, step, f))(jnp.arange(F, dtype=jnp.uint32))
     return scores_for_keys(jnp.stack(keys, axis=1), r_fd, K, splits=splits)
-
-
-def dispatch(keys_f2, r_fd, K: int, xla_scores):
-    """Scores [F, K]: the kernel where the computation is lowered for CUDA, ``xla_scores(r_fd)``
-    ([F, >= K]) on any other platform, e.g. a CPU device of a GPU host."""
-    return jax.lax.platform_dependent(
-        keys_f2, r_fd,
-        cuda=lambda k2, r: scores_for_keys(k2, r, K)[:, :K],
-        default=lambda k2, r: xla_scores(r)[:, :K])

@@ -1,13 +1,14 @@
-"""JAX codebook: addressable atoms, chunked top-M selection and signed combination (docs/design.md §3).
+"""JAX codebook: addressable atoms, top-M selection and signed combination (docs/design.md §3).
 
 Bit-identical to :mod:`gvc_jax.codebook.reference` (same Threefry words, layout and table); all
-functions are jit-able with seed/gop/step traced uint32/int32 scalars.
+functions are jit-able with seed/gop/step traced uint32/int32 scalars. Scores and the choice of
+how to compute them are in :mod:`gvc_jax.codebook.scoring`; atom generation in
+:mod:`gvc_jax.codebook.generate`.
 """
 from __future__ import annotations
 
 import functools
 import math
-import os
 from typing import Sequence
 
 import jax
@@ -16,21 +17,13 @@ import numpy as np
 from jax import lax
 
 from gvc_jax.codebook.exact_math import reciprocal_rn, sqrt_rn
-from gvc_jax.codebook.table import GRID_LOG2, MAX_EXACT_ATOMS, QUANTILES
-from gvc_jax.codebook.threefry import INIT_FRAME, INIT_STEP, address_key, threefry2x32
-
-U32 = jnp.uint32
-# Upper bound on the [F, chunk, D] float32 atoms of one selection chunk, were XLA to materialise them
-# (XLA:CPU does; on an H100 generation fuses into the reduction and chunk 128 vs 32 is 10% faster).
-CHUNK_BUDGET_BYTES = 1 << 30
-
-
-def _u32(x):
-    if isinstance(x, (int, np.integer)):
-        if not 0 <= int(x) < 2 ** 32:
-            raise ValueError(f"address component {int(x)} is not in [0, 2^32)")
-        return jnp.asarray(np.uint32(x))
-    return jnp.asarray(x).astype(U32)
+from gvc_jax.codebook.generate import U32, atoms_c4, frame_key, u32
+# METHOD_ENV, METHODS and forced_method are part of this module's API (the CLI checks the
+# environment through ops.forced_method).
+from gvc_jax.codebook.scoring import (CHUNK_BUDGET_BYTES, METHOD_ENV, METHODS,  # noqa: F401
+                                      auto_chunk, default_method, forced_method, scores)
+from gvc_jax.codebook.table import GRID_LOG2, MAX_EXACT_ATOMS
+from gvc_jax.codebook.threefry import INIT_FRAME, INIT_STEP
 
 
 def _size(shape) -> tuple[tuple[int, ...], int]:
@@ -38,44 +31,10 @@ def _size(shape) -> tuple[tuple[int, ...], int]:
     return shape, math.prod(shape)
 
 
-def _key(seed, gop, step, frame):
-    return address_key(_u32(seed), _u32(gop), _u32(step), _u32(frame), U32)
-
-
-# The table in grid units as int16 (128 KiB): QUANTILES == TABLE_I16 * 2^-12 exactly.
-TABLE_I16 = np.round(QUANTILES.astype(np.float64) * (1 << GRID_LOG2)).astype(np.int16)
-assert np.array_equal(TABLE_I16.astype(np.float32) * np.float32(2.0 ** -GRID_LOG2), QUANTILES)
-LOOKUPS = ("i16", "f32")
-DEFAULT_LOOKUP = "i16"
-
-
-def lookup(b, mode: str = DEFAULT_LOOKUP):
-    """Table value of 16-bit indices b (uint32); both modes give the same float32 bits.
-
-    "i16" gathers int16 grid units (half the bytes of "f32") and scales by 2^-12, exact. Each
-    index is used once: uses of the Threefry words multiply the elemental code XLA emits.
-    On an H200 one 720p step's scores take 81 ms with "i16", 186 ms with "f32" and 129 ms with
-    a 32,768-entry antisymmetric half table (bench/results/h200/profile_gpu.json)."""
-    i = b.astype(jnp.int32)
-    if mode == "f32":
-        return jnp.asarray(QUANTILES)[i]
-    if mode == "i16":
-        return jnp.asarray(TABLE_I16)[i].astype(jnp.float32) * jnp.float32(2.0 ** -GRID_LOG2)
-    raise ValueError(f"unknown lookup {mode!r}")
-
-
-def _atoms_c4(key, k, nc: int, mode: str = DEFAULT_LOOKUP):
-    """Atoms of key for atom numbers k (uint32 [...]) as float32 [..., nc, 4] (4 per call)."""
-    c = lax.broadcasted_iota(U32, k.shape + (nc,), k.ndim)
-    w0, w1 = threefry2x32(key[0], key[1], c, k[..., None], U32)
-    b = jnp.stack([w0 >> 16, w0 & U32(0xFFFF), w1 >> 16, w1 & U32(0xFFFF)], axis=-1)
-    return lookup(b, mode)
-
-
 def atoms(seed, gop, step, frame, indices, shape):
     """float32 atoms [len(indices), *shape] of address (seed, gop, step, frame) (docs/design.md §3)."""
     shape, _ = _size(shape)
-    return _atoms_jit(_u32(seed), _u32(gop), _u32(step), _u32(frame),
+    return _atoms_jit(u32(seed), u32(gop), u32(step), u32(frame),
                       jnp.asarray(indices).reshape(-1).astype(U32), shape)
 
 
@@ -83,82 +42,13 @@ def atoms(seed, gop, step, frame, indices, shape):
 def _atoms_jit(seed, gop, step, frame, k, shape):
     d = math.prod(shape)
     nc = -(-d // 4)
-    a = _atoms_c4(_key(seed, gop, step, frame), k, nc).reshape(k.shape[0], nc * 4)
+    a = atoms_c4(frame_key(seed, gop, step, frame), k, nc).reshape(k.shape[0], nc * 4)
     return a[:, :d].reshape((k.shape[0],) + shape)
 
 
 def init_noise(seed, gop, shape):
     """The seeded x_T (float32 ``shape``): atom 0 of the reserved address step = frame = 2^32-1."""
     return atoms(seed, gop, INIT_STEP, INIT_FRAME, jnp.zeros((1,), U32), shape)[0]
-
-
-def auto_chunk(K: int, F: int, D: int, budget: int = CHUNK_BUDGET_BYTES) -> int:
-    """Atoms per selection chunk so that F * chunk * D float32 stay under ``budget`` bytes."""
-    per_atom = F * 4 * (-(-D // 4)) * 4
-    c = max(1, budget // per_atom)
-    c = 1 << (c.bit_length() - 1)            # power of two
-    return int(min(c, K))
-
-
-def scores(seed, gop, step, r_fd, K: int, chunk: int, *, method: str = "fused",
-           mode: str = DEFAULT_LOOKUP):
-    """float32 scores [F, ceil(K/chunk)*chunk] = <atom(seed, gop, step, f, k), r_f>; k >= K junk
-    ([F, K] with ``method="mosaic"``).
-
-    ``method`` "fused": multiply-and-reduce in one expression so XLA can fuse generation into the
-    reduction; "matmul": materialise the chunk of atoms and use a matrix-vector product."""
-    F, D = r_fd.shape
-    keys = jax.vmap(lambda f: _key(seed, gop, step, f))(jnp.arange(F, dtype=U32))  # ([F], [F])
-    if method == "mosaic":       # the kernel on CUDA, "fused" elsewhere; both give [F, K]
-        from gvc_jax.codebook.mosaic_scores import dispatch
-        return dispatch(jnp.stack(keys, axis=1), r_fd, K, lambda r: scores(
-            seed, gop, step, r, K, chunk, method="fused", mode=mode))
-    nc = -(-D // 4)
-    r = jnp.pad(r_fd.astype(jnp.float32), ((0, 0), (0, nc * 4 - D))).reshape(F, 1, nc, 4)
-    n_chunks = -(-K // chunk)
-
-    def one(start):
-        k = start + lax.broadcasted_iota(U32, (F, chunk), 1)
-        a = _atoms_c4((keys[0][:, None, None], keys[1][:, None, None]), k, nc, mode)  # [F,chunk,nc,4]
-        if method == "matmul":
-            return jnp.einsum("fke,fe->fk", a.reshape(F, chunk, nc * 4), r.reshape(F, nc * 4),
-                              precision=lax.Precision.HIGHEST)
-        return jnp.sum(a * r, axis=(2, 3))                                 # fused generate-dot
-
-    starts = jnp.arange(n_chunks, dtype=U32) * U32(chunk)
-    s = lax.map(one, starts)                                               # [n_chunks, F, chunk]
-    return jnp.moveaxis(s, 0, 1).reshape(F, n_chunks * chunk)
-
-
-METHODS = ("fused", "matmul", "mosaic")
-METHOD_ENV = "GVC_CODEBOOK_METHOD"
-
-
-def forced_method() -> str | None:
-    """``$GVC_CODEBOOK_METHOD`` if it is set; ValueError if it names no method."""
-    forced = os.environ.get(METHOD_ENV)
-    if forced and forced not in METHODS:
-        raise ValueError(f"${METHOD_ENV}={forced!r} is not one of {', '.join(METHODS)}")
-    return forced or None
-
-
-def default_method() -> str:
-    """How scores are computed on the default backend (``$GVC_CODEBOOK_METHOD`` overrides):
-
-    * CUDA GPUs with 128 KiB of shared memory per block (A100, H100/H200, B200; see
-      :func:`gvc_jax.codebook.mosaic_scores.fits`): "mosaic", one hand-written kernel with the table in
-      shared memory (:mod:`gvc_jax.codebook.mosaic_scores`; 40 ms against 81 ms for "fused" on an
-      H200 at F=9, D=230,400, K=16,384);
-    * other accelerators: "fused", generation and reduction in one XLA expression;
-    * CPU: "matmul", about 1.5-2x faster than "fused" there (measured on 2 cores: ~60 vs ~110 M
-      atom elements/s at F=4, D=49,152, K=1024)."""
-    forced = forced_method()
-    if forced:
-        return forced
-    if jax.default_backend() == "cpu":
-        return "matmul"
-    from gvc_jax.codebook.mosaic_scores import available
-    return "mosaic" if available() else "fused"
 
 
 def select_topm(seed, gop, step, r_fd, K: int, m_max: int, *, chunk: int | None = None,
@@ -252,7 +142,7 @@ def combine(seed, gop, step, idx_fm, sign_fm, m_per_frame: Sequence[int], shape_
     z = jnp.zeros((F, nc * 4), jnp.float32)
     for m in sorted(set(m_per_frame)):
         frames = np.array([f for f in range(F) if m_per_frame[f] == m])
-        keys = jax.vmap(lambda f: _key(seed, gop, step, f))(jnp.asarray(frames, U32))
+        keys = jax.vmap(lambda f: frame_key(seed, gop, step, f))(jnp.asarray(frames, U32))
         nf = len(frames)
         jc = _combine_pass(m, nf, nc)
         n_j = -(-m // jc)
@@ -264,7 +154,7 @@ def combine(seed, gop, step, idx_fm, sign_fm, m_per_frame: Sequence[int], shape_
 
         def body(acc, kw):
             kk, ww = kw
-            a = _atoms_c4((keys[0][:, None, None], keys[1][:, None, None]), kk, nc)   # [nf, jc, nc, 4]
+            a = atoms_c4((keys[0][:, None, None], keys[1][:, None, None]), kk, nc)   # [nf, jc, nc, 4]
             return acc + jnp.sum(a * ww[:, :, None, None], axis=1), None
 
         acc, _ = lax.scan(body, jnp.zeros((nf, nc, 4), jnp.float32), (k, w))

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gvc_jax.codebook import ops
+from gvc_jax.codebook.generate import atoms_c4
 from gvc_jax.codebook.reference import bits16_numpy
 from gvc_jax.codebook.table import QUANTILES
 from gvc_jax.codebook.threefry import address_key, threefry2x32
@@ -65,7 +65,7 @@ def _keys(seed, gop, step, level, rows: int):
 def _vectors(keys, j_rk, n: int):
     """Atoms j_rk [R, k] of each row's key: float32 [R, k, n]."""
     nc = -(-n // 4)
-    a = ops._atoms_c4((keys[0][:, None, None], keys[1][:, None, None]), j_rk, nc)
+    a = atoms_c4((keys[0][:, None, None], keys[1][:, None, None]), j_rk, nc)
     return a.reshape(j_rk.shape + (nc * 4,))[..., :n]
 
 

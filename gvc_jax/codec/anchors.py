@@ -11,13 +11,12 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
-import re
-import subprocess
 
 import numpy as np
 
 from gvc_jax.bitstream.errors import BitstreamError
 from gvc_jax.codec.errors import UsageError
+from gvc_jax.io.ffmpeg import FFmpegError, has_encoder, run_ffmpeg
 
 __all__ = ["AnchorSpec", "AnchorCodecError", "DEFAULT", "NAMES", "MAX_HEIGHT", "MAX_WIDTH",
            "available", "decode", "encode", "parse_spec"]
@@ -76,10 +75,9 @@ def _has_compressai() -> bool:
 
 
 def _has_ffmpeg_vvc() -> bool:
-    from gvc_jax.eval.ffmpeg import BaselineError, has_encoder
     try:
         return has_encoder("libvvenc")
-    except BaselineError:
+    except FFmpegError:
         return False
 
 
@@ -202,23 +200,13 @@ def _yuv420p10_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray
 
 
 def _ffmpeg(args: list[str], stdin: bytes, timeout: float, what: str, err) -> bytes:
-    from gvc_jax.eval.ffmpeg import BaselineError, ffmpeg_exe
+    """stdout of ffmpeg (quiet, ``stdin`` piped in); any failure becomes ``err`` with the
+    runner's one-line message (AnchorCodecError when encoding, BitstreamError when decoding)."""
     try:
-        exe = ffmpeg_exe()
-    except BaselineError as e:
-        raise err(f"{what}: {e}") from None
-    try:
-        r = subprocess.run([exe, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
-                            *args], input=stdin, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise err(f"{what}: ffmpeg took more than {timeout:g} s") from None
-    except OSError as e:
-        raise err(f"{what}: cannot run ffmpeg ({e})") from None
-    if r.returncode != 0:
-        text = re.sub(r" @ 0x[0-9a-fA-F]+", "", r.stderr.decode(errors="replace"))
-        lines = [s.strip() for s in text.splitlines() if s.strip()]
-        raise err(f"{what}: ffmpeg failed: {lines[0][:200] if lines else r.returncode}")
-    return r.stdout
+        return run_ffmpeg(["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", *args],
+                          stdin=stdin, timeout=timeout, what=what)
+    except FFmpegError as e:
+        raise err(str(e)) from None
 
 
 def _coded_size(height: int, width: int) -> tuple[int, int]:

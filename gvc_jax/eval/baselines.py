@@ -17,12 +17,16 @@ import time
 
 import numpy as np
 
-from gvc_jax.eval.ffmpeg import BaselineError, ffmpeg_version, has_encoder, run_ffmpeg
+from gvc_jax.io.ffmpeg import FFmpegError, ffmpeg_version, has_encoder, run_ffmpeg
 from gvc_jax.io.video import guess_fps
 
 __all__ = ["BASELINES", "KEYINT", "BaselineError", "BaselineResult", "BaselineSpec",
            "check_setting", "default_ladder", "ffmpeg_version", "match_label", "run_baseline",
            "run_matched", "setting_label"]
+
+# A baseline fails when ffmpeg does (missing, no such encoder, failed, wrong output): eval and
+# its callers catch that under this name; it is the class of gvc_jax.io.ffmpeg.
+BaselineError = FFmpegError
 
 KEYINT = 32  # intra period in frames for every baseline (one I/key frame every 32 frames)
 _SCALE_FLAGS = "bicubic+accurate_rnd+full_chroma_int"

@@ -107,7 +107,7 @@ def list_inputs(paths: list[str]) -> list[str]:
 
 
 def _read_yuv(path: str, max_frames: int | None) -> Video:
-    from gvc_jax.eval.ffmpeg import BaselineError, run_ffmpeg
+    from gvc_jax.io.ffmpeg import FFmpegError, run_ffmpeg
 
     spec = parse_uvg_name(path)
     n = os.path.getsize(path) // spec.frame_bytes
@@ -124,7 +124,7 @@ def _read_yuv(path: str, max_frames: int | None) -> Video:
             "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]
     try:
         out = run_ffmpeg(args, cwd=os.getcwd(), what=f"{path}: converting to RGB")
-    except BaselineError as e:
+    except FFmpegError as e:
         raise VideoIOError(str(e)) from None
     if len(out) != n * spec.width * spec.height * 3:
         raise VideoIOError(f"{path}: ffmpeg returned {len(out)} bytes for {n} frames")

@@ -1,9 +1,6 @@
 """Check nearest_exact against brute force (direct draws) at b = 12 for several targets."""
-import numpy as np, sys
-import os
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oracle import nearest_exact
+import numpy as np
+from .oracle import nearest_exact
 from scipy.stats import ks_2samp
 rng = np.random.default_rng(5)
 for b in (8, 12):

@@ -15,10 +15,7 @@ probability-flow ODE: x_0 = x_t * sigma / sqrt((1-t)^2 sigma^2 + t^2)) or a NumP
 project's RK4 tail (rk4, RccSpec.tail_times, last interval Euler).
 """
 from __future__ import annotations
-import argparse, json, math, sys, time
-import os
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
+import argparse, json, math, time
 import numpy as np
 from scipy.special import log_ndtr, expit
 from gvc_jax.sampler.rcc import plan, gaussian_error_fn, step_coefs

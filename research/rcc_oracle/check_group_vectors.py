@@ -1,12 +1,9 @@
 """Cross-check of the grouped projection oracle against real D-dim Gaussian candidates.
 mode 'vectors': per step and group, draw 2^b candidates of G*d i.i.d. N(0,1) elements, pick the one whose
 projection on e is nearest to tau and use that whole vector as z (no oracle).  Small b, few frames."""
-import sys, math, numpy as np
-import os
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__))); sys.path.insert(0, ROOT)
-import oracle_group as og
-from oracle import nearest_exact
+import math, numpy as np
+from . import oracle_group as og
+from .oracle import nearest_exact
 
 def nearest_vectors_factory(rng_holder):
     pass

@@ -7,12 +7,9 @@ The planner is rcc.plan on the group's error G*err(t) with the group's budget G*
 so each frame's step carries eta*(b/G)*ln2 nats of expected KL: the step size is set by b/G,
 the per-choice overhead by b.  Rate per frame = S*b/G (exact).  mode=perfect: p* = tau.
 """
-import argparse, json, math, sys, time
-import os
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__))); sys.path.insert(0, ROOT)
+import argparse, json, math, time
 import numpy as np
-from oracle import spectrum, nearest_exact, step_target, TARGETS
+from .oracle import spectrum, nearest_exact, step_target, TARGETS
 from gvc_jax.sampler.rcc import plan, gaussian_error_fn
 from gvc_jax.bounds import realism_distortion, shannon_distortion
 

@@ -1,4 +1,4 @@
-"""Tables for shift_candidates.py outputs (markdown to stdout). usage: python shift_summary.py"""
+"""Tables for shift_candidates.py outputs (markdown to stdout). usage (repository root): python -m research.rcc_oracle.shift_summary"""
 import json, math, os
 import numpy as np
 R = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", "rcc_oracle")

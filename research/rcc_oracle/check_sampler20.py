@@ -1,9 +1,6 @@
 """nearest_exact vs brute force at b = 20 (2^20 draws per sample), targets inside and beyond reach."""
-import numpy as np, sys
-import os
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oracle import nearest_exact
+import numpy as np
+from .oracle import nearest_exact
 from scipy.stats import ks_2samp
 rng = np.random.default_rng(12)
 for tau in (3.0, 5.0):

@@ -1,7 +1,9 @@
-"""Markdown tables from the JSON results in bench/results/rcc_oracle (docs/rcc.md §7)."""
-import json, glob, os, sys
+"""Markdown tables from the JSON results in research/results/rcc_oracle (docs/rcc.md §7).
+
+usage (repository root): python -m research.rcc_oracle.summarize > research/results/rcc_oracle/summary.md"""
+import json, glob, os
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.chdir(os.path.join(ROOT, "bench", "results", "rcc_oracle"))
+os.chdir(os.path.join(ROOT, "research", "results", "rcc_oracle"))
 L = lambda f: json.load(open(f))["rows"] if os.path.exists(f) else []
 BENCH = json.load(open(os.path.join(ROOT, "bench", "results", "gaussian_rd_rcc.json")))["rows"]
 

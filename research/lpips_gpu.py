@@ -16,8 +16,8 @@ the difference with torch's default TF32 convolutions is recorded beside it. Tim
 per frame over the whole clip in batches, host uint8 in, per-frame values out, after a
 warm-up (compile) pass; the JSON records both devices.
 
-    python bench/lpips_gpu.py --out bench/results/lpips_gpu.json
-    python bench/lpips_gpu.py --tiny --out /tmp/lpips_tiny.json     # CPU smoke test
+    python -m research.lpips_gpu --out research/results/lpips_gpu.json
+    python -m research.lpips_gpu --tiny --out /tmp/lpips_tiny.json     # CPU smoke test
 """
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ import time
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
@@ -151,7 +150,7 @@ def main():
     from gvc_jax.metrics.lpips import LPIPS
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    res = {"command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:]),
+    res = {"command": "python -m research.lpips_gpu " + " ".join(sys.argv[1:]),
            "device_torch": torch.cuda.get_device_name() if dev == "cuda" else "cpu",
            "device_jax": str(jax.devices()[0]), "jax_version": jax.__version__,
            "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,

@@ -2,13 +2,12 @@
 2^b candidates) for shift / shiftsign vs the exact i.i.d. law (oracle.nearest_exact), KS test.
 Directions e: real ones taken from a run of the scheme (first/last step, both spectra), plus two
 deliberately smooth ones (a Gaussian bump, all positive; a slow cosine) where the shifted projections
-are strongly correlated.  usage: python shift_tail_check.py --draws 3000 --out ../results/rcc_oracle/shift_tail.json"""
-import argparse, json, math, sys, os
-HERE = os.path.dirname(os.path.abspath(__file__)); sys.path.insert(0, HERE)
+are strongly correlated.  usage (repository root): python -m research.rcc_oracle.shift_tail_check --draws 3000 --out research/results/rcc_oracle/shift_tail.json"""
+import argparse, json, math
 import numpy as np
 from scipy.stats import ks_2samp
-from oracle import spectrum, nearest_exact, plan, gaussian_error_fn, step_coefs, D
-from shift_candidates import shift_geometry, shift_projections, autocorr_max
+from .oracle import spectrum, nearest_exact, plan, gaussian_error_fn, step_coefs, D
+from .shift_candidates import shift_geometry, shift_projections, autocorr_max
 
 ap = argparse.ArgumentParser(); ap.add_argument("--draws", type=int, default=3000)
 ap.add_argument("--bits", default="12,16"); ap.add_argument("--out", default=None)

@@ -11,7 +11,7 @@ Residual sources (none is a Wan residual; we have no Wan weights):
 - ``laplace-field``: as laplace-iid times a smooth spatial scale field shared by the channels
   (log-std 0.8), a stand-in for residual energy that follows image content.
 
-    .venv/bin/python bench/residual_rd.py [--cache DIR] [--out bench/results/residual_rd.json]
+    python -m research.residual_rd [--cache DIR] [--out research/results/residual_rd.json]
 """
 from __future__ import annotations
 
@@ -24,12 +24,10 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from gvc_jax.codec import residual as R
+from gvc_jax.codec.codings import topm
 
-from gvc_jax.codec.codings import topm  # noqa: E402
-from gvc_jax.codec import residual as R  # noqa: E402
-
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def gaussian_residual(clip: str, down: int, crop_h: int) -> tuple[np.ndarray, dict]:
@@ -151,7 +149,7 @@ def run_source(name: str, r: np.ndarray, info: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench/results/residual_rd.json"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "research/results/residual_rd.json"))
     ap.add_argument("--cache", default=None, help="folder to keep the Gaussian-prior residuals")
     args = ap.parse_args()
     sources = {}
@@ -170,7 +168,7 @@ def main() -> None:
     sources["laplace-iid"] = laplace(False)
     sources["laplace-field"] = laplace(True)
     results = {name: run_source(name, r, info) for name, (r, info) in sources.items()}
-    doc = {"command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:]),
+    doc = {"command": "python -m research.residual_rd " + " ".join(sys.argv[1:]),
            "what": "tail-residual bytes at equal latent MSE: ours (residual.encode) vs GVCC's "
                    "per-channel 8-bit + zlib-9 (residual.gvcc_zlib). Residuals come from the "
                    "embedded Gaussian prior codec and from synthetic Laplacians, NOT from Wan.",

@@ -5,8 +5,8 @@ Codes frames 0, 32, 64 of .benchdata/bigbuckbunny.mp4 (1280x720) and carphone_pr
 encode/decode seconds, and compares variants at equal PSNR (bytes at 32/35/38 dB by log-linear
 interpolation, and a BD-rate against the reference over the common PSNR range).
 
-    .venv/bin/python bench/anchor_rd.py [--quick] [--out bench/results/anchor_rd.json]
-    .venv/bin/python bench/anchor_rd.py --timing   # adds "timing" to an existing JSON
+    python -m research.anchor_rd [--quick] [--out research/results/anchor_rd.json]
+    python -m research.anchor_rd --timing   # adds "timing" to an existing JSON
 """
 from __future__ import annotations
 
@@ -19,12 +19,10 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from gvc_jax.codec import anchors as A
+from gvc_jax.io.video import read_video
 
-from gvc_jax.codec import anchors as A  # noqa: E402
-from gvc_jax.io.video import read_video  # noqa: E402
-
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIPS = {"bigbuckbunny": ".benchdata/bigbuckbunny.mp4",
          "carphone": ".benchdata/carphone_pristine.mp4"}
 FRAMES = (0, 32, 64)
@@ -46,7 +44,7 @@ VARIANTS = {
 
 
 def command() -> str:
-    return "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:])
+    return "python -m research.anchor_rd " + " ".join(sys.argv[1:])
 
 
 def pad16(x: np.ndarray) -> np.ndarray:
@@ -139,7 +137,7 @@ def timing(out: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench/results/anchor_rd.json"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "research/results/anchor_rd.json"))
     ap.add_argument("--quick", action="store_true", help="carphone only, fast variants")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--timing", action="store_true",

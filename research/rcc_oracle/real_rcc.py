@@ -1,13 +1,10 @@
 """Real-candidate rcc (the project's JAX rcc_encode_gop) on the synthetic spectra, more frames.
 Imports the project's code; writes only its --out JSON.
-usage: python real_rcc.py --frames 32 --seed 1 --bits 12 --eta 1.0 --out real_b12.json"""
-import argparse, json, sys, time, math
-import os
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT); sys.path.insert(0, os.path.join(ROOT, "bench"))
+usage (repository root): python -m research.rcc_oracle.real_rcc --frames 32 --seed 1 --bits 12 --eta 1.0 --out real_b12.json"""
+import argparse, json, time, math
 import numpy as np, jax, jax.numpy as jnp
 from flax import nnx
-from gaussian_rd_rcc import DiagGaussian, synth_spectrum, _quality, D_SYNTH
+from bench.gaussian_rd_rcc import DiagGaussian, synth_spectrum, _quality, D_SYNTH
 from gvc_jax import codebook
 from gvc_jax.sampler import rcc
 

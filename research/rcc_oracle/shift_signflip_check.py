@@ -1,12 +1,12 @@
 """Smooth directions e vs shifted candidates, with and without a fixed shared random sign mask s
 (candidate (j,k) = s * roll(base_j, k); projections = circular cross-correlation of base_j with s*e).
-Reports E|p*-tau| vs the exact i.i.d. value (numerical integral). usage: python shift_signflip_check.py"""
-import sys, os, math, json
-HERE = os.path.dirname(os.path.abspath(__file__)); sys.path.insert(0, HERE)
+Reports E|p*-tau| vs the exact i.i.d. value (numerical integral). usage (repository root): python -m research.rcc_oracle.shift_signflip_check"""
+import os, math, json
+HERE = os.path.dirname(os.path.abspath(__file__))
 import numpy as np
 from scipy.stats import norm
 from scipy.integrate import quad
-from shift_candidates import shift_projections, autocorr_max
+from .shift_candidates import shift_projections, autocorr_max
 D = 1024; b = 12; nb = 2 ** b // D; draws = 1500
 tau = math.sqrt(2 * math.log(2) * b)
 exact = quad(lambda r: math.exp(2.0 ** b * math.log1p(-(norm.cdf(tau + r) - norm.cdf(tau - r)))), 0, 10, limit=200)[0]

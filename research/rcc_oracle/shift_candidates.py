@@ -9,14 +9,12 @@ the chosen candidate itself (no p*e + fresh w_perp).  Families (same b = index b
   shiftsign : shift plus the negations: 2^b candidates from 2^(b-1) shifts (n_base = 2^(b-1)/D').
 Candidates are regenerated from (seed, source, budget, step, frame): a decoder with the index (j, k)
 rebuilds the chosen vector; --check verifies this bit-exactly and the FFT projections vs direct dots.
-usage: python shift_candidates.py --families iid,shift --bits 12 --frames 32 --out ../results/rcc_oracle/x.json
+usage (repository root): python -m research.rcc_oracle.shift_candidates --families iid,shift --bits 12 --frames 32 --out research/results/rcc_oracle/x.json
 """
 from __future__ import annotations
-import argparse, json, math, sys, time, os
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+import argparse, json, math, time
 import numpy as np
-from oracle import spectrum, budgets, plan, gaussian_error_fn, step_target, realism_distortion, D
+from .oracle import spectrum, budgets, plan, gaussian_error_fn, step_target, realism_distortion, D
 
 SRC_ID = {"power_law": 0, "harsh_7dec": 1}
 

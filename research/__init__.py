@@ -1,0 +1,1 @@
+"""Settled studies behind the docs; not part of the product (research/README.md)."""
