@@ -53,9 +53,9 @@ def _classify(exc: BaseException) -> int:
 def _is_tool_failure(exc: BaseException) -> bool:
     """An external tool (ffmpeg) or the system (a full or read-only disk) failed: exit 1, but
     the message says what happened; it is not the program's internal error."""
-    from gvc_jax.eval.ffmpeg import BaselineError
+    from gvc_jax.io.ffmpeg import FFmpegError
 
-    return isinstance(exc, (BaselineError, OSError))
+    return isinstance(exc, (FFmpegError, OSError))
 
 
 def main(argv=None) -> int:
