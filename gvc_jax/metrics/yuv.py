@@ -69,7 +69,8 @@ def weighted(psnr_y, psnr_u, psnr_v, weights: tuple[float, float, float]):
         / (wy + wu + wv)
 
 
-def _from_mse(mse: dict[str, np.ndarray], peak: float) -> dict[str, np.ndarray]:
+def psnr_yuv_from_mse(mse: dict, peak: float = 255.0) -> dict:
+    """The five PSNR keys from ``{"y", "u", "v"}`` MSEs (per-frame arrays or scalars)."""
     out = {f"psnr_{p}": psnr_from_mse(mse[p], peak) for p in PLANES}
     for key, w in WEIGHTS.items():
         out[key] = weighted(out["psnr_y"], out["psnr_u"], out["psnr_v"], w)
@@ -78,7 +79,7 @@ def _from_mse(mse: dict[str, np.ndarray], peak: float) -> dict[str, np.ndarray]:
 
 def psnr_yuv(ref, dist, *, peak: float = 255.0) -> dict[str, np.ndarray]:
     """Per-frame float64 [T] arrays for ``psnr_y, psnr_u, psnr_v, psnr_yuv_611, psnr_yuv_411``."""
-    return _from_mse(plane_mse(ref, dist), peak)
+    return psnr_yuv_from_mse(plane_mse(ref, dist), peak)
 
 
 def psnr_yuv_mean(ref, dist, *, peak: float = 255.0) -> dict[str, float]:
@@ -89,14 +90,14 @@ def psnr_yuv_mean(ref, dist, *, peak: float = 255.0) -> dict[str, float]:
 def psnr_yuv_sequence(ref, dist, *, peak: float = 255.0) -> dict[str, float]:
     """Each plane's PSNR of its MSE averaged over all frames, and those three weighted."""
     mse = {p: np.mean(v) for p, v in plane_mse(ref, dist).items()}
-    return {k: float(v) for k, v in _from_mse(mse, peak).items()}
+    return {k: float(v) for k, v in psnr_yuv_from_mse(mse, peak).items()}
 
 
 def summarize(per_frame: dict[str, np.ndarray], mse: dict[str, np.ndarray],
               peak: float) -> dict[str, float]:
     """``{key: mean, key + "_seq": sequence value}`` from per-frame values and per-frame MSEs
     (what :func:`psnr_yuv_mean` and :func:`psnr_yuv_sequence` give, without recomputing)."""
-    seq = _from_mse({p: np.mean(v) for p, v in mse.items()}, peak)
+    seq = psnr_yuv_from_mse({p: np.mean(v) for p, v in mse.items()}, peak)
     out = {}
     for k in KEYS:
         out[k] = float(np.mean(per_frame[k]))
