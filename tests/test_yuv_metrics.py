@@ -187,7 +187,8 @@ def test_y4m_planes_as_stored_and_rgb_unchanged(tmp_path):
     # read_y4m (read_video's path) still replicates chroma and decodes BT.601 limited range
     rgb, fps = read_y4m(str(path))
     assert rgb.shape == (2, 7, 9, 3) and fps == 25
-    np.testing.assert_array_equal(rgb, yuv420_to_rgb(got))
+    # (io.color computes in float32, yuv420_to_rgb in float64: a rounding tie may differ by 1)
+    assert np.abs(rgb.astype(int) - yuv420_to_rgb(got)).max() <= 1
     _write_y4m_420(tmp_path / "f.y4m", p, b" XCOLORRANGE=FULL")
     assert read_y4m_planes(str(tmp_path / "f.y4m"), max_frames=1).full_range
     write_video(tmp_path / "c444.y4m", p.rgb, 25)
