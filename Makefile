@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 WAN22 := wan22==2.2.11
 LPIPS := lpips==0.1.4
+DISTS := dists-pytorch==0.1
 
 .PHONY: demo test test-all venv-base venv-test venv-demo venv-eval clean
 
@@ -17,15 +18,16 @@ venv-demo: $(BIN)/python
 	$(PIP) install -q -e ".[demo]"
 
 # wan22 (the official Wan code) must be installed without its dependencies:
-# they pin a CUDA torch and packages that do not build here. lpips is installed
-# the same way: only its shipped linear-head weights are read, never its code.
+# they pin a CUDA torch and packages that do not build here. lpips and dists-pytorch
+# are installed the same way: the metrics read only their shipped weights (the tests
+# also run dists-pytorch's own code, with a stand-in for torchvision).
 venv-test: $(BIN)/python
 	$(PIP) install -q -e ".[test]"
-	$(PIP) install -q --no-deps $(WAN22) $(LPIPS)
+	$(PIP) install -q --no-deps $(WAN22) $(LPIPS) $(DISTS)
 
 venv-eval: $(BIN)/python
 	$(PIP) install -q -e ".[demo,eval]"
-	$(PIP) install -q --no-deps $(LPIPS)
+	$(PIP) install -q --no-deps $(LPIPS) $(DISTS)
 
 demo: venv-demo
 	$(BIN)/gvc demo --out demo_out

@@ -1,5 +1,7 @@
 """PSNR on uint8 RGB video [T,H,W,3], on RGB and on luma Y (BT.709).
 
+(PSNR on YUV 4:2:0 planes is in :mod:`gvc_jax.metrics.yuv`.)
+
 The reported figure is the mean of per-frame PSNR (the GVCC/DCVC convention); the PSNR of the
 sequence MSE is given beside it. Everything is computed in NumPy float64, batched over frames.
 """
@@ -51,11 +53,16 @@ def _mse_y(ref, dist) -> np.ndarray:
     return _mse(ref, dist, luma=True)
 
 
-def _db(mse) -> np.ndarray:
+def psnr_from_mse(mse, peak: float = _PEAK) -> np.ndarray:
+    """``10 log10(peak^2 / mse)`` in dB, float64, capped at 100 dB (so MSE 0 gives 100, not inf)."""
     mse = np.asarray(mse, np.float64)
     with np.errstate(divide="ignore"):
-        out = 10.0 * np.log10(_PEAK * _PEAK / mse)
+        out = 10.0 * np.log10(float(peak) * float(peak) / mse)
     return np.minimum(out, _CAP_DB)
+
+
+def _db(mse) -> np.ndarray:
+    return psnr_from_mse(mse, _PEAK)
 
 
 def psnr(ref, dist) -> np.ndarray:
