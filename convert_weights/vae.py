@@ -34,7 +34,7 @@ def locate(src: str, layout: str = "auto") -> tuple[str, str]:
     from gvc_jax.weights import folder as wf
 
     if os.path.isfile(src) and src.endswith(".safetensors") and layout in ("auto", "converted") \
-            and _lib._is_converted_file(src):
+            and _lib.is_converted_file(src):
         return src, "converted"
     if layout == "converted":
         raise CheckpointError(f"{src}: not a gvc-convert vae output")
@@ -86,8 +86,6 @@ def architecture(path: str, layout: str, preset, name: str | None):
 
 def _convert(argv) -> int:
     from configs.wan_vae import get_config
-    from gvc_jax.weights.progress import bar
-    from gvc_jax.weights.table import abstract_targets, convert, fingerprint
 
     ap = common.parser("gvc-convert vae", "Convert a Wan 2.1 VAE checkpoint to one "
                        ".safetensors file.",
@@ -101,16 +99,10 @@ def _convert(argv) -> int:
     common.require(a.src)
     path, layout = locate(a.src, a.layout)
     cfg = architecture(path, layout, preset, a.config)
-    items = list(_lib._source(path, layout))
-    own, dt = common.out_dtype(None, items), common.out_dtype(a.dtype, items)
-    with bar(len(items), "converting the VAE", common.progress_enabled(a)) as tick, \
-            common.naming(path):
-        arrays = convert(items, _lib.RULES[layout](cfg), abstract_targets(_lib.vae_factory(cfg)),
-                         progress=tick)
-    arrays = common.cast(arrays, dt)  # the VAE's parameters are fp32: cast to the output dtype
-    fp = fingerprint(arrays, name=f"wan_vae:{cfg.name}")
-    meta = {"family": "wan_vae", "config": cfg.name, "layout": layout, "fingerprint": fp,
-            "dtype": common.dtype_name(dt), "source_dtype": common.dtype_name(own)}
+    conv = _lib.conversion(_lib.read(path, layout), cfg, dtype=a.dtype)
+    with common.naming(path):
+        arrays, fp = conv.run(common.progress_enabled(a))
+    meta = common.meta("wan_vae", cfg, layout, conv, fp)
     return common.finish(arrays, a.out, meta)
 
 

@@ -13,6 +13,7 @@ tensor and keep host memory near one copy of the weights.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
 import pickle
@@ -45,6 +46,17 @@ def shapes(items) -> dict[str, tuple[int, ...]]:
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable or has unexpected content."""
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """The tensors of one checkpoint, listed lazily: ``path`` (the file or folder read, or a
+    name for tensors held in memory), ``layout`` (the family's name for its key scheme, e.g.
+    ``"official"``) and ``tensors``, the ``(key, loader)`` pairs. A family module's ``read()``
+    gives one; its ``conversion()`` takes one."""
+    path: str
+    layout: str
+    tensors: list
 
 
 # ----------------------------------------------------------------- safetensors
