@@ -2,8 +2,9 @@
 
 Writes a random official-layout ``diffusion_pytorch_model.safetensors`` (fp32, like the released
 1.3B file; key set from the official ``WanModel`` on the meta device) tensor by tensor, then
-converts it in a fresh subprocess (``convert_dit`` -> bf16 arrays + fingerprint, optionally
-also the orbax write of ``gvc-convert``) and reports that process's ``ru_maxrss``.
+converts it in a fresh subprocess (``gvc_jax.weights.dit.conversion(..., dtype="bfloat16")``
+-> bf16 arrays + fingerprint, optionally also the orbax write of ``gvc-convert``) and reports
+that process's ``ru_maxrss``.
 """
 from __future__ import annotations
 
@@ -56,14 +57,15 @@ def write_safetensors(path: str, shapes: dict, seed: int = 0) -> int:
 
 def child(src: str, name: str, orbax_out: str | None) -> None:
     from configs.wan_dit import get_config
-    from gvc_jax.weights.dit import convert_dit, save_orbax
+    from gvc_jax.weights.cache import save_arrays
+    from gvc_jax.weights.dit import conversion, read
 
     t0 = time.perf_counter()
-    arrays, fp = convert_dit(src, get_config(name))
+    arrays, fp = conversion(read(src), get_config(name), dtype="bfloat16").run()
     t_conv = time.perf_counter() - t0
     nbytes = sum(a.nbytes for a in arrays.values())
     if orbax_out:
-        save_orbax(arrays, orbax_out, meta={"fingerprint": fp})
+        save_arrays(arrays, orbax_out, meta={"fingerprint": fp})
     print(json.dumps(dict(fingerprint=fp, converted_bytes=nbytes, convert_s=t_conv,
                           total_s=time.perf_counter() - t0,
                           ru_maxrss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

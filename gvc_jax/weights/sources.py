@@ -39,6 +39,12 @@ class TensorRef:
         return self._load()
 
 
+def in_memory(arrays) -> list[tuple[str, TensorRef]]:
+    """``(key, TensorRef)`` pairs over NumPy arrays already in memory (``{key: array}``)."""
+    return [(k, TensorRef(np.shape(a), np.asarray(a).dtype, lambda a=a: np.asarray(a)))
+            for k, a in arrays.items()]
+
+
 def shapes(items) -> dict[str, tuple[int, ...]]:
     """``{key: shape}`` of ``(key, TensorRef)`` pairs, reading no tensor data."""
     return {k: ref.shape for k, ref in items}
