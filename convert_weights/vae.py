@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from convert_weights import common
-from gvc_jax.weights import vae as _lib
+from gvc_jax.weights import vae as lib
 from gvc_jax.weights.sources import CheckpointError
 
 # Architecture fields compared between a preset and the checkpoint.
@@ -34,7 +34,7 @@ def locate(src: str, layout: str = "auto") -> tuple[str, str]:
     from gvc_jax.weights import folder as wf
 
     if os.path.isfile(src) and src.endswith(".safetensors") and layout in ("auto", "converted") \
-            and _lib.is_converted_file(src):
+            and lib.is_converted_file(src):
         return src, "converted"
     if layout == "converted":
         raise CheckpointError(f"{src}: not a gvc-convert vae output")
@@ -92,14 +92,14 @@ def _convert(argv) -> int:
                        src_help="download folder, its vae/ folder, Wan2.1_VAE.pth, or a "
                                 ".safetensors file",
                        out_help="output .safetensors", presets=("wan2.1", "tiny"),
-                       layouts=_lib.LAYOUTS)
+                       layouts=lib.LAYOUTS)
     a = ap.parse_args(argv)
     preset = common.preset(get_config, a.config)
     common.check_output(a.out, file_only=True)
     common.require(a.src)
     path, layout = locate(a.src, a.layout)
     cfg = architecture(path, layout, preset, a.config)
-    conv = _lib.conversion(_lib.read(path, layout), cfg, dtype=a.dtype)
+    conv = lib.conversion(lib.read(path, layout), cfg, dtype=a.dtype)
     with common.naming(path):
         arrays, fp = conv.run(common.progress_enabled(a))
     meta = common.meta("wan_vae", cfg, layout, conv, fp)
