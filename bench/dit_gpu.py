@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from configs.wan_dit import get_config  # noqa: E402
-from gvc_jax.weights.dit import convert_source, dit_factory  # noqa: E402
+from gvc_jax.weights.dit import conversion, dit_factory  # noqa: E402
+from gvc_jax.weights.sources import Checkpoint, TensorRef  # noqa: E402
 from gvc_jax.weights.table import load_into  # noqa: E402
 from gvc_jax.models.wan.dit import WanDiT, make_forward  # noqa: E402
 
@@ -109,8 +110,10 @@ def bench_small(args, dev: str) -> dict:
 
     t0 = time.perf_counter()
     sd = ref.state_dict()
-    arrays, fp = convert_source(((k, (lambda v=v: to_numpy(v))) for k, v in sd.items()), cfg,
-                                "diffusers")
+    items = [(k, TensorRef(v.shape, to_numpy(v.reshape(-1)[:0]).dtype, lambda v=v: to_numpy(v)))
+             for k, v in sd.items()]
+    arrays, fp = conversion(Checkpoint("state dict", "diffusers", items), cfg,
+                            dtype="bfloat16").run()
     model = load_into(dit_factory(cfg), arrays)
     del arrays
     graphdef, state = nnx.split(model)

@@ -110,6 +110,18 @@ def torch_bench(spec, work, dev):
     return out
 
 
+def _load_vae(path: str, config: str):
+    """A ``WanVAE`` converted from ``path`` (float32 parameters)."""
+    from configs.wan_vae import get_config
+    from gvc_jax.models.wan.vae import WanVAE
+    from gvc_jax.weights import vae as wvae
+    from gvc_jax.weights.table import load_into
+
+    cfg = get_config(config)
+    arrays, _ = wvae.conversion(wvae.read(path), cfg, dtype="float32").run()
+    return WanVAE(cfg, load_into(wvae.vae_factory(cfg), arrays))
+
+
 # ------------------------------------------------------------------ JAX side (subprocess)
 def jax_case(spec, work, op, name, tiled):
     import jax
@@ -118,8 +130,7 @@ def jax_case(spec, work, op, name, tiled):
 
     jax.config.update("jax_compilation_cache_dir", os.path.join(work, "jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    from gvc_jax.weights.vae import load_vae
-    vae = load_vae(os.path.join(work, "vae.safetensors"), config=spec["config"])
+    vae = _load_vae(os.path.join(work, "vae.safetensors"), spec["config"])
     t, h, w = (spec["tiled"] if tiled else spec["sizes"])[name]
     kw = dict(tile=tuple(spec["tile"]), margin=spec["margin"], blend=spec["blend"]) if tiled else {}
     res = {"op": op, "size": name, "shape_tchw": [t, h, w], "tiled": kw or None}
@@ -154,8 +165,7 @@ def tiling_error(spec, work, name):
     import jax.numpy as jnp
     import numpy as np
 
-    from gvc_jax.weights.vae import load_vae
-    vae = load_vae(os.path.join(work, "vae.safetensors"), config=spec["config"])
+    vae = _load_vae(os.path.join(work, "vae.safetensors"), spec["config"])
     t, h, w = spec["sizes"][name]
     kw = dict(tile=tuple(spec["tile"]), margin=spec["margin"], blend=spec["blend"])
     x = jnp.asarray(_video(t, h, w))

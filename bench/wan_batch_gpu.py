@@ -67,7 +67,7 @@ def run_case(a, case: str, work: str) -> dict:
     from gvc_jax import codebook
     from gvc_jax.codec.params import CodecParams
     from gvc_jax.models.wan.dit import WanDiT
-    from gvc_jax.models.wan.t2v import WanT2V
+    from gvc_jax.models.wan.velocity import WanVelocity
     from gvc_jax.sampler.batched import decode_gops, encode_gops, mesh
 
     st = _settings(a)
@@ -90,7 +90,7 @@ def run_case(a, case: str, work: str) -> dict:
                config=cfg.name, latent=list(lat), batch_gops=b)
 
     def build():
-        return WanT2V(WanDiT(cfg, rngs=nnx.Rngs(SEED)))   # bf16 params and matmuls
+        return WanVelocity(WanDiT(cfg, rngs=nnx.Rngs(SEED)))   # bf16 params and matmuls
 
     graphdef, _ = nnx.split(nnx.eval_shape(build))
     m = mesh(devices)

@@ -78,7 +78,7 @@ def run_case(a, case: str, work: str) -> dict:
     from configs.wan_dit import get_config
     from gvc_jax import sharding
     from gvc_jax.models.wan.dit import WanDiT
-    from gvc_jax.models.wan.t2v import WanT2V
+    from gvc_jax.models.wan.velocity import WanVelocity
     from gvc_jax.sampler.scan import SamplerSpec, encode_gop
 
     st = _settings(a)
@@ -89,7 +89,7 @@ def run_case(a, case: str, work: str) -> dict:
                backend=jax.default_backend(), config=cfg.name, latent=list(st["latent"]))
 
     def build():
-        return WanT2V(WanDiT(cfg, rngs=nnx.Rngs(0)))   # bf16 params and matmuls
+        return WanVelocity(WanDiT(cfg, rngs=nnx.Rngs(0)))   # bf16 params and matmuls
 
     abstract = nnx.eval_shape(build)
     graphdef, abs_state = nnx.split(abstract)

@@ -1,5 +1,6 @@
 """What every ``gvc-convert`` subcommand shares: the flags, presets checked against the
-checkpoint's own architecture, the output dtype, the atomic writers and the one-line errors.
+checkpoint's own architecture, the output metadata, the atomic writers and the one-line errors.
+The conversion itself is the family's ``conversion()`` in :mod:`gvc_jax.weights`.
 
 Exit codes: 0 ok, 2 usage (bad flags, unknown preset or family, an output path that cannot
 be used), 3 bad checkpoint (missing, unreadable, not matching its config or the preset),
@@ -88,19 +89,6 @@ def check_preset(src: str, name: str, want, got, keys) -> None:
                               f"architecture (preset vs checkpoint: {'; '.join(diff)})")
 
 
-def out_dtype(requested: str | None, items) -> np.dtype:
-    """``--dtype`` if given, else the float dtype holding most of the checkpoint's elements."""
-    import ml_dtypes
-
-    from gvc_jax.weights.progress import dominant_float_dtype
-
-    if requested == "bfloat16":
-        return np.dtype(ml_dtypes.bfloat16)
-    if requested == "float32":
-        return np.dtype(np.float32)
-    return np.dtype(dominant_float_dtype(items))
-
-
 @contextlib.contextmanager
 def naming(path: str):
     """Conversion-table errors (which only know tensor names) prefixed with the checkpoint."""
@@ -112,18 +100,13 @@ def naming(path: str):
         raise ConversionError(f"{path}: {e}") from None
 
 
-def dtype_name(dt) -> str:
-    return str(np.dtype(dt)) if str(dt) != "bfloat16" else "bfloat16"
+def meta(family: str, cfg, layout: str, conversion, fingerprint: str) -> dict:
+    """The ``meta.json`` / safetensors metadata of one output."""
+    from gvc_jax.weights.table import dtype_name
 
-
-def cast(arrays: dict, dt) -> dict:
-    """Float arrays cast to ``dt`` (for models whose parameters are always fp32)."""
-    from gvc_jax.weights.table import _np_dtype
-
-    dt = _np_dtype(dt)
-    return {k: (v.astype(dt) if v.dtype != dt and (np.issubdtype(v.dtype, np.floating)
-                                                   or str(v.dtype) == "bfloat16") else v)
-            for k, v in arrays.items()}
+    return {"family": family, "config": cfg.name, "layout": layout, "fingerprint": fingerprint,
+            "dtype": dtype_name(conversion.dtype),
+            "source_dtype": dtype_name(conversion.source_dtype)}
 
 
 def require(src: str) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 
 from convert_weights import common
-from gvc_jax.weights.dit import LAYOUTS, _resolve, convert_source, detect_layout
-from gvc_jax.weights.sources import CheckpointError, iter_safetensors_folder
+from gvc_jax.weights.dit import LAYOUTS, conversion, detect_layout, read, resolve
+from gvc_jax.weights.sources import CheckpointError
 
 # Fields compared between a preset and the checkpoint's config (CLIP fields only for i2v/flf2v).
 _FIELDS = ("model_type", "dim", "ffn_dim", "num_heads", "num_layers", "in_dim", "out_dim",
@@ -24,7 +24,7 @@ def architecture(src: str, preset, layout: str = "auto"):
     """``(cfg, layout, folder)``: the checkpoint's own config, checked against ``preset``."""
     from gvc_jax.weights import folder as wf
 
-    where = _resolve(src)
+    where = resolve(src)
     if os.path.isdir(where) and os.path.isfile(os.path.join(where, "config.json")):
         cfg, own_layout, where = wf.dit_config(src)
         if preset is not None:
@@ -43,7 +43,6 @@ def architecture(src: str, preset, layout: str = "auto"):
 
 def _convert(argv) -> int:
     from configs.wan_dit import NAMES, get_config
-    from gvc_jax.weights.progress import bar
 
     ap = common.parser("gvc-convert dit", "Convert a Wan 2.1 DiT checkpoint (official or "
                        "diffusers layout) to an orbax folder.",
@@ -57,13 +56,10 @@ def _convert(argv) -> int:
     common.check_output(a.out)
     common.require(a.src)
     cfg, layout, where = architecture(a.src, preset, a.layout)
-    items = list(iter_safetensors_folder(where))
-    own, dt = common.out_dtype(None, items), common.out_dtype(a.dtype, items)
-    with bar(len(items), "converting the DiT", common.progress_enabled(a)) as tick, \
-            common.naming(where):
-        arrays, fp = convert_source(items, cfg, layout, dt, tick)
-    meta = {"family": "wan_dit", "config": cfg.name, "layout": layout, "fingerprint": fp,
-            "dtype": common.dtype_name(dt), "source_dtype": common.dtype_name(own)}
+    conv = conversion(read(where, layout), cfg, dtype=a.dtype)
+    with common.naming(where):
+        arrays, fp = conv.run(common.progress_enabled(a))
+    meta = common.meta("wan_dit", cfg, layout, conv, fp)
     return common.finish(arrays, a.out, meta)
 
 

@@ -55,8 +55,6 @@ def architecture(path: str, layout: str, preset, name: str | None):
 def _convert(argv) -> int:
     from configs.wan_text import get_config
     from gvc_jax.weights import t5 as lib
-    from gvc_jax.weights.progress import bar
-    from gvc_jax.weights.table import abstract_targets, convert, fingerprint
 
     ap = common.parser("gvc-convert t5", "Convert a umT5 text-encoder checkpoint.",
                        src_help="download folder, its text_encoder/ folder, or the checkpoint "
@@ -67,17 +65,11 @@ def _convert(argv) -> int:
     common.check_output(a.out)
     common.require(a.src)
     path, layout = locate(a.src, a.layout)
-    cfg = architecture(path, layout, preset, a.config).copy_and_resolve_references()
-    items = lib._source(path, layout)
-    own, dt = common.out_dtype(None, items), common.out_dtype(a.dtype, items)
-    cfg.param_dtype = common.dtype_name(dt)
-    with bar(len(items), "converting the text encoder", common.progress_enabled(a)) as tick, \
-            common.naming(path):
-        arrays = convert(items, lib.rules(cfg, layout), abstract_targets(lib.model_factory(cfg)),
-                         progress=tick)
-    meta = {"family": "umt5", "config": cfg.name, "layout": layout,
-            "fingerprint": fingerprint(arrays, name=f"umt5:{cfg.name}"),
-            "dtype": common.dtype_name(dt), "source_dtype": common.dtype_name(own)}
+    cfg = architecture(path, layout, preset, a.config)
+    conv = lib.conversion(lib.read(path, layout), cfg, dtype=a.dtype)
+    with common.naming(path):
+        arrays, fp = conv.run(common.progress_enabled(a))
+    meta = common.meta("umt5", cfg, layout, conv, fp)
     return common.finish(arrays, a.out, meta)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from convert_weights import common
-from gvc_jax.weights import vae as _lib
+from gvc_jax.weights import vae as lib
 from gvc_jax.weights.sources import CheckpointError
 
 # Architecture fields compared between a preset and the checkpoint.
@@ -34,7 +34,7 @@ def locate(src: str, layout: str = "auto") -> tuple[str, str]:
     from gvc_jax.weights import folder as wf
 
     if os.path.isfile(src) and src.endswith(".safetensors") and layout in ("auto", "converted") \
-            and _lib._is_converted_file(src):
+            and lib.is_converted_file(src):
         return src, "converted"
     if layout == "converted":
         raise CheckpointError(f"{src}: not a gvc-convert vae output")
@@ -86,31 +86,23 @@ def architecture(path: str, layout: str, preset, name: str | None):
 
 def _convert(argv) -> int:
     from configs.wan_vae import get_config
-    from gvc_jax.weights.progress import bar
-    from gvc_jax.weights.table import abstract_targets, convert, fingerprint
 
     ap = common.parser("gvc-convert vae", "Convert a Wan 2.1 VAE checkpoint to one "
                        ".safetensors file.",
                        src_help="download folder, its vae/ folder, Wan2.1_VAE.pth, or a "
                                 ".safetensors file",
                        out_help="output .safetensors", presets=("wan2.1", "tiny"),
-                       layouts=_lib.LAYOUTS)
+                       layouts=lib.LAYOUTS)
     a = ap.parse_args(argv)
     preset = common.preset(get_config, a.config)
     common.check_output(a.out, file_only=True)
     common.require(a.src)
     path, layout = locate(a.src, a.layout)
     cfg = architecture(path, layout, preset, a.config)
-    items = list(_lib._source(path, layout))
-    own, dt = common.out_dtype(None, items), common.out_dtype(a.dtype, items)
-    with bar(len(items), "converting the VAE", common.progress_enabled(a)) as tick, \
-            common.naming(path):
-        arrays = convert(items, _lib.RULES[layout](cfg), abstract_targets(_lib.vae_factory(cfg)),
-                         progress=tick)
-    arrays = common.cast(arrays, dt)  # the VAE's parameters are fp32: cast to the output dtype
-    fp = fingerprint(arrays, name=f"wan_vae:{cfg.name}")
-    meta = {"family": "wan_vae", "config": cfg.name, "layout": layout, "fingerprint": fp,
-            "dtype": common.dtype_name(dt), "source_dtype": common.dtype_name(own)}
+    conv = lib.conversion(lib.read(path, layout), cfg, dtype=a.dtype)
+    with common.naming(path):
+        arrays, fp = conv.run(common.progress_enabled(a))
+    meta = common.meta("wan_vae", cfg, layout, conv, fp)
     return common.finish(arrays, a.out, meta)
 
 

@@ -367,7 +367,7 @@ def shard_model(model, mesh: Mesh, rules, *, num_heads: int | None = None) -> An
     (split here) or an ``nnx.State``. The result replaces the state in the codec's jitted calls,
     unchanged: ``encode_gop(codec.graphdef, shard_model(codec, mesh, rules), cond, ...)``.
     Heads are checked against ``num_heads``, by default the model's own where it has one (a
-    WanDiT or WanT2V; a bare state carries no head count).
+    WanDiT or WanVelocity; a bare state carries no head count).
     """
     module = None
     if isinstance(model, nnx.Module):

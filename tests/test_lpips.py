@@ -1,5 +1,6 @@
-"""LPIPS-Alex v0.1 (gvc_jax.metrics.lpips): weight tables, file lookup, errors, and parity
-with an independent torch.nn.functional reference (random trunk, the wheel's real heads)."""
+"""LPIPS-Alex v0.1 (gvc_jax.metrics.lpips, loaded by gvc_jax.weights.lpips): weight tables,
+file lookup, errors, and parity with an independent torch.nn.functional reference (random
+trunk, the wheel's real heads)."""
 import os
 
 import numpy as np
@@ -14,7 +15,7 @@ from gvc_jax.weights.table import ConversionError, abstract_targets, check_cover
 from gvc_jax.io import find_sample_clip, read_video  # noqa: E402
 from gvc_jax.metrics.errors import MetricUnavailable  # noqa: E402
 from gvc_jax.metrics.alexnet import SCALE, SHIFT  # noqa: E402
-from gvc_jax.metrics.lpips import LPIPS, lpips  # noqa: E402
+from gvc_jax.weights.lpips import load as load_lpips, lpips  # noqa: E402
 
 HEADS = cw.find_lpips_heads()
 needs_heads = pytest.mark.skipif(HEADS is None, reason="the lpips wheel (its v0.1/alex.pth) is not installed")
@@ -151,7 +152,7 @@ def test_bad_trunk_raises_conversion_error(tmp_path, edit, match):
     p = tmp_path / cw.ALEXNET_FILE
     torch.save(sd, p)
     with pytest.raises(ConversionError, match=match):
-        LPIPS.load(alexnet=str(p))
+        load_lpips(alexnet=str(p))
 
 
 # ------------------------------------------------------------------- file lookup
@@ -180,19 +181,22 @@ def test_search_order(tmp_path, monkeypatch):
 def test_missing_trunk_is_metric_unavailable(tmp_path, monkeypatch):
     _isolate_caches(monkeypatch, tmp_path)
     frames = np.zeros((1, 32, 32, 3), np.uint8)
-    for call in (LPIPS.load, lambda: lpips(frames, frames)):
+    for call in (load_lpips, lambda: lpips(frames, frames)):
         with pytest.raises(MetricUnavailable) as e:
             call()
         msg = str(e.value)
         assert "\n" not in msg and cw.ALEXNET_FILE in msg and str(tmp_path / "torch_home") in msg
     with pytest.raises(MetricUnavailable, match="nope.pth"):
-        LPIPS.load(alexnet=str(tmp_path / "nope.pth"))
+        load_lpips(alexnet=str(tmp_path / "nope.pth"))
 
 
 # ------------------------------------------------------------------------ parity
 @needs_heads
 def test_parity_random_and_real_frames(trunk_in_hub):
-    model = LPIPS.load()
+    from gvc_jax.metrics import LPIPS
+
+    model = load_lpips()
+    assert isinstance(model, LPIPS) and model.trunk_path.endswith(cw.ALEXNET_FILE)
     heads = _real_heads()
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (3, 48, 64, 3), dtype=np.uint8)
@@ -219,7 +223,7 @@ def test_parity_random_and_real_frames(trunk_in_hub):
 
 @needs_heads
 def test_smallest_frame_and_bad_input(trunk_in_hub):
-    model = LPIPS.load()
+    model = load_lpips()
     rng = np.random.default_rng(1)
     a, b = (rng.integers(0, 256, (2, 31, 40, 3), dtype=np.uint8) for _ in range(2))
     _assert_parity(model(a, b), _ref_lpips(a, b, trunk_in_hub, _real_heads()))

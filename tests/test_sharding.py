@@ -58,7 +58,7 @@ def _worker(out_path: str) -> None:
     from gvc_jax import sharding
     from gvc_jax.codec.codec_model import load_model
     from gvc_jax.models.wan.dit import WanDiT
-    from gvc_jax.models.wan.t2v import WanT2V
+    from gvc_jax.models.wan.velocity import WanVelocity
     from gvc_jax.sampler.scan import SamplerSpec, decode_gop, encode_gop
 
     assert len(jax.devices()) == N_DEVICES, jax.devices()
@@ -84,7 +84,7 @@ def _worker(out_path: str) -> None:
     # ---- one GOP through the codec's jitted scans, state placed by shard_model
     name, shape = CODEC_CASE
     mesh = sharding.make_mesh(shape)
-    model = WanT2V(dit)
+    model = WanVelocity(dit)
     gm, sm = nnx.split(model)
     rng = np.random.default_rng(1)
     lat = (16, 2, 8, 8)

@@ -125,12 +125,12 @@ def _wan(name: str):
 
     def load(weights: str | None, prompt: Prompt, params, *, cache_dir=None, log=None,
              progress=False, placement: Placement = Placement()) -> CodecModel:
-        from gvc_jax.models.wan import t2v
+        from gvc_jax.weights import wan
 
         if not weights:
             raise UsageError(f"config {name!r} needs --weights: the Wan 2.1 {kind.upper()} "
                              "folder you downloaded (official or diffusers layout)")
-        got = t2v.load(weights, prompt=prompt.text, negative=prompt.negative,
+        got = wan.load(weights, prompt=prompt.text, negative=prompt.negative,
                        guidance=params.guidance, dtype=params.dtype, cache_dir=cache_dir,
                        expect=variant, log=log, progress=progress, kind=kind)
         vae = got.vae

@@ -156,13 +156,13 @@ class _Metrics:
             self.notes["lpips"] = "LPIPS not computed (--no-lpips)"
             return
         from gvc_jax.metrics import MetricUnavailable
-        from gvc_jax.metrics.lpips import LPIPS
+        from gvc_jax.weights.lpips import load as load_lpips
 
         from gvc_jax.weights.sources import CheckpointError
         from gvc_jax.weights.table import ConversionError
 
         try:
-            self._lpips = LPIPS.load(alexnet=alexnet)
+            self._lpips = load_lpips(alexnet=alexnet)
         except (ConversionError, CheckpointError) as e:   # a file, but not AlexNet weights
             raise CheckpointError(f"LPIPS weights: {e}") from None
         except MetricUnavailable as e:

@@ -35,6 +35,10 @@ LAYERS = (
 CHANNELS = tuple(layer[2] for layer in LAYERS)
 # torchvision's ``features`` index of each conv (its weight/bias keys)
 TORCHVISION_INDEX = {"conv1": 0, "conv2": 3, "conv3": 6, "conv4": 8, "conv5": 10}
+# The released trunk LPIPS-Alex v0.1 is defined with: torchvision's ImageNet AlexNet, whose hub
+# file name carries the first 8 hex digits of its SHA-256.
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+ALEXNET_SHA256_PREFIX = "7be5be79"
 
 
 def max_pool_3s2(x_bhwc: jax.Array) -> jax.Array:

@@ -10,15 +10,15 @@ For a pair of frames mapped to [-1, 1]:
    without bias (one weight per channel), is averaged over the pixels, and the five layer
    values are summed.
 
-Weights: the heads ship in the ``lpips`` wheel; the trunk is torchvision's
-``alexnet-owt-7be5be79.pth`` (see :mod:`gvc_jax.weights.lpips`). Without either file,
-:meth:`LPIPS.load` raises :class:`MetricUnavailable` naming what it looked for; nothing
-is substituted. No torch import: the files are read by our own restricted reader.
+This module holds the metric around a loaded network; finding and converting the weights
+(the heads ship in the ``lpips`` wheel, the trunk is torchvision's ``alexnet-owt-7be5be79.pth``)
+is :mod:`gvc_jax.weights.lpips`, whose ``load(alexnet=None)`` returns an :class:`LPIPS` and
+raises :class:`MetricUnavailable` naming what it looked for when a file is missing; nothing is
+substituted. No torch import: the files are read by our own restricted reader.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 
 import numpy as np
 
@@ -33,7 +33,8 @@ class LPIPS:
     """A loaded LPIPS-Alex with its jitted batch function; call it on (ref, dist) videos."""
 
     def __init__(self, model, trunk_path: str | None = None, heads_path: str | None = None):
-        """``model``: a loaded :class:`gvc_jax.metrics.alexnet.LPIPSAlex`."""
+        """``model``: a loaded :class:`gvc_jax.metrics.alexnet.LPIPSAlex`
+        (:func:`gvc_jax.weights.lpips.load` gives a ready :class:`LPIPS`)."""
         import jax
         from flax import nnx
 
@@ -50,26 +51,9 @@ class LPIPS:
 
         self._state, self._run = state, run
 
-    @classmethod
-    def load(cls, alexnet: str | None = None) -> "LPIPS":
-        """Finds and converts both weight files (``alexnet``: the trunk file or its folder;
-        default: torch's hub cache). Raises :class:`MetricUnavailable` when one is missing."""
-        from gvc_jax.weights import lpips as cw
-
-        trunk = cw.find_alexnet_weights(alexnet)
-        if trunk is None:
-            looked = ", ".join(cw.alexnet_search_paths(alexnet))
-            raise MetricUnavailable(f"LPIPS needs the AlexNet trunk weights {cw.ALEXNET_FILE}; "
-                                    f"not found (looked for {looked})")
-        heads = cw.find_lpips_heads()
-        if heads is None:
-            raise MetricUnavailable("LPIPS needs the linear heads lpips/weights/v0.1/alex.pth from "
-                                    "the lpips wheel; not found (pip install --no-deps lpips)")
-        return cls(cw.load_lpips(trunk, heads), trunk_path=trunk, heads_path=heads)
-
     def official_trunk(self) -> bool:
         """Whether the trunk file's SHA-256 starts with the 8 hex digits in its hub name."""
-        from gvc_jax.weights.lpips import ALEXNET_SHA256_PREFIX
+        from gvc_jax.metrics.alexnet import ALEXNET_SHA256_PREFIX
 
         if self.trunk_path is None:
             return False
@@ -108,29 +92,3 @@ class LPIPS:
         while pending:
             collect()
         return out
-
-
-_CACHE: dict[tuple, LPIPS] = {}
-
-
-def _file_key(path: str) -> tuple:
-    st = os.stat(path)
-    return os.path.realpath(path), st.st_size, st.st_mtime_ns
-
-
-def lpips(ref, dist, *, alexnet: str | None = None, batch: int = 8) -> np.ndarray:
-    """Per-frame LPIPS-Alex v0.1 of two uint8 [T,H,W,3] videos, float64 [T].
-
-    The loaded model is cached per weight files. Raises :class:`MetricUnavailable` when the
-    trunk or head weights are missing, ValueError on bad input.
-    """
-    ref, dist = check_video_pair(ref, dist)
-    from gvc_jax.weights import lpips as cw
-
-    trunk, heads = cw.find_alexnet_weights(alexnet), cw.find_lpips_heads()
-    key = (_file_key(trunk), _file_key(heads)) if trunk and heads else None
-    model = _CACHE.get(key) if key else None
-    if model is None:
-        model = LPIPS.load(alexnet)
-        _CACHE[(_file_key(model.trunk_path), _file_key(model.heads_path))] = model
-    return model(ref, dist, batch=batch)

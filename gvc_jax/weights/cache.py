@@ -10,16 +10,21 @@ or replacing a file makes a new key, hence a fresh conversion. ``<cache>`` is ``
 
 Writes are atomic: the checkpoint is written to a temporary folder and renamed into place, and
 the index entry is written last; an unreadable entry is converted again, never trusted.
+
+A family module describes what its folder loader reads as an :class:`Entry`; :func:`load`
+gives its arrays (cached or converted), :func:`fingerprint` only its fingerprint, from the
+index or by a read-only pass over the checkpoint that writes nothing.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -181,3 +186,41 @@ def cached_convert(family: str, files: list[str], convert: Callable[[], tuple[di
         if log:
             log(f"could not cache the {family} weights ({e})")
     return arrays, fp, info
+
+
+# ------------------------------------------------------------------ entries
+@dataclasses.dataclass
+class Entry:
+    """One checkpoint of a download folder as the cache knows it: the family and architecture
+    name (``extra``) and the files that key it, the path that labels its errors, the
+    architecture ``cfg`` and ``conversion()``, which reads the checkpoint's tensor list and
+    returns its :class:`gvc_jax.weights.table.Conversion`."""
+    family: str
+    files: list[str]
+    extra: str
+    label: str
+    cfg: Any
+    conversion: Callable[[], Any]
+
+
+def load(entry: Entry, *, cache_dir: str | None | bool = None,
+         log: Callable[[str], None] | None = None, progress: bool = False
+         ) -> tuple[dict, str, dict]:
+    """``(arrays, fingerprint, info)`` of an entry, from the cache or converted then cached
+    (see :func:`cached_convert`)."""
+    return cached_convert(entry.family, entry.files, lambda: entry.conversion().run(progress),
+                          cache_dir=cache_dir, extra=entry.extra, log=log, label=entry.label)
+
+
+def fingerprint(entry: Entry, *, cache_dir: str | None | bool = None,
+                log: Callable[[str], None] | None = None, progress: bool = False) -> str:
+    """The fingerprint :func:`load` returns for ``entry``, writing nothing: the index's when the
+    checkpoint is cached (``cache_dir=False`` skips the index), else computed by
+    :meth:`Conversion.fingerprint <gvc_jax.weights.table.Conversion.fingerprint>`."""
+    if cache_dir is not False:
+        fp = lookup(entry.family, entry.files, cache_dir, entry.extra)
+        if fp is not None:
+            return fp
+    if log:
+        log(f"fingerprinting the {entry.family} weights of {entry.label} (not in the cache)")
+    return _labelled(lambda: (None, entry.conversion().fingerprint(progress)), entry.label)()[1]

@@ -17,17 +17,17 @@ Keys deliberately dropped (:func:`ignored`), each for a stated reason:
   ``visual.head``: Wan stops after block 31 of 32 and applies no post-norm
   or projection;
 * ``embeddings.position_ids``: an index buffer of older transformers files.
+
+:func:`read` lists a checkpoint's tensors, :func:`conversion` is the one conversion (used by
+:func:`load` through the cache and by ``gvc-convert clip``).
 """
 from __future__ import annotations
 
 import re
 
-import numpy as np
-
-from gvc_jax.weights.sources import (TensorRef, iter_safetensors_folder, iter_torch_zip,
-                                     resolve_checkpoint)
-from gvc_jax.weights.table import (Rule, abstract_targets,
-                                   convert, fingerprint, load_into)
+from gvc_jax.weights.sources import (Checkpoint, TensorRef, iter_safetensors_folder,
+                                     iter_torch_zip, resolve_checkpoint)
+from gvc_jax.weights.table import Conversion, Rule, abstract_targets, dtype_name, np_dtype
 
 OFFICIAL_FILE = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
 
@@ -134,10 +134,13 @@ def resolve(path: str, layout: str = "auto") -> tuple[str, str]:
     return resolve_checkpoint(path, layout, OFFICIAL_FILE, "image_encoder", "CLIP")
 
 
-def source(path: str, layout: str, cfg):
+def read(path: str, layout: str = "auto") -> Checkpoint:
+    """The tensors of a CLIP checkpoint (the official ``.pth``, an ``image_encoder/`` folder or
+    a download folder holding either), read lazily."""
+    path, layout = resolve(path, layout)
     if layout == "official":
-        return split_qkv(iter_torch_zip(path), ignored(cfg, layout))
-    return iter_safetensors_folder(path, prefix="model")
+        return Checkpoint(path, layout, list(iter_torch_zip(path)))
+    return Checkpoint(path, layout, list(iter_safetensors_folder(path, prefix="model")))
 
 
 def model_factory(cfg):
@@ -147,45 +150,55 @@ def model_factory(cfg):
     return lambda: CLIPVision(cfg, rngs=nnx.Rngs(0))
 
 
-def convert_clip(path: str, cfg, layout: str = "auto", progress=None) -> dict[str, np.ndarray]:
-    """Reads a checkpoint into the flat ``{path: array}`` state of ``CLIPVision(cfg)``."""
-    path, layout = resolve(path, layout)
-    targets = abstract_targets(model_factory(cfg))
-    return convert(source(path, layout, cfg), rules(cfg, layout), targets,
-                   ignore=ignored(cfg, layout), progress=progress)
+def conversion(ckpt: Checkpoint, cfg, *, dtype=None) -> Conversion:
+    """The conversion of ``ckpt`` into ``CLIPVision(cfg)`` params stored in ``dtype`` (default:
+    the checkpoint's own float dtype); the official fused q/k/v tensors are split first.
+    ``.run()`` gives ``(arrays, fingerprint)``."""
+    from gvc_jax.weights.progress import dominant_float_dtype
 
-
-def load_clip(path: str, cfg, layout: str = "auto"):
-    """Returns ``(model, fingerprint)``."""
-    arrays = convert_clip(path, cfg, layout)
-    return load_into(model_factory(cfg), arrays), fingerprint(arrays, name=f"clip:{cfg.name}")
+    own = np_dtype(dominant_float_dtype(ckpt.tensors))
+    dt = own if dtype is None else np_dtype(dtype)
+    c = cfg.copy_and_resolve_references()
+    c.param_dtype = dtype_name(dt)
+    ignore = ignored(c, ckpt.layout)
+    items = ckpt.tensors
+    if ckpt.layout == "official":
+        items = list(split_qkv(items, ignore))
+    return Conversion(items, rules(c, ckpt.layout), abstract_targets(model_factory(c)),
+                      name=f"clip:{cfg.name}", dtype=dt, source_dtype=own,
+                      ignore=tuple(ignore), what="the CLIP image encoder")
 
 
 # ------------------------------------------------------------------ the family loader
-def load(path: str, *, dtype: str = "float32", cache_dir=None, log=None, progress: bool = False,
-         info: dict | None = None):
-    """``(CLIPVision, fingerprint)`` from an I2V/FLF2V download folder
-    (``models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth`` or ``image_encoder/``) or the
-    checkpoint itself. ``dtype`` is the compute and parameter dtype."""
+def cache_entry(path: str):
+    """What :func:`load` reads from ``path`` (an I2V/FLF2V download folder or the checkpoint),
+    as a :class:`gvc_jax.weights.cache.Entry`: bfloat16 weights stay bfloat16, others become
+    float32."""
     from gvc_jax.weights import folder as wf
-    from gvc_jax.weights.cache import cached_convert
-    from gvc_jax.weights.progress import bar, dominant_float_dtype
+    from gvc_jax.weights.cache import Entry
+    from gvc_jax.weights.progress import bf16_or_f32
 
     src, layout = wf.clip_source(path)
     cfg = wf.clip_config(src, layout)
 
     def conv():
-        items = list(source(src, layout, cfg))
-        stored = dominant_float_dtype(items)
-        c = cfg.copy_and_resolve_references()
-        c.param_dtype = "bfloat16" if str(stored) == "bfloat16" else "float32"
-        with bar(len(items), "converting the CLIP image encoder", progress) as tick:
-            arrays = convert(items, rules(c, layout), abstract_targets(model_factory(c)),
-                             ignore=ignored(c, layout), progress=tick)
-        return arrays, fingerprint(arrays, name=f"clip:{cfg.name}")
+        ckpt = read(src, layout)
+        return conversion(ckpt, cfg, dtype=bf16_or_f32(ckpt.tensors))
 
-    arrays, fp, how = cached_convert("clip", wf.clip_files(src), conv, cache_dir=cache_dir,
-                                     extra=cfg.name, log=log, label=src)
+    return Entry("clip", wf.clip_files(src), cfg.name, src, cfg, conv)
+
+
+def load(path: str, *, dtype: str = "float32", cache_dir=None, log=None, progress: bool = False,
+         info: dict | None = None):
+    """``(CLIPVision, fingerprint)`` from an I2V/FLF2V download folder
+    (``models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth`` or ``image_encoder/``) or the
+    checkpoint itself. ``dtype`` is the compute and parameter dtype."""
+    from gvc_jax.weights import cache
+    from gvc_jax.weights.table import load_into
+
+    entry = cache_entry(path)
+    arrays, fp, how = cache.load(entry, cache_dir=cache_dir, log=log, progress=progress)
+    cfg = entry.cfg
     cfg.dtype = cfg.param_dtype = dtype
     model = load_into(model_factory(cfg), arrays)
     if info is not None:

@@ -8,9 +8,11 @@ Two explicit ordered tables map checkpoint keys to the flat NNX state of
 * ``DIFFUSERS_RULES``: the ``transformer/`` folder of the ``*-Diffusers`` repos
   (``blocks.N.attn1.to_q``, ``condition_embedder.*``; its ``norm2`` is the official ``norm3``).
 
-Conversion streams tensor by tensor (memory-mapped reads, one preallocated copy of the
-converted params) and returns the model fingerprint. Any unmapped, missing or mis-shaped
-tensor raises :class:`~gvc_jax.weights.table.ConversionError` naming it.
+:func:`read` lists a checkpoint's tensors (memory-mapped, nothing read yet), :func:`conversion`
+is the one conversion of this family (used by :func:`load` through the cache and by
+``gvc-convert dit``): it streams tensor by tensor into one preallocated copy of the converted
+params and returns them with the model fingerprint. Any unmapped, missing or mis-shaped tensor
+raises :class:`~gvc_jax.weights.table.ConversionError` naming it.
 """
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ import re
 import jax.numpy as jnp
 import numpy as np
 
-from gvc_jax.weights.sources import CheckpointError, iter_safetensors_folder, safetensors_files
-from gvc_jax.weights.table import ConversionError, Rule, abstract_targets, convert, fingerprint
+from gvc_jax.weights.sources import (Checkpoint, CheckpointError, iter_safetensors_folder,
+                                     safetensors_files)
+from gvc_jax.weights.table import (Conversion, ConversionError, Rule, abstract_targets,
+                                   fingerprint, np_dtype)
 
 
 def _patch(a: np.ndarray) -> np.ndarray:
@@ -117,7 +121,7 @@ LAYOUTS = {"official": (OFFICIAL_RULES, ()), "diffusers": (DIFFUSERS_RULES, DIFF
 
 
 # ------------------------------------------------------------------ layout / sources
-def _resolve(path: str) -> str:
+def resolve(path: str) -> str:
     """A diffusers repo root resolves to its ``transformer/`` folder."""
     sub = os.path.join(path, "transformer")
     return sub if os.path.isdir(sub) else path
@@ -125,7 +129,7 @@ def _resolve(path: str) -> str:
 
 def detect_layout(path: str) -> str:
     """'official' or 'diffusers', from the tensor names (headers only are read)."""
-    path = _resolve(path)
+    path = resolve(path)
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")):
         with open(os.path.join(path, "config.json")) as f:
             if json.load(f).get("_class_name") == "WanTransformer3DModel":
@@ -137,6 +141,18 @@ def detect_layout(path: str) -> str:
                 r"blocks\.\d+\.self_attn\.", key):
             return "official"
     raise CheckpointError(f"{path}: cannot tell the DiT checkpoint layout from its tensor names")
+
+
+def read(path: str, layout: str = "auto") -> Checkpoint:
+    """The tensors of a DiT checkpoint (file, folder, sharded folder or diffusers repo root),
+    memory-mapped; ``layout`` 'auto' reads it from the tensor names."""
+    path = resolve(path)
+    safetensors_files(path)  # clear error if there is nothing to read
+    if layout == "auto":
+        layout = detect_layout(path)
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; use one of {sorted(LAYOUTS)}")
+    return Checkpoint(path, layout, list(iter_safetensors_folder(path)))
 
 
 def dit_factory(cfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16):
@@ -156,64 +172,32 @@ def check_coverage(key_shapes, cfg, layout: str) -> None:
                          ignore=ignore)
 
 
-def convert_source(source, cfg, layout: str, param_dtype=jnp.bfloat16, progress=None):
-    """Converts ``(key, loader)`` pairs of ``layout``; returns (arrays, fingerprint)."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; use one of {sorted(LAYOUTS)}")
-    rules, ignore = LAYOUTS[layout]
-    targets = abstract_targets(dit_factory(cfg, param_dtype=param_dtype))
-    arrays = convert(source, rules, targets, ignore=ignore, progress=progress)
-    return arrays, fingerprint(arrays, name=f"wan_dit:{cfg.name}")
+def conversion(ckpt: Checkpoint, cfg, *, dtype=None) -> Conversion:
+    """The conversion of ``ckpt`` into ``WanDiT(cfg)`` params stored in ``dtype`` (default: the
+    checkpoint's own float dtype); ``.run()`` gives ``(arrays, fingerprint)``."""
+    from gvc_jax.weights.progress import dominant_float_dtype
+
+    if ckpt.layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {ckpt.layout!r}; use one of {sorted(LAYOUTS)}")
+    rules, ignore = LAYOUTS[ckpt.layout]
+    own = np_dtype(dominant_float_dtype(ckpt.tensors))
+    dt = own if dtype is None else np_dtype(dtype)
+    return Conversion(ckpt.tensors, rules, abstract_targets(dit_factory(cfg, param_dtype=dt)),
+                      name=f"wan_dit:{cfg.name}", dtype=dt, source_dtype=own,
+                      ignore=tuple(ignore), what="the DiT")
 
 
-def convert_dit(path: str, cfg, layout: str = "auto", param_dtype=jnp.bfloat16, progress=None):
-    """Reads a DiT checkpoint (file, folder, sharded folder or diffusers repo root).
-
-    Returns ``(arrays, fingerprint)``: the flat ``{state path: np.ndarray}`` of WanDiT.
-    """
-    path = _resolve(path)
-    safetensors_files(path)  # clear error if there is nothing to read
-    if layout == "auto":
-        layout = detect_layout(path)
-    return convert_source(iter_safetensors_folder(path), cfg, layout, param_dtype, progress)
-
-
-def load_dit(path: str, cfg, layout: str = "auto", dtype=jnp.bfloat16, param_dtype=jnp.bfloat16):
-    """Converts a checkpoint straight into a ready :class:`WanDiT` (sets ``.fingerprint``)."""
-    from gvc_jax.weights.table import load_into
-
-    arrays, fp = convert_dit(path, cfg, layout, param_dtype)
-    model = load_into(dit_factory(cfg, dtype, param_dtype), arrays)
-    model.fingerprint = fp
-    return model
-
-
-# ------------------------------------------------------------------ orbax
-def save_orbax(arrays, out_dir: str, meta: dict | None = None) -> str:
-    """Writes the flat arrays as a nested orbax PyTree checkpoint at ``out_dir/params``
-    (+ ``out_dir/meta.json``); see :func:`gvc_jax.weights.cache.save_arrays`."""
-    from gvc_jax.weights.cache import save_arrays
-
-    save_arrays(arrays, out_dir, meta)
-    return os.path.abspath(out_dir)
-
-
-def load_orbax(out_dir: str) -> dict:
-    """Reads :func:`save_orbax` output back into flat ``{path: np.ndarray}``."""
-    from gvc_jax.weights.cache import load_arrays
-
-    return load_arrays(out_dir)
-
-
+# ------------------------------------------------------------------ gvc-convert output
 def load_dit_orbax(out_dir: str, cfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16,
                    verify: bool = True):
     """Builds a :class:`WanDiT` from a ``gvc-convert dit`` output folder (sets ``.fingerprint``).
 
     With ``verify`` the fingerprint is recomputed and must equal the one in ``meta.json``.
     """
+    from gvc_jax.weights.cache import load_arrays
     from gvc_jax.weights.table import load_into
 
-    arrays = load_orbax(out_dir)
+    arrays = load_arrays(out_dir)
     fp = fingerprint(arrays, name=f"wan_dit:{cfg.name}")
     meta_path = os.path.join(out_dir, "meta.json")
     if verify and os.path.isfile(meta_path):
@@ -228,29 +212,33 @@ def load_dit_orbax(out_dir: str, cfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat
 
 
 # ------------------------------------------------------------------ the family loader
+def cache_entry(path: str):
+    """What :func:`load` reads from ``path`` (a download folder or the DiT folder), as a
+    :class:`gvc_jax.weights.cache.Entry`: the weights keep the checkpoint's own dtype."""
+    from gvc_jax.weights import folder as wf
+    from gvc_jax.weights.cache import Entry
+
+    cfg, layout, where = wf.dit_config(path)
+    return Entry("wan_dit", wf.dit_files(where), cfg.name, where, cfg,
+                 lambda: conversion(read(where, layout), cfg))
+
+
 def load(path: str, *, dtype: str = "float32", cache_dir=None, log=None, progress: bool = False,
          info: dict | None = None):
     """``(WanDiT, fingerprint)`` from a download folder (official or diffusers layout) or the
-    DiT folder itself; the architecture comes from its ``config.json`` (also in ``info["config"]``: ``info`` receives where the weights came from).
+    DiT folder itself; the architecture comes from its ``config.json`` (also in
+    ``info["config"]``: ``info`` receives where the weights came from).
 
     ``dtype`` is the compute and parameter dtype; the fingerprint is that of the weights in the
     checkpoint's own dtype, which the cache keeps (see :mod:`gvc_jax.weights.cache`)."""
-    from gvc_jax.weights import folder as wf
-    from gvc_jax.weights.cache import cached_convert
-    from gvc_jax.weights.progress import bar, dominant_float_dtype, jnp_dtype
+    from gvc_jax.weights import cache
+    from gvc_jax.weights.progress import jnp_dtype
     from gvc_jax.weights.table import load_into
 
-    cfg, layout, where = wf.dit_config(path)
-
-    def conv():
-        items = list(iter_safetensors_folder(where))
-        with bar(len(items), "converting the DiT", progress) as tick:
-            return convert_source(items, cfg, layout, dominant_float_dtype(items), tick)
-
-    arrays, fp, how = cached_convert("wan_dit", wf.dit_files(where), conv, cache_dir=cache_dir,
-                                     extra=cfg.name, log=log, label=where)
+    entry = cache_entry(path)
+    arrays, fp, how = cache.load(entry, cache_dir=cache_dir, log=log, progress=progress)
     jd = jnp_dtype(dtype)
-    model = load_into(dit_factory(cfg, jd, jd), arrays)
+    model = load_into(dit_factory(entry.cfg, jd, jd), arrays)
     if info is not None:
-        info.update(how, config=cfg)
+        info.update(how, config=entry.cfg)
     return model, fp

@@ -253,7 +253,7 @@ def t5_files(path: str) -> list[str]:
 
 
 def tokenizer_files(root: str) -> list[str]:
-    from gvc_jax.models.wan.tokenizer import find_tokenizer_dir
+    from gvc_jax.weights.tokenizer import find_tokenizer_dir
 
     try:
         d = find_tokenizer_dir(root)

@@ -1,4 +1,6 @@
-"""LPIPS-Alex v0.1 weights -> :class:`gvc_jax.metrics.alexnet.LPIPSAlex`.
+"""LPIPS-Alex v0.1 weights -> :class:`gvc_jax.metrics.alexnet.LPIPSAlex`, and the loaders of the
+metric: :func:`load` (a ready :class:`gvc_jax.metrics.lpips.LPIPS`) and :func:`lpips` (one
+call, the loaded model kept per weight files).
 
 Two files, each with its own explicit table:
 
@@ -10,7 +12,10 @@ Two files, each with its own explicit table:
   :data:`TRUNK_IGNORED`, by name.
 
 The heads file is an old-style (pre-zip) PyTorch pickle; both are read with
-:func:`gvc_jax.weights.sources.iter_torch_any`, so no pickled code runs.
+:func:`gvc_jax.weights.sources.iter_torch_any`, so no pickled code runs. Without either file the
+loaders raise :class:`~gvc_jax.metrics.errors.MetricUnavailable` naming what they looked for;
+a file that is not the expected weights raises :class:`~gvc_jax.weights.table.ConversionError`
+or :class:`~gvc_jax.weights.sources.CheckpointError`.
 """
 from __future__ import annotations
 
@@ -19,12 +24,11 @@ import os
 
 import numpy as np
 
+from gvc_jax.metrics.alexnet import ALEXNET_FILE, TORCHVISION_INDEX
+from gvc_jax.metrics.errors import MetricUnavailable
 from gvc_jax.weights.sources import iter_torch_any
 from gvc_jax.weights.table import Rule, abstract_targets, convert, load_into
-from gvc_jax.metrics.alexnet import TORCHVISION_INDEX
 
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
-ALEXNET_SHA256_PREFIX = "7be5be79"  # torch hub names files <name>-<first 8 hex of sha256>
 HEADS_RELPATH = os.path.join("weights", "v0.1", "alex.pth")
 
 
@@ -111,6 +115,47 @@ def convert_lpips(alexnet_path: str, heads_path: str) -> dict[str, np.ndarray]:
     return out
 
 
-def load_lpips(alexnet_path: str, heads_path: str):
-    """An ``LPIPSAlex`` with both files' weights."""
-    return load_into(model_factory(), convert_lpips(alexnet_path, heads_path))
+# ------------------------------------------------------------------------ loaders
+def load(alexnet: str | None = None):
+    """A ready :class:`gvc_jax.metrics.lpips.LPIPS`: finds and converts both weight files
+    (``alexnet``: the trunk file or its folder; default: torch's hub cache). Raises
+    :class:`MetricUnavailable` when one is missing."""
+    from gvc_jax.metrics.lpips import LPIPS
+
+    trunk = find_alexnet_weights(alexnet)
+    if trunk is None:
+        looked = ", ".join(alexnet_search_paths(alexnet))
+        raise MetricUnavailable(f"LPIPS needs the AlexNet trunk weights {ALEXNET_FILE}; "
+                                f"not found (looked for {looked})")
+    heads = find_lpips_heads()
+    if heads is None:
+        raise MetricUnavailable("LPIPS needs the linear heads lpips/weights/v0.1/alex.pth from "
+                                "the lpips wheel; not found (pip install --no-deps lpips)")
+    model = load_into(model_factory(), convert_lpips(trunk, heads))
+    return LPIPS(model, trunk_path=trunk, heads_path=heads)
+
+
+_CACHE: dict[tuple, object] = {}
+
+
+def _file_key(path: str) -> tuple:
+    st = os.stat(path)
+    return os.path.realpath(path), st.st_size, st.st_mtime_ns
+
+
+def lpips(ref, dist, *, alexnet: str | None = None, batch: int = 8) -> np.ndarray:
+    """Per-frame LPIPS-Alex v0.1 of two uint8 [T,H,W,3] videos, float64 [T].
+
+    The loaded model is kept per weight files. Raises :class:`MetricUnavailable` when the
+    trunk or head weights are missing, ValueError on bad input.
+    """
+    from gvc_jax.metrics.psnr import check_video_pair
+
+    ref, dist = check_video_pair(ref, dist)
+    trunk, heads = find_alexnet_weights(alexnet), find_lpips_heads()
+    key = (_file_key(trunk), _file_key(heads)) if trunk and heads else None
+    model = _CACHE.get(key) if key else None
+    if model is None:
+        model = load(alexnet)
+        _CACHE[(_file_key(model.trunk_path), _file_key(model.heads_path))] = model
+    return model(ref, dist, batch=batch)

@@ -31,6 +31,12 @@ def dominant_float_dtype(items) -> np.dtype:
     return count.most_common(1)[0][0] if count else np.dtype(np.float32)
 
 
+def bf16_or_f32(items) -> str:
+    """``"bfloat16"`` for a checkpoint stored mostly in bfloat16, else ``"float32"``: the
+    stored dtype of the text and image encoders' converted weights."""
+    return "bfloat16" if str(dominant_float_dtype(items)) == "bfloat16" else "float32"
+
+
 def jnp_dtype(name: str):
     import jax.numpy as jnp
 

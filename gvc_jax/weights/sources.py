@@ -13,6 +13,7 @@ tensor and keep host memory near one copy of the weights.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
 import pickle
@@ -38,6 +39,12 @@ class TensorRef:
         return self._load()
 
 
+def in_memory(arrays) -> list[tuple[str, TensorRef]]:
+    """``(key, TensorRef)`` pairs over NumPy arrays already in memory (``{key: array}``)."""
+    return [(k, TensorRef(np.shape(a), np.asarray(a).dtype, lambda a=a: np.asarray(a)))
+            for k, a in arrays.items()]
+
+
 def shapes(items) -> dict[str, tuple[int, ...]]:
     """``{key: shape}`` of ``(key, TensorRef)`` pairs, reading no tensor data."""
     return {k: ref.shape for k, ref in items}
@@ -45,6 +52,17 @@ def shapes(items) -> dict[str, tuple[int, ...]]:
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable or has unexpected content."""
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """The tensors of one checkpoint, listed lazily: ``path`` (the file or folder read, or a
+    name for tensors held in memory), ``layout`` (the family's name for its key scheme, e.g.
+    ``"official"``) and ``tensors``, the ``(key, loader)`` pairs. A family module's ``read()``
+    gives one; its ``conversion()`` takes one."""
+    path: str
+    layout: str
+    tensors: list
 
 
 # ----------------------------------------------------------------- safetensors

@@ -12,16 +12,15 @@ Two layouts:
 Every rule is listed; a key that matches none is an error. The only key ever
 dropped is ``encoder.embed_tokens.weight`` when ``shared.weight`` is present
 too: transformers ties the two, so they hold the same table.
+
+:func:`read` lists a checkpoint's tensors, :func:`conversion` is the one conversion (used by
+:func:`load` through the cache and by ``gvc-convert t5``).
 """
 from __future__ import annotations
 
-
-import numpy as np
-
-from gvc_jax.weights.sources import (iter_safetensors_folder, resolve_checkpoint,
-                                     iter_torch_zip)
-from gvc_jax.weights.table import (Rule, abstract_targets,
-                                   convert, fingerprint, load_into)
+from gvc_jax.weights.sources import (Checkpoint, iter_safetensors_folder, iter_torch_zip,
+                                     resolve_checkpoint)
+from gvc_jax.weights.table import Conversion, Rule, abstract_targets, dtype_name, np_dtype
 
 OFFICIAL_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
 
@@ -81,14 +80,17 @@ def resolve(path: str, layout: str = "auto") -> tuple[str, str]:
     return resolve_checkpoint(path, layout, OFFICIAL_FILE, "text_encoder", "umT5")
 
 
-def _source(path: str, layout: str):
+def read(path: str, layout: str = "auto") -> Checkpoint:
+    """The tensors of a umT5 checkpoint (the official ``.pth``, a ``text_encoder/`` folder or a
+    download folder holding either), read lazily."""
+    path, layout = resolve(path, layout)
     if layout == "official":
-        return list(iter_torch_zip(path))
+        return Checkpoint(path, layout, list(iter_torch_zip(path)))
     items = list(iter_safetensors_folder(path, prefix="model"))
     keys = {k for k, _ in items}
-    if "shared.weight" in keys and "encoder.embed_tokens.weight" in keys:
+    if "shared.weight" in keys and "encoder.embed_tokens.weight" in keys:  # one tied table
         items = [(k, f) for k, f in items if k != "encoder.embed_tokens.weight"]
-    return items
+    return Checkpoint(path, layout, items)
 
 
 def model_factory(cfg):
@@ -98,45 +100,53 @@ def model_factory(cfg):
     return lambda: UMT5Encoder(cfg, rngs=nnx.Rngs(0))
 
 
-def convert_t5(path: str, cfg, layout: str = "auto", progress=None) -> dict[str, np.ndarray]:
-    """Reads a checkpoint into the flat ``{path: array}`` state of ``UMT5Encoder(cfg)``."""
-    path, layout = resolve(path, layout)
-    targets = abstract_targets(model_factory(cfg))
-    return convert(_source(path, layout), rules(cfg, layout), targets, progress=progress)
+def conversion(ckpt: Checkpoint, cfg, *, dtype=None) -> Conversion:
+    """The conversion of ``ckpt`` into ``UMT5Encoder(cfg)`` params stored in ``dtype`` (default:
+    the checkpoint's own float dtype); ``.run()`` gives ``(arrays, fingerprint)``."""
+    from gvc_jax.weights.progress import dominant_float_dtype
 
-
-def load_t5(path: str, cfg, layout: str = "auto"):
-    """Returns ``(model, fingerprint)``; the fingerprint matches ``gvc-convert t5``'s."""
-    arrays = convert_t5(path, cfg, layout)
-    return load_into(model_factory(cfg), arrays), fingerprint(arrays, name=f"umt5:{cfg.name}")
+    items = ckpt.tensors
+    own = np_dtype(dominant_float_dtype(items))
+    dt = own if dtype is None else np_dtype(dtype)
+    c = cfg.copy_and_resolve_references()
+    c.param_dtype = dtype_name(dt)
+    return Conversion(items, rules(c, ckpt.layout), abstract_targets(model_factory(c)),
+                      name=f"umt5:{cfg.name}", dtype=dt, source_dtype=own,
+                      what="the text encoder")
 
 
 # ------------------------------------------------------------------ the family loader
+def cache_entry(path: str):
+    """What :func:`load` reads from ``path`` (a download folder or the checkpoint), as a
+    :class:`gvc_jax.weights.cache.Entry`: bfloat16 weights stay bfloat16, others become
+    float32."""
+    from gvc_jax.weights import folder as wf
+    from gvc_jax.weights.cache import Entry
+    from gvc_jax.weights.progress import bf16_or_f32
+
+    src, layout = wf.t5_source(path)
+    cfg = wf.t5_config(src, layout)
+
+    def conv():
+        ckpt = read(src, layout)
+        return conversion(ckpt, cfg, dtype=bf16_or_f32(ckpt.tensors))
+
+    return Entry("umt5", wf.t5_files(src), cfg.name, src, cfg, conv)
+
+
 def load(path: str, *, dtype: str = "float32", cache_dir=None, log=None, progress: bool = False,
          info: dict | None = None):
     """``(UMT5Encoder, fingerprint)`` from a download folder
     (``models_t5_umt5-xxl-enc-bf16.pth`` or ``text_encoder/``) or the checkpoint itself; the
-    official file's sizes come from its tensor shapes."""
-    from gvc_jax.weights import folder as wf
-    from gvc_jax.weights.cache import cached_convert
-    from gvc_jax.weights.progress import bar, dominant_float_dtype
+    official file's sizes come from its tensor shapes. ``dtype`` is the compute and parameter
+    dtype."""
+    from gvc_jax.weights import cache
+    from gvc_jax.weights.table import load_into
 
-    src, layout = wf.t5_source(path)
-    cfg = wf.t5_config(src, layout)
+    entry = cache_entry(path)
+    arrays, fp, how = cache.load(entry, cache_dir=cache_dir, log=log, progress=progress)
+    cfg = entry.cfg
     cfg.dtype = cfg.param_dtype = dtype
-
-    def conv():
-        items = _source(src, layout)
-        stored = dominant_float_dtype(items)
-        c = cfg.copy_and_resolve_references()
-        c.param_dtype = "bfloat16" if str(stored) == "bfloat16" else "float32"
-        with bar(len(items), "converting the text encoder", progress) as tick:
-            arrays = convert(items, rules(c, layout), abstract_targets(model_factory(c)),
-                             progress=tick)
-        return arrays, fingerprint(arrays, name=f"umt5:{cfg.name}")
-
-    arrays, fp, how = cached_convert("umt5", wf.t5_files(src), conv, cache_dir=cache_dir,
-                                     extra=cfg.name, log=log, label=src)
     model = load_into(model_factory(cfg), arrays)
     if info is not None:
         info.update(how, config=cfg)

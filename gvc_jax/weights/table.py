@@ -9,6 +9,10 @@ parameter (blocks run with ``nnx.scan`` carry a leading layer axis).
 :func:`convert` streams tensors one at a time into preallocated target arrays
 and raises :class:`ConversionError` on any unmapped source key, any target
 left unfilled, any layer written twice, and any shape mismatch.
+:func:`fingerprint_stream` gives the :func:`fingerprint` of those arrays after
+the same checks, building one target array at a time and keeping none.
+:class:`Conversion` bundles one checkpoint with its table and targets; each
+family module (``gvc_jax.weights.dit`` ...) builds its own with ``conversion()``.
 """
 from __future__ import annotations
 
@@ -81,14 +85,31 @@ def map_key(key: str, rules: list[Rule]) -> tuple[str, int | None, Rule] | None:
     return None
 
 
-def _is_float(dt) -> bool:
+def is_float(dt) -> bool:
     return np.dtype(dt).kind == "f" or str(dt) == "bfloat16"   # bfloat16's kind is 'V'
 
 
-def _np_dtype(dtype) -> np.dtype:
+def np_dtype(dtype) -> np.dtype:
+    """A NumPy dtype from a name, a NumPy/JAX dtype or scalar type (bfloat16 from ml_dtypes)."""
     if str(dtype) == "bfloat16":
         return np.dtype(ml_dtypes.bfloat16)
     return np.dtype(dtype)
+
+
+def dtype_name(dt) -> str:
+    """``"float32"``, ``"bfloat16"`` ... for a dtype."""
+    return "bfloat16" if str(dt) == "bfloat16" else str(np.dtype(dt))
+
+
+def cast_floats(arrays: Mapping[str, np.ndarray], dtype) -> dict[str, np.ndarray]:
+    """Float arrays cast to ``dtype``, others unchanged (for models whose parameters are
+    always float32 but whose converted weights are stored in another dtype)."""
+    dt = np_dtype(dtype)
+    return {k: _cast(v, dt) for k, v in arrays.items()}
+
+
+def _cast(a: np.ndarray, dt: np.dtype) -> np.ndarray:
+    return a.astype(dt) if a.dtype != dt and is_float(a.dtype) else a
 
 
 class _Checker:
@@ -146,6 +167,26 @@ class _Checker:
                 raise ConversionError(f"{path!r}: layers {gaps} missing from the checkpoint")
 
 
+def _transformed(key: str, load: Loader, rule: Rule) -> np.ndarray:
+    return rule.fn()(load())
+
+
+def _check_float(key: str, arr: np.ndarray, dtype) -> None:
+    if is_float(np_dtype(dtype)) and not is_float(arr.dtype):
+        raise ConversionError(f"{key!r}: stored as {arr.dtype}, the model expects floats")
+
+
+def _store(out: dict, path: str, layer: int | None, arr: np.ndarray, shape, dtype) -> None:
+    """Writes one converted tensor: layer ``layer`` of a stacked target, or the whole target."""
+    dt = np_dtype(dtype)
+    if layer is not None:
+        if path not in out:
+            out[path] = np.empty(tuple(shape), dt)
+        out[path][layer] = arr.astype(out[path].dtype, copy=False)
+    else:
+        out[path] = np.ascontiguousarray(arr.astype(dt, copy=False))
+
+
 def convert(source: Iterable[tuple[str, Loader]], rules: list[Rule],
             targets: Mapping[str, tuple[tuple[int, ...], object]],
             *, ignore: Iterable[str] = (), progress: Callable[[str], None] | None = None
@@ -167,21 +208,68 @@ def convert(source: Iterable[tuple[str, Loader]], rules: list[Rule],
         if hit is None:
             continue
         path, layer, rule = hit
-        arr = rule.fn()(load())
+        arr = _transformed(key, load, rule)
         check.place(key, path, layer, arr.shape)
         shape, dtype = targets[path]
-        if _is_float(_np_dtype(dtype)) and not _is_float(arr.dtype):
-            raise ConversionError(f"{key!r}: stored as {arr.dtype}, the model expects floats")
-        if layer is not None:
-            if path not in out:
-                out[path] = np.empty(tuple(shape), _np_dtype(dtype))
-            out[path][layer] = arr.astype(out[path].dtype, copy=False)
-        else:
-            out[path] = np.ascontiguousarray(arr.astype(_np_dtype(dtype), copy=False))
+        _check_float(key, arr, dtype)
+        _store(out, path, layer, arr, shape, dtype)
         if progress is not None:
             progress(key)
     check.finish()
     return out
+
+
+def _placeholder(shape) -> np.ndarray:
+    """A zero-stride int8 array of ``shape``: transforms run on it without reading data."""
+    shape = tuple(int(s) for s in shape)
+    return np.lib.stride_tricks.as_strided(np.zeros(1, np.int8), shape, (0,) * len(shape))
+
+
+def fingerprint_stream(source: Iterable[tuple[str, Loader]], rules: list[Rule],
+                       targets: Mapping[str, tuple[tuple[int, ...], object]], *,
+                       ignore: Iterable[str] = (), name: str = "", cast=None,
+                       progress: Callable[[str], None] | None = None) -> str:
+    """``fingerprint(convert(source, ...), name)`` (with ``cast_floats(.., cast)`` between
+    when ``cast`` is given), computed without keeping the converted arrays.
+
+    The table is checked on the tensor shapes first (every error :func:`convert` raises for a
+    bad mapping, a missing or mis-shaped tensor comes before any data is read); then each
+    target array is built from its source tensors, hashed and dropped, in the fingerprint's
+    sorted order. Peak memory is one target array (for stacked params: all its layers).
+    """
+    check = _Checker(rules, targets, ignore)
+    plan: dict[str, list] = {}
+    for key, load in source:
+        hit = check.lookup(key)
+        if hit is None:
+            continue
+        path, layer, rule = hit
+        shape = getattr(load, "shape", None)
+        if shape is None:            # an in-memory loader: its array is at hand
+            shape = np.shape(load())
+        check.place(key, path, layer, rule.fn()(_placeholder(shape)).shape)
+        plan.setdefault(path, []).append((key, load, rule, layer))
+    check.finish()
+    h = hashlib.sha256(name.encode())
+    for path in sorted(plan):        # == sorted(targets): finish() found every target filled
+        shape, dtype = targets[path]
+        one: dict[str, np.ndarray] = {}
+        for key, load, rule, layer in plan[path]:
+            arr = _transformed(key, load, rule)
+            check_shape = tuple(shape)[1:] if layer is not None else tuple(shape)
+            if tuple(arr.shape) != check_shape:     # the data disagrees with its header
+                raise ConversionError(f"{key!r} -> {path!r}: shape {tuple(arr.shape)} after "
+                                      f"transform, model expects {check_shape}")
+            _check_float(key, arr, dtype)
+            _store(one, path, layer, arr, shape, dtype)
+            del arr
+            if progress is not None:
+                progress(key)
+        a = one.pop(path)
+        if cast is not None:
+            a = _cast(a, np_dtype(cast))
+        _hash_array(h, path, a)
+    return h.hexdigest()
 
 
 # ----------------------------------------------------------------- NNX glue
@@ -227,13 +315,17 @@ def load_into(module_factory: Callable[[], object], arrays: Mapping[str, np.ndar
     return nnx.merge(graphdef, state)
 
 
+def _hash_array(h, path: str, a: np.ndarray) -> None:
+    a = np.ascontiguousarray(a)
+    h.update(f"{path}|{a.dtype.str}|{a.shape}|".encode())
+    h.update(a.reshape(-1).view(np.uint8))  # no copy (tobytes() would double peak RSS)
+
+
 def fingerprint(arrays: Mapping[str, np.ndarray], name: str = "") -> str:
     """SHA-256 over sorted (path, dtype, shape, bytes): the bitstream's model id."""
     h = hashlib.sha256(name.encode())
     for path in sorted(arrays):
-        a = np.ascontiguousarray(arrays[path])
-        h.update(f"{path}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.reshape(-1).view(np.uint8))  # no copy (tobytes() would double peak RSS)
+        _hash_array(h, path, arrays[path])
     return h.hexdigest()
 
 
@@ -252,7 +344,53 @@ def check_coverage(key_shapes: Iterable[tuple[str, tuple[int, ...]]], rules: lis
         if hit is None:
             continue
         path, layer, rule = hit
-        dummy = np.lib.stride_tricks.as_strided(np.zeros(1, np.int8), tuple(shape), (0,) * len(shape))
-        check.place(key, path, layer, rule.fn()(dummy).shape)
+        check.place(key, path, layer, rule.fn()(_placeholder(shape)).shape)
     check.finish()
 
+
+
+# ----------------------------------------------------------------- one conversion
+@dataclasses.dataclass
+class Conversion:
+    """One checkpoint into one model's flat params, as a family module's ``conversion()``
+    builds it: the source tensors, the ordered table, the model's targets, the fingerprint's
+    name and the stored dtype.
+
+    :meth:`run` converts (``(arrays, fingerprint)``); :meth:`fingerprint` gives the same
+    fingerprint by :func:`fingerprint_stream`, keeping no converted array. ``cast``: the
+    targets are float32 and float arrays are cast to ``dtype`` afterwards (the VAE, whose
+    parameters are always float32).
+    """
+    source: list
+    rules: list[Rule]
+    targets: Mapping[str, tuple[tuple[int, ...], object]]
+    name: str
+    dtype: np.dtype                 # stored dtype of the converted float arrays
+    source_dtype: np.dtype          # the checkpoint's own (dominant) float dtype
+    ignore: tuple[str, ...] = ()
+    cast: bool = False
+    what: str = "the weights"       # progress-bar label
+
+    def _count(self) -> int:
+        ign = [re.compile(p) for p in self.ignore]
+        return sum(not any(r.fullmatch(k) for r in ign) for k, _ in self.source)
+
+    def run(self, progress: bool = False) -> tuple[dict[str, np.ndarray], str]:
+        """``(arrays, fingerprint)``; ``progress`` shows a bar on stderr."""
+        from gvc_jax.weights.progress import bar
+
+        with bar(self._count(), f"converting {self.what}", progress) as tick:
+            arrays = convert(self.source, self.rules, self.targets, ignore=self.ignore,
+                             progress=tick)
+        if self.cast:
+            arrays = cast_floats(arrays, self.dtype)
+        return arrays, fingerprint(arrays, name=self.name)
+
+    def fingerprint(self, progress: bool = False) -> str:
+        """What :meth:`run` returns as the fingerprint, computed read-only."""
+        from gvc_jax.weights.progress import bar
+
+        with bar(self._count(), f"fingerprinting {self.what}", progress) as tick:
+            return fingerprint_stream(self.source, self.rules, self.targets,
+                                      ignore=self.ignore, name=self.name,
+                                      cast=self.dtype if self.cast else None, progress=tick)

@@ -10,6 +10,10 @@ Layouts:
 The tables are explicit and ordered; the decoder rules of the official layout
 are listed per flat index, generated from the config (the reference numbers
 decoder blocks in one flat list, our model nests them per level).
+
+:func:`read` lists a checkpoint's tensors, :func:`conversion` is the one conversion (used by
+:func:`load` through the cache and by ``gvc-convert vae``). :func:`random_model` draws a
+randomly initialised model for tests and benchmarks.
 """
 from __future__ import annotations
 
@@ -17,10 +21,10 @@ import os
 
 import numpy as np
 
-from gvc_jax.weights.sources import CheckpointError, iter_safetensors, iter_safetensors_folder, \
-    iter_torch_zip
-from gvc_jax.weights.table import ConversionError, Rule, abstract_targets, convert, fingerprint, \
-    load_into
+from gvc_jax.weights.sources import (Checkpoint, CheckpointError, iter_safetensors,
+                                     iter_safetensors_folder, iter_torch_zip)
+from gvc_jax.weights.table import (Conversion, ConversionError, Rule, abstract_targets,
+                                   load_into, np_dtype)
 
 LAYOUTS = ("official", "diffusers", "converted")
 
@@ -119,11 +123,6 @@ def converted_rules(cfg=None) -> list[Rule]:
 
 
 # ------------------------------------------------------------------ API
-def _cfg(config):
-    from configs.wan_vae import get_config
-    return get_config(config) if isinstance(config, str) or config is None else config
-
-
 def vae_factory(cfg):
     from flax import nnx
 
@@ -131,7 +130,27 @@ def vae_factory(cfg):
     return lambda: WanVAEModel(cfg, rngs=nnx.Rngs(0))
 
 
-def _is_converted_file(path: str) -> bool:
+def random_model(cfg, seed: int = 0):
+    """A randomly initialised :class:`~gvc_jax.models.wan.vae.WanVAEModel`, drawn on the host
+    with NumPy (fast, no per-op compiles).
+
+    Kernels ~ N(0, 1/fan_in), gains 1 + N(0, 0.1^2), biases N(0, 0.02^2)."""
+    factory = vae_factory(cfg)
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for path, (shape, _) in sorted(abstract_targets(factory).items()):
+        if path.endswith("gamma"):
+            a = 1.0 + 0.1 * rng.standard_normal(shape)
+        elif path.endswith("bias"):
+            a = 0.02 * rng.standard_normal(shape)
+        else:
+            a = rng.standard_normal(shape) / np.sqrt(np.prod(shape[:-1]))
+        arrays[path] = a.astype(np.float32)
+    return load_into(factory, arrays)
+
+
+def is_converted_file(path: str) -> bool:
+    """Whether a ``.safetensors`` file holds our flat paths (a ``gvc-convert vae`` output)."""
     return any("/" in k for k, _ in iter_safetensors(path))
 
 
@@ -141,70 +160,70 @@ def detect_layout(path: str) -> str:
     if path.endswith((".pth", ".pt", ".ckpt", ".bin")):
         return "official"
     if path.endswith(".safetensors"):
-        return "converted" if _is_converted_file(path) else "diffusers"
+        return "converted" if is_converted_file(path) else "diffusers"
     raise CheckpointError(f"{path}: cannot tell the checkpoint layout (use --layout)")
 
 
-def _source(path: str, layout: str):
+def read(path: str, layout: str = "auto") -> Checkpoint:
+    """The tensors of a VAE checkpoint (``Wan2.1_VAE.pth``, a diffusers ``vae/`` folder or repo
+    root, a diffusers or converted ``.safetensors``), read lazily."""
+    layout = detect_layout(path) if layout == "auto" else layout
     if layout == "official":
-        return iter_torch_zip(path)
-    if layout == "diffusers":
+        items = iter_torch_zip(path)
+    elif layout == "diffusers":
         if os.path.isdir(path) and os.path.isdir(os.path.join(path, "vae")) and not any(
                 f.endswith(".safetensors") for f in os.listdir(path)):
             path = os.path.join(path, "vae")  # a diffusers repo root
-        return iter_safetensors_folder(path)
-    if layout == "converted":
-        return iter_safetensors(path)
-    raise ValueError(f"unknown layout {layout!r} (one of {LAYOUTS})")
+        items = iter_safetensors_folder(path)
+    elif layout == "converted":
+        items = iter_safetensors(path)
+    else:
+        raise ValueError(f"unknown layout {layout!r} (one of {LAYOUTS})")
+    return Checkpoint(path, layout, list(items))
 
 
 RULES = {"official": official_rules, "diffusers": diffusers_rules, "converted": converted_rules}
 
 
-def convert_vae(path: str, layout: str = "auto", config="wan2.1", progress=None):
-    """Reads a checkpoint and returns ``(arrays, fingerprint)`` for ``WanVAEModel``."""
-    cfg = _cfg(config)
-    layout = detect_layout(path) if layout == "auto" else layout
-    targets = abstract_targets(vae_factory(cfg))
-    arrays = convert(_source(path, layout), RULES[layout](cfg), targets, progress=progress)
-    return arrays, fingerprint(arrays, name=f"wan_vae:{cfg.name}")
+def conversion(ckpt: Checkpoint, cfg, *, dtype=None) -> Conversion:
+    """The conversion of ``ckpt`` into ``WanVAEModel(cfg)`` params (float32), stored in
+    ``dtype`` (default: the checkpoint's own float dtype); ``.run()`` gives
+    ``(arrays, fingerprint)``."""
+    from gvc_jax.weights.progress import dominant_float_dtype
 
-
-def load_vae(path: str, config="wan2.1", layout: str = "auto"):
-    """Converts a checkpoint into a ready ``WanVAE`` (with ``.fingerprint`` set)."""
-    from gvc_jax.models.wan.vae import WanVAE
-
-    cfg = _cfg(config)
-    arrays, fp = convert_vae(path, layout, cfg)
-    vae = WanVAE(cfg, load_into(vae_factory(cfg), arrays))
-    vae.fingerprint = fp
-    return vae
+    own = np_dtype(dominant_float_dtype(ckpt.tensors))
+    return Conversion(ckpt.tensors, RULES[ckpt.layout](cfg), abstract_targets(vae_factory(cfg)),
+                      name=f"wan_vae:{cfg.name}", dtype=own if dtype is None else np_dtype(dtype),
+                      source_dtype=own, cast=True, what="the VAE")
 
 
 # ------------------------------------------------------------------ the family loader
-def load(path: str, *, dtype: str = "float32", cache_dir=None, log=None, progress: bool = False,
-         info: dict | None = None):
-    """``(WanVAE, fingerprint)`` from a download folder (``Wan2.1_VAE.pth`` or ``vae/``) or the
-    VAE file/folder itself. The official file has no config: its size comes from the shapes."""
-    from gvc_jax.models.wan.vae import WanVAE
+def cache_entry(path: str):
+    """What :func:`load` reads from ``path`` (a download folder or the VAE file/folder), as a
+    :class:`gvc_jax.weights.cache.Entry`: the weights are kept in float32, the VAE's
+    parameter dtype."""
     from gvc_jax.weights import folder as wf
-    from gvc_jax.weights.cache import cached_convert
-    from gvc_jax.weights.progress import bar
+    from gvc_jax.weights.cache import Entry
 
     src, layout = wf.vae_source(path)
     cfg = wf.vae_config(src, layout)
+    return Entry("wan_vae", wf.vae_files(src), cfg.name, src, cfg,
+                 lambda: conversion(read(src, layout), cfg, dtype="float32"))
+
+
+def load(path: str, *, dtype: str = "float32", cache_dir=None, log=None, progress: bool = False,
+         info: dict | None = None):
+    """``(WanVAE, fingerprint)`` from a download folder (``Wan2.1_VAE.pth`` or ``vae/``) or the
+    VAE file/folder itself. The official file has no config: its size comes from the shapes.
+    ``dtype`` is the compute dtype (the parameters stay float32)."""
+    from gvc_jax.models.wan.vae import WanVAE
+    from gvc_jax.weights import cache
+
+    entry = cache_entry(path)
+    cfg = entry.cfg
     if dtype == "bfloat16":
         cfg.dtype = "bfloat16"
-
-    def conv():
-        items = list(_source(src, layout))
-        with bar(len(items), "converting the VAE", progress) as tick:
-            arrays = convert(items, RULES[layout](cfg), abstract_targets(vae_factory(cfg)),
-                             progress=tick)
-        return arrays, fingerprint(arrays, name=f"wan_vae:{cfg.name}")
-
-    arrays, fp, how = cached_convert("wan_vae", wf.vae_files(src), conv, cache_dir=cache_dir,
-                                     extra=cfg.name, log=log, label=src)
+    arrays, fp, how = cache.load(entry, cache_dir=cache_dir, log=log, progress=progress)
     vae = WanVAE(cfg, load_into(vae_factory(cfg), arrays))
     vae.fingerprint = fp
     if info is not None:

@@ -9,11 +9,21 @@ from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from configs.wan_clip import get_config
 from gvc_jax.weights import clip as cclip
-from gvc_jax.weights.table import ConversionError, abstract_targets, check_coverage
+from gvc_jax.weights.table import ConversionError, abstract_targets, check_coverage, load_into
 from gvc_jax.models.wan import clip as mclip
 from gvc_jax.models.wan import clip_preprocess as pre
 
 CFG = get_config("tiny")
+
+
+def _convert(path, cfg=CFG, layout="auto"):
+    """``(arrays, fingerprint)`` with the parameters in ``cfg.param_dtype``."""
+    return cclip.conversion(cclip.read(path, layout), cfg, dtype=cfg.param_dtype).run()
+
+
+def _load(path, cfg=CFG):
+    arrays, fp = _convert(path, cfg)
+    return load_into(cclip.model_factory(cfg), arrays), fp
 
 
 def rel_l2(a, b):
@@ -77,7 +87,7 @@ def hf_folder(tmp_path_factory):
 
 def test_official_parity_with_wan_preprocessing(official):
     d, model = official
-    ours, fp = cclip.load_clip(str(d), CFG)
+    ours, fp = _load(str(d))
     g = np.random.default_rng(0)
     frames = g.uniform(-1, 1, (2, 45, 70, 3)).astype(np.float32)  # non-square: squashed, no crop
     # CLIPModel.visual: bicubic resize of [-1, 1] frames, to [0, 1], CLIP normalisation.
@@ -99,7 +109,7 @@ def test_official_parity_with_wan_preprocessing(official):
 def test_diffusers_parity_hidden_states_minus_2(hf_folder):
     from flax import nnx
     d, m = hf_folder
-    ours, _ = cclip.load_clip(str(d), CFG)  # auto: finds image_encoder/
+    ours, _ = _load(str(d))  # auto: finds image_encoder/
     x = np.random.default_rng(1).normal(size=(2, CFG.image_size, CFG.image_size, 3)).astype(np.float32)
     with torch.no_grad():
         ref = m(pixel_values=torch.from_numpy(x).permute(0, 3, 1, 2),
@@ -177,7 +187,7 @@ def test_full_size_table_coverage(layout):
 
 def test_official_converter_on_real_keys_drops_text_tower(official):
     d, model = official
-    arrays = cclip.convert_clip(str(d), CFG)
+    arrays, _ = _convert(str(d))
     sd = model.state_dict()
     qkv = sd["visual.transformer.1.attn.to_qkv.weight"].numpy()
     np.testing.assert_array_equal(arrays["blocks/v"][1], qkv[2 * CFG.dim:].T.reshape(CFG.dim, CFG.heads, -1))
@@ -190,6 +200,6 @@ def test_cli_convert(official, tmp_path):
     out = tmp_path / "clip.safetensors"
     assert main(["clip", str(official[0]), str(out), "--config", "tiny"]) == 0
     with safe_open(str(out), "np") as f:
-        assert f.metadata()["fingerprint"] == cclip.load_clip(str(official[0]), CFG)[1]
+        assert f.metadata()["fingerprint"] == _load(str(official[0]))[1]
         assert f.get_tensor("blocks/q").shape == (CFG.used_layers, CFG.dim, CFG.heads, CFG.dim // CFG.heads)
     assert main(["clip", str(tmp_path / "nope"), str(out), "--config", "tiny"]) == 3

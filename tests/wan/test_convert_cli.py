@@ -15,6 +15,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from configs.wan_vae import get_config as get_vae_config
 from convert_weights.cli import main
 from gvc_jax.weights import folder as wf
 from gvc_jax.weights.cache import load_arrays
@@ -69,7 +70,7 @@ def test_dit_round_trip_from_the_folders_own_config(layout, wan_official_folder,
     assert own_layout == layout and rep["layout"] == layout
     assert rep["config"] == cfg.name == "tiny-t2v"
     assert rep["dtype"] == rep["source_dtype"] == "float32"    # the folders are fp32
-    direct, fp = dit.convert_dit(where, cfg, layout, param_dtype=jnp.float32)
+    direct, fp = dit.conversion(dit.read(where, layout), cfg, dtype=jnp.float32).run()
     back = _read(tmp_path / "out")
     _assert_same(back, direct)
     assert rep["fingerprint"] == fp
@@ -107,7 +108,8 @@ def test_dit_forward_parity_through_the_cli(wan_diffusers_folder, tmp_path, caps
     back16 = _read(tmp_path / "bf16")
     # bf16 wherever the model stores bf16 (it keeps its time embedding, norms and modulation
     # in fp32 at any parameter dtype), equal to the direct conversion
-    _assert_same(back16, dit.convert_dit(where, cfg, layout, param_dtype=jnp.bfloat16)[0])
+    _assert_same(back16, dit.conversion(dit.read(where, layout), cfg,
+                                        dtype=jnp.bfloat16).run()[0])
     for k in ("blocks/self_attn/q/kernel", "blocks/ffn/fc1/kernel", "patch_embedding/kernel"):
         assert back16[k].dtype == BF16, k
 
@@ -157,8 +159,8 @@ def test_vae_both_layouts_read_their_own_config(wan_official_folder, wan_diffuse
     _assert_same(_read(tmp_path / "a.safetensors"), _read(tmp_path / "b.safetensors"))
     assert a["fingerprint"] == b["fingerprint"] == vae.load(wan_official_folder,
                                                             cache_dir=False)[1]
-    direct, fp = vae.convert_vae(os.path.join(wan_official_folder, wf.VAE_FILE),
-                                 config="tiny")
+    direct, fp = vae.conversion(vae.read(os.path.join(wan_official_folder, wf.VAE_FILE)),
+                                get_vae_config("tiny"), dtype="float32").run()
     _assert_same(_read(tmp_path / "a.safetensors"), direct)
     c = _ok(capsys, "vae", wan_official_folder, tmp_path / "c.safetensors", "--dtype",
             "bfloat16")

@@ -9,9 +9,10 @@ import pytest
 
 from configs.wan_dit import NAMES, get_config
 from convert_weights import cli
-from gvc_jax.weights.dit import (DIFFUSERS_RULES, OFFICIAL_RULES, check_coverage, convert_dit,
-                                 detect_layout, load_dit, load_dit_orbax, load_orbax)
-from gvc_jax.weights.table import ConversionError
+from gvc_jax.weights.cache import load_arrays
+from gvc_jax.weights.dit import (DIFFUSERS_RULES, OFFICIAL_RULES, check_coverage, conversion,
+                                 detect_layout, dit_factory, load_dit_orbax, read)
+from gvc_jax.weights.table import ConversionError, load_into
 from gvc_jax.models.wan.dit import has_clip
 from tests.wan.test_dit_refs import diffusers_kwargs, wan22_kwargs
 
@@ -107,6 +108,10 @@ def _tiny_official(tmp_path, mutate=None):
     return cfg, sd
 
 
+def _convert(path, cfg, dtype=None):
+    return conversion(read(path), cfg, dtype=dtype).run()
+
+
 @pytest.mark.parametrize("mutate,needle", [
     (lambda sd: sd.update({"blocks.0.self_attn.extra.weight": np.zeros(3, np.float32)}),
      "blocks.0.self_attn.extra.weight"),
@@ -116,8 +121,11 @@ def _tiny_official(tmp_path, mutate=None):
 ])
 def test_bad_checkpoint_names_the_tensor(tmp_path, mutate, needle):
     cfg, _ = _tiny_official(tmp_path, mutate)
+    conv = conversion(read(str(tmp_path)), cfg)
     with pytest.raises(ConversionError, match=needle.replace(".", r"\.")):
-        convert_dit(str(tmp_path), cfg)
+        conv.run()
+    with pytest.raises(ConversionError, match=needle.replace(".", r"\.")):
+        conv.fingerprint()  # the read-only pass refuses the same checkpoints
 
 
 def test_cli_writes_orbax_roundtrip(tmp_path, capsys):
@@ -128,18 +136,18 @@ def test_cli_writes_orbax_roundtrip(tmp_path, capsys):
     assert cli.main(["dit", str(tmp_path / "src"), str(out), "--config", "tiny-t2v"]) == 0
     report = json.loads(capsys.readouterr().out)
     import jax.numpy as jnp
-    arrays, fp = convert_dit(str(tmp_path / "src"), cfg, param_dtype=jnp.float32)  # source dtype
+    arrays, fp = _convert(str(tmp_path / "src"), cfg)  # the source dtype
     assert report["fingerprint"] == fp and report["layout"] == "official"
     assert report["dtype"] == report["source_dtype"] == "float32"
-    back = load_orbax(str(out))
+    back = load_arrays(str(out))
     assert set(back) == set(arrays)
     for k in arrays:
         assert back[k].dtype == arrays[k].dtype
         np.testing.assert_array_equal(back[k], arrays[k])
     assert json.loads((out / "meta.json").read_text())["fingerprint"] == fp
     f32 = dict(dtype=jnp.float32, param_dtype=jnp.float32)
-    m1, m2 = load_dit(str(tmp_path / "src"), cfg, **f32), load_dit_orbax(str(out), cfg, **f32)
-    assert m1.fingerprint == m2.fingerprint == fp
+    m1, m2 = load_into(dit_factory(cfg, **f32), arrays), load_dit_orbax(str(out), cfg, **f32)
+    assert m2.fingerprint == fp
     x, t = jnp.ones((1, 16, 1, 2, 2)), jnp.array([10.0])
     ctx = jnp.ones((1, cfg.text_len, cfg.text_dim))
     np.testing.assert_array_equal(np.asarray(m1(x, t, ctx)), np.asarray(m2(x, t, ctx)))

@@ -9,7 +9,8 @@ import pytest
 from flax import nnx
 
 from configs.wan_dit import get_config
-from gvc_jax.weights.dit import convert_source
+from gvc_jax.weights.dit import conversion
+from gvc_jax.weights.sources import Checkpoint, in_memory
 from gvc_jax.weights.table import load_into
 from gvc_jax.models.wan.dit import WanDiT
 from gvc_jax.models.wan.rope import apply_rope, rope_split, rope_tables, sinusoid
@@ -27,8 +28,8 @@ def pair(wan22_model_module):  # noqa: F811
     ref = wan22_model_module.WanModel(**wan22_kwargs(cfg)).eval()
     randomize_(ref, seed=5)
     sd = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
-    arrays, _ = convert_source(((k, (lambda v=v: v)) for k, v in sd.items()), cfg, "official",
-                               param_dtype=jnp.float32)
+    arrays, _ = conversion(Checkpoint("state dict", "official", in_memory(sd)), cfg,
+                           dtype=jnp.float32).run()
     model = load_into(lambda: WanDiT(cfg, rngs=nnx.Rngs(0), dtype=jnp.float32,
                                      param_dtype=jnp.float32), arrays)
     return ref, model, cfg

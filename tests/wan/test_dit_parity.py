@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from configs.wan_dit import get_config
-from gvc_jax.weights.dit import detect_layout, load_dit
+from gvc_jax.weights.dit import conversion, detect_layout, dit_factory, read
+from gvc_jax.weights.table import load_into
 from tests.wan.test_dit_refs import (diffusers_kwargs, randomize_, rel_l2, wan22_kwargs,
                                      wan22_model_module)  # noqa: F401
 
@@ -34,10 +35,11 @@ def _inputs(cfg, b, seed, n_text=7):
 
 
 def _jax_forward(path, cfg, x, t, ctx, clip, y):
-    model = load_dit(path, cfg, dtype=jnp.float32, param_dtype=jnp.float32)
+    arrays, fp = conversion(read(path), cfg, dtype=jnp.float32).run()
+    model = load_into(dit_factory(cfg, jnp.float32, jnp.float32), arrays)
     u = model(jnp.asarray(x), jnp.asarray(t), jnp.asarray(ctx),
               None if clip is None else jnp.asarray(clip), None if y is None else jnp.asarray(y))
-    return np.asarray(u), model.fingerprint
+    return np.asarray(u), fp
 
 
 @pytest.mark.parametrize("name,shard", [("tiny-t2v", False), ("tiny-i2v", True),

@@ -14,6 +14,7 @@ from transformers import T5Tokenizer  # noqa: F401
 
 from configs.wan_dit import get_config as dit_config
 from configs.wan_text import get_config as text_config
+from configs.wan_vae import get_config as vae_config
 from tests.wan import folders as F
 
 torch = pytest.importorskip("torch")
@@ -37,13 +38,26 @@ def _digests(root):
     return out
 
 
+def _dit(root, cfg=F.DIT_CONFIG):
+    return wdit.conversion(wdit.read(root), dit_config(cfg)).run()
+
+
+def _vae(src, cfg=F.VAE_CONFIG):
+    return wvae.conversion(wvae.read(src), vae_config(cfg)).run()
+
+
+def _t5(root, cfg=F.T5_CONFIG):
+    c = text_config(cfg)    # the preset's parameter dtype for both layouts
+    return wt5.conversion(wt5.read(root), c, dtype=c.param_dtype).run()
+
+
 def _convert_all(root, layout="auto"):
     """Fingerprints of the DiT, VAE and T5 of a folder (either layout) through our converters."""
-    _, fp_dit = wdit.convert_dit(root, dit_config(F.DIT_CONFIG))
+    _, fp_dit = _dit(root)
     vae_src = os.path.join(root, F.VAE_FILE) if layout == "official" else root
-    _, fp_vae = wvae.convert_vae(vae_src, config=F.VAE_CONFIG)
-    t5 = wt5.convert_t5(root, text_config(F.T5_CONFIG))
-    return fp_dit, fp_vae, wt5.fingerprint(t5, name="umt5:tiny")
+    _, fp_vae = _vae(vae_src)
+    _, fp_t5 = _t5(root)
+    return fp_dit, fp_vae, fp_t5
 
 
 # ------------------------------------------------------------------ official layout
@@ -69,17 +83,17 @@ def test_official_folder_files(wan_official_folder):
 def test_official_folder_converts(wan_official_folder):
     root = wan_official_folder
     assert wdit.detect_layout(root) == "official"
-    arrays, fp = wdit.convert_dit(root, dit_config(F.DIT_CONFIG))
+    arrays, fp = _dit(root)
     assert arrays["blocks/modulation"].shape == (2, 6, 64) and len(fp) == 64
-    arrays, _ = wvae.convert_vae(os.path.join(root, F.VAE_FILE), config=F.VAE_CONFIG)
+    arrays, _ = _vae(os.path.join(root, F.VAE_FILE))
     assert arrays["decoder/conv_out/kernel"].shape[-1] == 3
-    t5 = wt5.convert_t5(root, text_config(F.T5_CONFIG))
+    t5, _ = _t5(root)
     assert t5["embed"].shape == (96, 32)
     assert all(np.isfinite(a.astype(np.float32)).all() for a in t5.values())
 
 
 def test_official_tokenizer(wan_official_folder, wan_diffusers_folder):
-    from gvc_jax.models.wan.tokenizer import UMT5Tokenizer
+    from gvc_jax.weights.tokenizer import UMT5Tokenizer
 
     prompts = ["", "a red fox runs across a snowy field", "A cat, 4K & slow motion!"]
     tok = UMT5Tokenizer(wan_official_folder, seq_len=16)
@@ -162,12 +176,12 @@ def test_bench_writer_tiny(tmp_path, wan_official_folder):
     assert set(index["weight_map"].values()) == set(shards)
 
     # Through the converters (zipfile checks the patched CRC-32s of the .pth files).
-    arrays, _ = wdit.convert_dit(out, dit_config("tiny-t2v"))
+    arrays, _ = _dit(out, "tiny-t2v")
     assert str(arrays["blocks/ffn/fc1/kernel"].dtype) == "bfloat16"
     assert all(np.isfinite(a.astype(np.float32)).all() for a in arrays.values())
-    wvae.convert_vae(os.path.join(out, F.VAE_FILE), config="tiny")
-    t5 = wt5.convert_t5(out, text_config("tiny"))
-    from gvc_jax.models.wan.tokenizer import UMT5Tokenizer
+    _vae(os.path.join(out, F.VAE_FILE), "tiny")
+    t5, _ = _t5(out, "tiny")
+    from gvc_jax.weights.tokenizer import UMT5Tokenizer
     ids, _ = UMT5Tokenizer(out, seq_len=8)(["a fox"])
     assert ids.max() < t5["embed"].shape[0]
 

@@ -5,7 +5,10 @@ import torch
 
 from configs.wan_text import get_config
 from gvc_jax.weights import t5 as ct5
-from gvc_jax.weights.table import ConversionError, abstract_targets, check_coverage
+from gvc_jax.weights.cache import load_arrays
+from gvc_jax.weights.prompt import PromptEncoder
+from gvc_jax.weights.table import (ConversionError, abstract_targets, check_coverage, fingerprint,
+                                   load_into)
 from gvc_jax.models.wan import t5 as mt5
 
 
@@ -15,6 +18,16 @@ def rel_l2(a, b):
 
 
 CFG = get_config("tiny")
+
+
+def _convert(path, cfg=CFG, layout="auto"):
+    """``(arrays, fingerprint)`` with the parameters in ``cfg.param_dtype``."""
+    return ct5.conversion(ct5.read(path, layout), cfg, dtype=cfg.param_dtype).run()
+
+
+def _load(path, cfg=CFG):
+    arrays, fp = _convert(path, cfg)
+    return load_into(ct5.model_factory(cfg), arrays), fp
 
 
 def _ids_mask(lens, L, vocab, seed=0):
@@ -80,7 +93,7 @@ def test_relative_buckets_match_transformers():
 
 def test_transformers_parity(hf_folder):
     d, m = hf_folder
-    model, fp = ct5.load_t5(str(d), CFG)  # auto: finds text_encoder/
+    model, fp = _load(str(d))  # auto: finds text_encoder/
     ids, mask = _ids_mask([CFG.text_len, 5, 1], CFG.text_len, CFG.vocab)
     with torch.no_grad():
         ref = m(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).last_hidden_state.numpy()
@@ -93,9 +106,8 @@ def test_transformers_parity(hf_folder):
 
 def test_official_parity_and_jit(official_file):
     d, enc = official_file
-    arrays = ct5.convert_t5(str(d), CFG)
+    arrays, _ = _convert(str(d))
     from flax import nnx
-    from gvc_jax.weights.table import load_into
     model = load_into(ct5.model_factory(CFG), arrays)
     ids, mask = _ids_mask([7, CFG.text_len], CFG.text_len, CFG.vocab, seed=3)
     with torch.no_grad():
@@ -117,7 +129,7 @@ def test_official_parity_and_jit(official_file):
 def test_official_bf16_checkpoint(official_file, tmp_path):
     _, enc = official_file
     torch.save({k: v.to(torch.bfloat16) for k, v in enc.state_dict().items()}, tmp_path / "t5.pth")
-    arrays = ct5.convert_t5(str(tmp_path / "t5.pth"), CFG)
+    arrays, _ = _convert(str(tmp_path / "t5.pth"))
     want = enc.state_dict()["blocks.1.ffn.fc2.weight"].to(torch.bfloat16).float().numpy().T
     np.testing.assert_array_equal(arrays["blocks/fc2"][1], want)
 
@@ -143,8 +155,8 @@ def test_converters_agree_on_same_weights(official_file, hf_folder, tmp_path):
     hf["encoder.embed_tokens.weight"] = sd["token_embedding.weight"].clone()  # tied alias, dropped
     from safetensors.torch import save_file
     save_file({k: v.contiguous() for k, v in hf.items()}, tmp_path / "model.safetensors")
-    a = ct5.convert_t5(str(tmp_path), CFG, layout="diffusers")
-    b = ct5.convert_t5(str(official_file[0]), CFG, layout="official")
+    a, _ = _convert(str(tmp_path), layout="diffusers")
+    b, _ = _convert(str(official_file[0]), layout="official")
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
@@ -187,14 +199,14 @@ def test_bad_checkpoints(official_file, tmp_path):
     sd["blocks.0.attn.extra"] = torch.zeros(2)
     torch.save(sd, tmp_path / "extra.pth")
     with pytest.raises(ConversionError, match="match no rule"):
-        ct5.convert_t5(str(tmp_path / "extra.pth"), CFG)
+        _convert(str(tmp_path / "extra.pth"))
     sd = dict(enc.state_dict())
     del sd["blocks.1.ffn.fc1.weight"]
     torch.save(sd, tmp_path / "missing.pth")
     with pytest.raises(ConversionError, match="missing"):
-        ct5.convert_t5(str(tmp_path / "missing.pth"), CFG)
+        _convert(str(tmp_path / "missing.pth"))
     with pytest.raises(ConversionError, match="shape"):
-        ct5.convert_t5(str(official_file[0] / ct5.OFFICIAL_FILE), _other_cfg())
+        _convert(str(official_file[0] / ct5.OFFICIAL_FILE), _other_cfg())
 
 
 def _other_cfg():
@@ -206,15 +218,13 @@ def _other_cfg():
 def test_cli_convert(official_file, tmp_path, capsys):
     import json
     from convert_weights.cli import main
-    from gvc_jax.weights.dit import load_orbax
     out = tmp_path / "t5_orbax"
     assert main(["t5", str(official_file[0]), str(out), "--config", "tiny"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    arrays = ct5.convert_t5(str(official_file[0]), CFG)
-    assert report["fingerprint"] == ct5.fingerprint(arrays, name="umt5:tiny") == ct5.load_t5(
-        str(official_file[0]), CFG)[1]
+    arrays, fp = _convert(str(official_file[0]))
+    assert report["fingerprint"] == fp == fingerprint(arrays, name="umt5:tiny")
     assert report["layout"] == "official"
-    back = load_orbax(str(out))
+    back = load_arrays(str(out))
     assert back.keys() == arrays.keys()
     np.testing.assert_array_equal(back["blocks/q"], arrays["blocks/q"])
     assert main(["t5", str(tmp_path / "nope"), str(out), "--config", "tiny"]) == 3
@@ -233,7 +243,7 @@ def test_prompt_encoder_uses_cache_and_loads_lazily(official_file, tmp_path):
             mask[i, :n + 1] = 1
         return ids, mask
 
-    pe = mt5.PromptEncoder(lambda: ct5.load_t5(str(d), CFG)[0], tokenizer, fp, cache_dir=str(tmp_path))
+    pe = PromptEncoder(lambda: _load(str(d))[0], tokenizer, fp, cache_dir=str(tmp_path))
     a = pe("a b c")
     assert pe.loads == 1 and a.shape == (CFG.text_len, CFG.dim)
     ids, mask = tokenizer(["a b c"])
@@ -241,7 +251,7 @@ def test_prompt_encoder_uses_cache_and_loads_lazily(official_file, tmp_path):
         ref = enc(torch.from_numpy(ids).long(), torch.from_numpy(mask).long())[0].numpy() * mask[0, :, None]
     assert rel_l2(a, ref) <= 1e-5
     pe.release()
-    pe2 = mt5.PromptEncoder(lambda: (_ for _ in ()).throw(AssertionError("must not load")), tokenizer, fp,
+    pe2 = PromptEncoder(lambda: (_ for _ in ()).throw(AssertionError("must not load")), tokenizer, fp,
                             cache_dir=str(tmp_path))
     np.testing.assert_array_equal(pe2("a b c"), a)  # warm cache: the encoder is never built
     assert pe2.loads == 0

@@ -7,7 +7,7 @@ import pytest
 # Import before tests.wan22_loader stubs torchvision (transformers caches its probe).
 from transformers import T5Tokenizer
 
-from gvc_jax.models.wan.tokenizer import UMT5Tokenizer, clean_prompt
+from gvc_jax.weights.tokenizer import UMT5Tokenizer, clean_prompt
 
 SEQ = 24
 SENTS = ["A cat sits on the mat.", "The quick brown fox jumps over the lazy dog!",

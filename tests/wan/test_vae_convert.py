@@ -12,6 +12,11 @@ from gvc_jax.weights import vae as cv  # noqa: E402
 from gvc_jax.weights.table import ConversionError, abstract_targets, check_coverage  # noqa: E402
 
 
+def _convert(path, layout="auto", config="tiny"):
+    """``(arrays, fingerprint)`` of a checkpoint, float32 (the VAE's parameter dtype)."""
+    return cv.conversion(cv.read(path, layout), get_config(config), dtype="float32").run()
+
+
 def _meta_shapes(module):
     return [(k, tuple(v.shape)) for k, v in module.state_dict().items()]
 
@@ -84,21 +89,21 @@ def test_layouts_and_cli_roundtrip(tiny_files, capsys):
     d = tiny_files
     assert cv.detect_layout(str(d / "Wan2.1_VAE.pth")) == "official"
     assert cv.detect_layout(str(d / "repo" / "vae")) == "diffusers"
-    arrays, fp = cv.convert_vae(str(d / "repo"), config="tiny")  # repo root -> vae/
-    arrays2, fp2 = cv.convert_vae(str(d / "repo" / "vae"), layout="diffusers", config="tiny")
+    arrays, fp = _convert(str(d / "repo"))  # repo root -> vae/
+    arrays2, fp2 = _convert(str(d / "repo" / "vae"), layout="diffusers")
     assert fp == fp2
     from convert_weights.vae import cli_convert
     assert cli_convert([str(d / "repo" / "vae"), str(d / "out.safetensors"), "--config", "tiny"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["fingerprint"] == fp and rep["layout"] == "diffusers"
     assert cv.detect_layout(str(d / "out.safetensors")) == "converted"
-    arrays3, fp3 = cv.convert_vae(str(d / "out.safetensors"), config="tiny")
+    arrays3, fp3 = _convert(str(d / "out.safetensors"))
     assert fp3 == fp
-    _, fp_off = cv.convert_vae(str(d / "Wan2.1_VAE.pth"), config="tiny")
+    _, fp_off = _convert(str(d / "Wan2.1_VAE.pth"))
     assert fp_off != fp  # different random weights, different fingerprint
     # diffusers gamma [C,1,1,1] -> [C]; torch conv [O,I,T,H,W] -> [T,H,W,I,O]
     sd = torch.load(d / "Wan2.1_VAE.pth")
-    a_off, _ = cv.convert_vae(str(d / "Wan2.1_VAE.pth"), config="tiny")
+    a_off, _ = _convert(str(d / "Wan2.1_VAE.pth"))
     np.testing.assert_array_equal(a_off["decoder/up/1/resample/time_conv/kernel"],
                                   sd["decoder.upsamples.7.time_conv.weight"].numpy().transpose(2, 3, 4, 1, 0))
     np.testing.assert_array_equal(a_off["encoder/mid_attn/qkv_kernel"],
@@ -114,7 +119,7 @@ def test_pickled_code_refused(tmp_path):
     with zipfile.ZipFile(p, "w") as z:
         z.writestr("archive/data.pkl", pickle.dumps(print))
     with pytest.raises(CheckpointError):
-        cv.convert_vae(str(p), config="tiny")
+        _convert(str(p))
 
 
 def test_registered_in_cli():

@@ -41,11 +41,22 @@ def _video(t, h, w, seed):
     return torch.rand((1, 3, t, h, w), generator=g) * 2 - 1
 
 
+def load_vae(path: str, config: str = "tiny"):
+    """A ``WanVAE`` converted from a checkpoint (float32 parameters)."""
+    from configs.wan_vae import get_config
+    from gvc_jax.models.wan.vae import WanVAE
+    from gvc_jax.weights import vae as wvae
+    from gvc_jax.weights.table import load_into
+
+    cfg = get_config(config)
+    arrays, _ = wvae.conversion(wvae.read(path), cfg, dtype="float32").run()
+    return WanVAE(cfg, load_into(wvae.vae_factory(cfg), arrays))
+
+
 @pytest.fixture(scope="module")
 def diffusers_pair(tmp_path_factory):
     from diffusers import AutoencoderKLWan
 
-    from gvc_jax.weights.vae import load_vae
     torch.manual_seed(0)
     ref = AutoencoderKLWan(base_dim=8, **TINY).eval()
     _randomise(ref, 1)
@@ -58,7 +69,6 @@ def diffusers_pair(tmp_path_factory):
 def official_pair(tmp_path_factory):
     from tests.wan22_loader import load_wan22
 
-    from gvc_jax.weights.vae import load_vae
     mod = load_wan22("vae2_1")
     torch.manual_seed(0)
     ref = mod.WanVAE_(dim=8, attn_scales=[], dropout=0.0, **TINY).eval()
@@ -137,7 +147,8 @@ def test_bf16_option_runs_close_to_fp32():
     import jax
 
     from configs.wan_vae import get_config
-    from gvc_jax.models.wan.vae import WanVAE, random_model
+    from gvc_jax.models.wan.vae import WanVAE
+    from gvc_jax.weights.vae import random_model
     v32 = WanVAE(get_config("tiny"), random_model(get_config("tiny"), 5))
     v16 = WanVAE(get_config("tiny,bf16"), random_model(get_config("tiny,bf16"), 5))
     x = jax.random.uniform(jax.random.key(0), (1, 3, 1, 40, 56), minval=-1, maxval=1)

@@ -28,7 +28,8 @@ def _rel(a, b):
 @pytest.fixture(scope="module")
 def local_vae():
     from configs.wan_vae import get_config
-    from gvc_jax.models.wan.vae import WanVAE, random_model
+    from gvc_jax.models.wan.vae import WanVAE
+    from gvc_jax.weights.vae import random_model
     cfg = get_config("tiny")
     model = random_model(cfg, seed=3)
     for attn in (model.encoder.mid_attn, model.decoder.mid_attn):

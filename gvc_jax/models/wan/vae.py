@@ -187,26 +187,6 @@ encode_bcthw_jit = jax.jit(_encode_impl, static_argnums=0)
 decode_bcthw_jit = jax.jit(_decode_impl, static_argnums=0)
 
 
-def random_model(cfg, seed: int = 0) -> WanVAEModel:
-    """A randomly initialised model, drawn on the host with NumPy (fast, no per-op compiles).
-
-    Kernels ~ N(0, 1/fan_in), gains 1 + N(0, 0.1^2), biases N(0, 0.02^2)."""
-    from gvc_jax.weights.table import abstract_targets, load_into
-
-    factory = lambda: WanVAEModel(cfg, rngs=nnx.Rngs(0))  # noqa: E731
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for path, (shape, _) in sorted(abstract_targets(factory).items()):
-        if path.endswith("gamma"):
-            a = 1.0 + 0.1 * rng.standard_normal(shape)
-        elif path.endswith("bias"):
-            a = 0.02 * rng.standard_normal(shape)
-        else:
-            a = rng.standard_normal(shape) / np.sqrt(np.prod(shape[:-1]))
-        arrays[path] = a.astype(np.float32)
-    return load_into(factory, arrays)
-
-
 # ------------------------------------------------------------------ codec-facing wrapper
 class WanVAE:
     """Autoencoder for the codec: ``encode(frames_uint8) -> latent``, ``decode(latent) -> frames``.
@@ -216,10 +196,10 @@ class WanVAE:
     ``blend`` (linear cross-fade width), both in latent pixels.
     """
 
-    def __init__(self, cfg, model: WanVAEModel | None = None, *, seed: int = 0):
+    def __init__(self, cfg, model: WanVAEModel):
+        """``model``: a loaded :class:`WanVAEModel` (:func:`gvc_jax.weights.vae.load`, or
+        :func:`gvc_jax.weights.vae.random_model` for tests)."""
         self.cfg = cfg
-        if model is None:
-            model = random_model(cfg, seed)
         self.graphdef, self.state = nnx.split(model)
         self.z_dim = self.latent_channels = int(cfg.z_dim)
 

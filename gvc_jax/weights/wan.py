@@ -1,67 +1,35 @@
-"""Wan 2.1 as a codec model, text-to-video and (with the image conditioning of
-:mod:`gvc_jax.models.wan.i2v`) I2V and FLF2V (docs/wan.md).
+"""A Wan 2.1 download folder (official or diffusers layout; T2V, I2V or FLF2V) as the codec
+loads it (docs/wan.md, "Loading").
 
-:class:`WanT2V` is the velocity adapter the sampler runs: it adds the batch axis, gives the DiT
-its time as ``t * 1000`` (Wan's timestep scale), passes the prompt context and, when the
-conditioning carries a negative context, applies classifier-free guidance
-``u = u_neg + g (u_cond - u_neg)`` in one batched forward.
-
-:func:`load` builds everything from the folder a user downloads: the prompt contexts first
-(through the on-disk context cache; the umT5 encoder is loaded only on a miss and released
-before the DiT is loaded), then the VAE, the DiT and, for the image models, the CLIP encoder,
-each through its family loader and the converted-weights cache.
+* :func:`load` builds everything the codec needs: the prompt contexts first (through the
+  on-disk context cache; the umT5 encoder is loaded only on a miss and released before the
+  DiT is loaded), then the VAE, the DiT and, for the image models, the CLIP encoder, each
+  through its family loader and the converted-weights cache. It returns a :class:`Loaded`
+  whose ``module`` is the :class:`~gvc_jax.models.wan.velocity.WanVelocity` the sampler runs.
+* :func:`fingerprint` gives the model fingerprint :func:`load` would return, converting and
+  writing nothing: from the cache index where a component is converted already, else by a
+  read-only pass over its checkpoint.
+* :func:`architecture` checks the DiT's declared model type and size (``config.json`` and
+  tensor headers only).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from typing import Any, Callable
 
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from gvc_jax.models.protocol import Geometry
-
-GEOMETRY_VAE_STRIDE = 8
-
-
-class WanT2V(nnx.Module):
-    """``velocity(x [C,T,H,W], t in [0,1], cond) -> u`` over a :class:`WanDiT`.
-
-    ``cond = {"context": [L, D]}``, plus ``"negative": [L, D]`` and ``"guidance": scalar`` for
-    classifier-free guidance; for I2V/FLF2V also ``"clip": [N, D_clip]`` (CLIP tokens) and
-    ``"y": [20, T, H, W]`` (mask and anchor latents, :mod:`gvc_jax.models.wan.i2v`), which both
-    guidance branches share.
-    """
-
-    def __init__(self, dit):
-        self.dit = dit
-
-    def velocity(self, x_cthw, t, cond):
-        t1000 = jnp.asarray(t, jnp.float32) * jnp.float32(1000.0)
-        ctx, clip, y = cond["context"], cond.get("clip"), cond.get("y")
-        if "negative" not in cond:
-            return self.dit(x_cthw[None], t1000.reshape(1), ctx[None],
-                            None if clip is None else clip[None],
-                            None if y is None else y[None])[0]
-        two = lambda a: None if a is None else jnp.stack([a, a])  # noqa: E731
-        u = self.dit(two(x_cthw), two(t1000), jnp.stack([ctx, cond["negative"]]), two(clip),
-                     two(y))
-        g = jnp.asarray(cond["guidance"], jnp.float32)
-        return u[1] + g * (u[0] - u[1])
-
-
-def geometry(dit_cfg, z_dim: int) -> Geometry:
-    patch = tuple(int(p) for p in dit_cfg.patch_size)
-    if patch[0] != 1 or patch[1] != patch[2]:
-        raise ValueError(f"unsupported DiT patch {patch}")
-    return Geometry(frames_per_latent=4, causal=True,
-                    spatial_multiple=GEOMETRY_VAE_STRIDE * patch[1],
-                    spatial_stride=GEOMETRY_VAE_STRIDE, latent_channels=z_dim)
+from gvc_jax.models.wan.velocity import WanVelocity, geometry
+from gvc_jax.weights import cache as wcache, clip as wclip, dit as wdit, folder as wf
+from gvc_jax.weights import t5 as wt5, vae as wvae
+from gvc_jax.weights.sources import CheckpointError
 
 
 def tokenizer_fingerprint(files: list[str]) -> str:
+    """SHA-256 over the tokenizer files' names and contents."""
     h = hashlib.sha256(b"umt5-tokenizer")
     for f in files:
         with open(f, "rb") as fh:
@@ -78,7 +46,7 @@ def combined_fingerprint(parts: dict[str, str], kind: str = "t2v") -> str:
 
 @dataclasses.dataclass
 class Loaded:
-    module: WanT2V
+    module: WanVelocity
     vae: Any
     cond: dict
     fingerprint: str
@@ -89,19 +57,63 @@ class Loaded:
     conditioner: Any = None       # I2V/FLF2V: gvc_jax.models.wan.i2v.ImageConditioner
 
 
+# ------------------------------------------------------------------ architecture
+def same_architecture(cfg, variant: str) -> bool:
+    """The folder's DiT is the released ``variant`` (the 480p and 720p I2V models share one
+    architecture, so the config's own name cannot tell them apart)."""
+    from configs.wan_dit import get_config
+
+    ref = get_config(variant)
+    return all(ref[k] == cfg[k] for k in ref if k != "name")
+
+
+def architecture(root: str, *, kind: str | None = None, expect: str | None = None):
+    """The DiT config of the folder ``root``, checked: a ``kind`` (t2v, i2v, flf2v) model and,
+    with ``expect``, the architecture of that ``configs.wan_dit`` preset. Reads the config
+    files and tensor headers only; raises :class:`CheckpointError` on a mismatch."""
+    wf.layout_of(root)
+    cfg, _, _ = wf.dit_config(root)
+    if kind is not None and cfg.model_type != kind:
+        raise CheckpointError(f"{root}: the DiT is a {cfg.model_type} model, not {kind}")
+    if expect is not None and not same_architecture(cfg, expect):
+        raise CheckpointError(f"{root}: the DiT's config.json describes {cfg.name!r} "
+                              f"(dim {cfg.dim}, {cfg.num_layers} layers), not {expect!r}")
+    return cfg
+
+
+# ------------------------------------------------------------------ fingerprint
+def fingerprint(root: str, *, cache_dir=None, log: Callable[[str], None] | None = None,
+                progress: bool = False, parts: dict | None = None) -> str:
+    """The model fingerprint :func:`load` returns for the folder ``root`` (its kind read from
+    the DiT's config), converting nothing and writing nothing: each converted component's
+    fingerprint comes from the cache index, any other's from a read-only pass over its
+    checkpoint (:func:`gvc_jax.weights.cache.fingerprint`). ``parts``, when given, receives the
+    per-component fingerprints."""
+    kind = architecture(root).model_type
+    entries = {"umt5": wt5.cache_entry(root), "vae": wvae.cache_entry(root),
+               "dit": wdit.cache_entry(root)}
+    if kind != "t2v":
+        entries["clip"] = wclip.cache_entry(root)
+    got = {"tokenizer": tokenizer_fingerprint(wf.tokenizer_files(root))}
+    for name, entry in entries.items():
+        got[name] = wcache.fingerprint(entry, cache_dir=cache_dir, log=log, progress=progress)
+    if parts is not None:
+        parts.update(got)
+    return combined_fingerprint(got, kind)
+
+
+# ------------------------------------------------------------------ prompts
 def text_contexts(root: str, prompts: list[str], *, seq_len: int, dtype: str, cache_dir=None,
                   log=None, progress=False) -> tuple[list[np.ndarray], str, str, dict]:
     """Prompt contexts ``[seq_len, D]`` through the context cache; returns
-    ``(contexts, t5 fingerprint, tokenizer fingerprint, how umT5 was loaded)``. umT5 is loaded only on a miss and
-    dropped before returning."""
-    from gvc_jax.models.wan.t5 import PromptEncoder
-    from gvc_jax.models.wan.tokenizer import UMT5Tokenizer
-    from gvc_jax.weights import cache as wcache, folder as wf, t5 as wt5
+    ``(contexts, t5 fingerprint, tokenizer fingerprint, how umT5 was loaded)``. umT5 is loaded
+    only on a miss and dropped before returning."""
+    from gvc_jax.weights.prompt import PromptEncoder
+    from gvc_jax.weights.tokenizer import UMT5Tokenizer
 
     tok_fp = tokenizer_fingerprint(wf.tokenizer_files(root))
-    src, layout = wf.t5_source(root)
-    t5_name = wf.t5_config(src, layout).name
-    t5_fp = wcache.lookup("umt5", wf.t5_files(src), cache_dir, extra=t5_name)
+    entry = wt5.cache_entry(root)
+    t5_fp = wcache.lookup(entry.family, entry.files, cache_dir, extra=entry.extra)
     info = {"source": "context cache"}
     held: dict = {}
 
@@ -123,39 +135,25 @@ def text_contexts(root: str, prompts: list[str], *, seq_len: int, dtype: str, ca
     return ctxs, t5_fp, tok_fp, info
 
 
-def _same_architecture(cfg, variant: str) -> bool:
-    """The folder's DiT is the released ``variant`` (the 480p and 720p I2V models share one
-    architecture, so the config's own name cannot tell them apart)."""
-    from configs.wan_dit import get_config
-
-    ref = get_config(variant)
-    return all(ref[k] == cfg[k] for k in ref if k != "name")
-
-
+# ------------------------------------------------------------------ the loader
 def load(root: str, *, prompt: str = "", negative: str = "", guidance: float = 1.0,
          dtype: str = "float32", cache_dir=None, expect: str | None = None,
          log: Callable[[str], None] | None = None, progress: bool = False,
          kind: str = "t2v") -> Loaded:
     """Everything the codec needs from a Wan 2.1 folder (either layout) of model type ``kind``
-    (t2v, i2v or flf2v; the image modes also load the CLIP image encoder)."""
-    import time
+    (t2v, i2v or flf2v; the image modes also load the CLIP image encoder). ``expect`` names
+    the ``configs.wan_dit`` preset the DiT must match (see :func:`architecture`)."""
+    import jax.numpy as jnp
 
-    from gvc_jax.weights import dit as wdit, folder as wf, vae as wvae
     from gvc_jax.weights.progress import jnp_dtype
-    from gvc_jax.weights.sources import CheckpointError
 
-    wf.layout_of(root)
-    cfg, _, _ = wf.dit_config(root)
-    if cfg.model_type != kind:
-        raise CheckpointError(f"{root}: the DiT is a {cfg.model_type} model, not {kind}")
-    if expect is not None and not _same_architecture(cfg, expect):
-        raise CheckpointError(f"{root}: the DiT's config.json describes {cfg.name!r} "
-                              f"(dim {cfg.dim}, {cfg.num_layers} layers), not {expect!r}")
+    cfg = architecture(root, kind=kind, expect=expect)
     info = {}
     t0 = time.perf_counter()
     prompts = [prompt] + ([negative] if guidance != 1.0 else [])
-    ctxs, t5_fp, tok_fp, info["umt5"] = text_contexts(root, prompts, seq_len=cfg.text_len, dtype=dtype,
-                                        cache_dir=cache_dir, log=log, progress=progress)
+    ctxs, t5_fp, tok_fp, info["umt5"] = text_contexts(
+        root, prompts, seq_len=cfg.text_len, dtype=dtype, cache_dir=cache_dir, log=log,
+        progress=progress)
     info["text_seconds"] = time.perf_counter() - t0
     info["vae"], info["dit"] = {}, {}
     vae, vae_fp = wvae.load(root, dtype="float32", cache_dir=cache_dir, log=log,
@@ -180,7 +178,6 @@ def load(root: str, *, prompt: str = "", negative: str = "", guidance: float = 1
     conditioner = None
     if kind != "t2v":
         from gvc_jax.models.wan.i2v import ImageConditioner
-        from gvc_jax.weights import clip as wclip
 
         info["clip"] = {}
         clip, parts["clip"] = wclip.load(root, dtype=dtype, cache_dir=cache_dir, log=log,
@@ -193,5 +190,5 @@ def load(root: str, *, prompt: str = "", negative: str = "", guidance: float = 1
             raise CheckpointError(f"{root}: the CLIP encoder gives {ccfg.tokens} tokens, the "
                                   f"DiT's position table holds {cfg.clip_len}")
         conditioner = ImageConditioner(clip, vae, jd, flf=kind == "flf2v")
-    return Loaded(WanT2V(dit), vae, cond, combined_fingerprint(parts, kind), parts,
+    return Loaded(WanVelocity(dit), vae, cond, combined_fingerprint(parts, kind), parts,
                   geometry(cfg, vae.z_dim), cfg, info, conditioner)

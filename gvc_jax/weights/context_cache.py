@@ -20,11 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-
-def cache_root(cache_dir: str | None = None) -> str:
-    """The project's cache folder (see :func:`gvc_jax.weights.cache.cache_root`)."""
-    from gvc_jax.weights.cache import cache_root as root
-    return root(cache_dir)
+from gvc_jax.weights.cache import cache_root
 
 
 def context_path(prompt: str, fingerprint: str, cache_dir: str | None = None) -> str:
