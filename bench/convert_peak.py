@@ -26,8 +26,8 @@ def official_shapes(name: str) -> dict:
     import torch
 
     from configs.wan_dit import get_config
-    from tests.wan.test_dit_refs import wan22_kwargs
-    from tests.wan22_loader import load_wan22
+    from gvc_jax.testing.refs import wan22_kwargs
+    from gvc_jax.testing.wan22 import load_wan22
 
     mod = load_wan22("model")
     with torch.device("meta"):
