@@ -9,12 +9,13 @@ OUT is laid out as the download of a released model (``Wan-AI/Wan2.1-*`` or ``*-
 so ``gvc compress --weights OUT`` and ``gvc-convert`` read it like the real one; the pictures
 are meaningless, times, memory and bits are real.
 
-* ``--size tiny`` (default): a model of a few hundred kB written in seconds on a CPU
+* ``--size tiny`` (default): a folder of about 5 MB written in seconds on a CPU
   (:mod:`gvc_jax.testing.random_wan_tiny`); with ``--config wan2.1-t2v``/``wan2.1-i2v``/
   ``wan2.1-flf2v`` it runs the whole codec on a laptop.
-* ``--size full``: the released architecture ``--variant`` (t2v-1.3b, t2v-14b, i2v-14b-480p,
-  i2v-14b-720p, flf2v-14b-720p; default the first of its kind), streamed to disk in chunks
-  (:mod:`gvc_jax.testing.random_wan_full`): 1.3B is ~19 GB, 14B ~43 GB with the bf16 DiT.
+* ``--size full``: the released architecture ``--variant`` (t2v: t2v-1.3b, t2v-14b; i2v:
+  i2v-14b-720p, i2v-14b-480p; flf2v: flf2v-14b-720p; the first is the default), streamed to
+  disk in chunks (:mod:`gvc_jax.testing.random_wan_full`): with the bf16 DiT, T2V 1.3B is
+  14.7 GB, T2V 14B 40.4 GB, I2V/FLF2V 14B 47.1 GB.
 
 The command refuses an OUT that exists and is not an empty folder, writes into a temporary
 folder beside it and renames that into place at the end, and on Ctrl-C removes it and exits
