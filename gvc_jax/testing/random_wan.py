@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a Wan 2.1 checkpoint folder with random weights (docs/testing.md).")
     ap.add_argument("out", help="output folder (must not exist, or be empty)")
     ap.add_argument("--size", default="tiny", choices=SIZES,
-                    help="tiny: a few hundred kB, seconds on a CPU; full: a released architecture")
+                    help="tiny: about 5 MB, seconds on a CPU; full: a released architecture")
     ap.add_argument("--layout", default="official", choices=LAYOUTS,
                     help="official (Wan-AI/Wan2.1-*) or diffusers (*-Diffusers)")
     ap.add_argument("--kind", default=None, choices=KINDS,
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--variant", default=None,
                     help="--size full: " + "; ".join(f"{k}: {', '.join(v)}"
                                                      for k, v in FULL_VARIANTS.items()))
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the weights are a function of it")
     full = ap.add_argument_group("--size full")
     full.add_argument("--dit-dtype", default="bf16", choices=("bf16", "fp32"),
                       help="DiT dtype (the released files are fp32)")
