@@ -74,8 +74,7 @@ def bench_small(args, dev: str) -> dict:
     import torch
     from diffusers import WanTransformer3DModel
 
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-    from tests.wan.test_dit_refs import diffusers_kwargs
+    from gvc_jax.testing.refs import diffusers_kwargs
 
     cfg = get_config("tiny-t2v" if args.tiny else "t2v-1.3b")
     lat = (16, 3, 8, 8) if args.tiny else (16, 21, 60, 104)

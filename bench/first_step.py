@@ -7,7 +7,7 @@ cache under ``--cache-dir``, loads the model through the weights cache, encodes 
 first GOP) and reports when each stage ended, counted from the moment the parent spawned it.
 Run 1 converts the weights and compiles; run 2 and later find both caches warm.
 
-Random weights of the real shapes (``bench/write_random_wan.py``): the times are real.
+Random weights of the real shapes (``python -m gvc_jax.testing.random_wan``): the times are real.
 
     python bench/first_step.py --dit t2v-1.3b --work /tmp/fs --clip bigbuckbunny.mp4 \\
         --out bench/results/h200/first_step_1.3b.json
@@ -82,9 +82,10 @@ def main():
     res = {"command": "python bench/first_step.py " + shlex.join(sys.argv[1:]), "runs": []}
     if not os.path.isfile(os.path.join(folder, "config.json")):
         t0 = time.perf_counter()
-        tiny = ["--t5", "tiny", "--vae", "tiny"] if a.dit.startswith("tiny") else []
-        subprocess.run([sys.executable, os.path.join(ROOT, "bench", "write_random_wan.py"),
-                        folder, "--dit", a.dit, *tiny], check=True, cwd=ROOT)
+        which = ["--size", "tiny"] if a.dit == "tiny-t2v" else \
+            ["--size", "full", "--variant", a.dit]
+        subprocess.run([sys.executable, "-m", "gvc_jax.testing.random_wan", folder, *which],
+                       check=True, cwd=ROOT)
         res["write_weights_s"] = time.perf_counter() - t0
     if a.clip:
         from gvc_jax.io import read_video

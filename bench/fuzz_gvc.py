@@ -1,10 +1,11 @@
-"""Coverage-guided fuzzing of the .gvc parsers with atheris (issue 14).
+"""Coverage-guided fuzzing of the .gvc parsers with atheris (docs/cli.md, "Hostile inputs").
 
     .venv/bin/python bench/fuzz_gvc.py --inputs 100000 --out bench/results/fuzz.json
 
-Runs libFuzzer (through atheris) on :func:`tests.fuzz.gvc_harness.TestOneInput` in a child process,
-seeded with the committed corpus (tests/fuzz/corpus: real streams of the gaussian config and of
-Wan T2V, plus inputs that reached new coverage), with a per-input time bound (``-timeout``).
+Runs libFuzzer (through atheris) on :func:`gvc_jax.testing.fuzz.gvc_harness.TestOneInput` in a
+child process, seeded with the committed corpus (tests/fuzz/corpus: real streams of the gaussian
+config and of Wan T2V, plus inputs that reached new coverage), with a per-input time bound
+(``-timeout``).
 The gvc_jax modules are instrumented for coverage (not jax/numpy). A Python exception other than
 BitstreamError is a crash; libFuzzer writes it as ``crash-*`` and a hang as ``timeout-*`` under the
 artifact folder. The JSON holds inputs, crashes, hangs, coverage (libFuzzer's ``cov:`` edge count
@@ -37,7 +38,7 @@ def child(libfuzzer_args: list[str], argv0: str | None = None) -> None:
         import gvc_jax.codec.core  # noqa: F401
         import gvc_jax.codec.codec_model  # noqa: F401
         import gvc_jax.codec.params  # noqa: F401
-    from tests.fuzz import gvc_harness
+    from gvc_jax.testing.fuzz import gvc_harness
 
     # libFuzzer's -merge=1 re-runs argv[0] itself: an executable wrapper is passed then.
     atheris.Setup([argv0 or sys.argv[0]] + libfuzzer_args, gvc_harness.TestOneInput)
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
             shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])),
         "libfuzzer_args": lf[2:],
         "artifacts": [os.path.basename(p) for p in crashes + hangs],
-        "harness": "tests/fuzz/gvc_harness.py",
+        "harness": "gvc_jax/testing/fuzz/gvc_harness.py",
     }
     if a.merge_into:
         os.makedirs(a.merge_into, exist_ok=True)

@@ -1,16 +1,16 @@
 """Wan 2.1 I2V / FLF2V 14B through the codec at 720p, random weights of the real shapes (GPU).
 
-Writes a random official-layout folder (``bench/write_random_wan.py``: bf16 DiT with the image
-branch, real umT5-XXL, VAE and CLIP ViT-H/14 shapes), loads it without the weight cache (the
-64 GiB disk of one H200 machine holds one folder, not a converted copy too), and codes the first
-``--frames`` frames of Big Buck Bunny (1280x720) with the named preset: 33 frames are one GOP,
-97 frames a 3-GOP chain. Records per GOP the encode seconds and the decoder's replay seconds
-(the encoder reconstructs with the decoder's own functions) with the peak GPU memory so far, the
-bytes by chunk kind, and that the stream decodes again to the encoder's reconstruction when
-``--decode`` is given. ``--offload`` is the codec's weight offload (``gvc --offload``);
-``--jax-cache DIR`` points JAX's persistent compilation cache there, so a second process
-compiles nothing and its peak is the runtime peak (a compiling process's peak also holds XLA's
-autotuning scratch). The JSON is rewritten after every GOP phase.
+Writes a random official-layout folder (``python -m gvc_jax.testing.random_wan --size full``: bf16
+DiT with the image branch, real umT5-XXL, VAE and CLIP ViT-H/14 shapes), loads it without the
+weight cache (the 64 GiB disk of one H200 machine holds one folder, not a converted copy too), and
+codes the first ``--frames`` frames of Big Buck Bunny (1280x720) with the named preset: 33 frames
+are one GOP, 97 frames a 3-GOP chain. Records per GOP the encode seconds and the decoder's replay
+seconds (the encoder reconstructs with the decoder's own functions) with the peak GPU memory so
+far, the bytes by chunk kind, and that the stream decodes again to the encoder's reconstruction
+when ``--decode`` is given. ``--offload`` is the codec's weight offload (``gvc --offload``);
+``--jax-cache DIR`` points JAX's persistent compilation cache there, so a second process compiles
+nothing and its peak is the runtime peak (a compiling process's peak also holds XLA's autotuning
+scratch). The JSON is rewritten after every GOP phase.
 
 Random weights make the pictures meaningless; the times, memory and bytes are real.
 
@@ -78,8 +78,8 @@ def main():
     os.makedirs(a.work, exist_ok=True)
     if not os.path.isfile(os.path.join(folder, "config.json")):   # a folder written before
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, os.path.join(ROOT, "bench", "write_random_wan.py"),
-                        folder, "--dit", a.dit], check=True, cwd=ROOT)
+        subprocess.run([sys.executable, "-m", "gvc_jax.testing.random_wan", folder, "--size",
+                        "full", "--variant", a.dit], check=True, cwd=ROOT)
         res["write_weights_s"] = time.perf_counter() - t0
         log(f"weights written in {res['write_weights_s']:.0f} s")
     video = read_video(a.clip, max_frames=a.frames)

@@ -81,10 +81,9 @@ def main():
     folder = os.path.join(a.work, "weights")
     if not os.path.isfile(os.path.join(folder, "config.json")):
         t0 = time.perf_counter()
-        which = ["--dit", "tiny-t2v", "--t5", "tiny", "--vae", "tiny"] if a.tiny else \
-            ["--dit", a.dit]
-        subprocess.run([sys.executable, os.path.join(ROOT, "bench", "write_random_wan.py"),
-                        folder, *which], check=True, cwd=ROOT)
+        which = ["--size", "tiny"] if a.tiny else ["--size", "full", "--variant", a.dit]
+        subprocess.run([sys.executable, "-m", "gvc_jax.testing.random_wan", folder, *which],
+                       check=True, cwd=ROOT)
         res["write_weights_s"] = time.perf_counter() - t0
     if a.tiny:
         from fractions import Fraction

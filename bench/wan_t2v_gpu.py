@@ -1,8 +1,8 @@
 """Wan 2.1 T2V through the codec at full size, random weights of the real shapes (GPU).
 
-Writes a random official-layout folder with ``bench/write_random_wan.py`` (bf16 DiT, real umT5-XXL
-and VAE shapes), then codes the first 33 frames of Big Buck Bunny (1280x720) with GVCC's T2V
-preset, and records:
+Writes a random official-layout folder with ``python -m gvc_jax.testing.random_wan --size full``
+(bf16 DiT, real umT5-XXL and VAE shapes), then codes the first 33 frames of Big Buck Bunny
+(1280x720) with GVCC's T2V preset, and records:
 
 * ``gvc compress`` / ``gvc decompress`` through the CLI, cold (first load converts and caches the
   weights) and again (cached weights), wall seconds and the report (``--cli``);
@@ -88,8 +88,8 @@ def main():
     folder = os.path.join(a.work, "weights")
     if not os.path.isfile(os.path.join(folder, "config.json")):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, os.path.join(ROOT, "bench", "write_random_wan.py"),
-                        folder, "--dit", a.dit], check=True, cwd=ROOT)
+        subprocess.run([sys.executable, "-m", "gvc_jax.testing.random_wan", folder, "--size",
+                        "full", "--variant", a.dit], check=True, cwd=ROOT)
         res["write_weights_s"] = time.perf_counter() - t0
         log(f"weights written in {res['write_weights_s']:.0f} s")
     clip = a.clip

@@ -111,13 +111,13 @@ if WAN_WEIGHTS is None and DOWNLOAD:
     WAN_WEIGHTS = snapshot_download(HF_REPO_ID, local_dir=os.path.join(OUT_DIR, HF_REPO_ID.split("/")[-1]))
 RANDOM_WEIGHTS = WAN_WEIGHTS is None
 if RANDOM_WEIGHTS:
-    # A tiny T2V folder with random weights, written as a user finds a download (the test
-    # fixture of tests/wan/folders.py). It needs torch and the official Wan code (wan22).
+    # A tiny T2V folder with random weights, written as a user finds a download
+    # (gvc_jax.testing.random_wan, docs/testing.md). It needs torch and the official Wan code.
     if importlib.util.find_spec("wan") is None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "wan22==2.2.11",
                         "einops", "easydict"], check=True)
         importlib.invalidate_caches()
-    from tests.wan.folders import write_official_folder
+    from gvc_jax.testing.random_wan_tiny import write_official_folder
 
     WAN_WEIGHTS = write_official_folder(os.path.join(OUT_DIR, "wan-t2v-tiny-random"), seed=0)
     CACHE_DIR = CACHE_DIR or os.path.join(OUT_DIR, "cache")

@@ -23,7 +23,7 @@
 #    happens when it is decoded on another backend (measured here when this runtime has an
 #    accelerator, otherwise the figure measured on an H100);
 # 3. the **index agreement** between our encoder and the independent PyTorch reference loop of
-#    the parity tests (`tests/wan/torch_gvc.py`), on a tiny random Wan folder.
+#    the parity tests (`gvc_jax/testing/torch_gvc.py`), on a tiny random Wan folder.
 
 # %%
 # Setup: on a fresh Colab runtime this clones the repository and installs it; in a checkout
@@ -205,7 +205,7 @@ else:
 # %% [markdown]
 # ## 3. Index agreement with the PyTorch reference loop
 #
-# `tests/wan/torch_gvc.py` is an independent PyTorch implementation of the GVC encoder loop,
+# `gvc_jax/testing/torch_gvc.py` is an independent PyTorch implementation of the GVC encoder loop,
 # written from the equations (it shares only the NumPy atoms). On a tiny random Wan T2V folder
 # in the diffusers layout, it runs on diffusers' `WanTransformer3DModel` while our encoder
 # runs on the JAX port of the same weights, fp32 on the CPU. We count the (SDE step, latent
@@ -216,9 +216,9 @@ else:
 # %%
 missing = [m for m in ("torch", "diffusers", "transformers", "sentencepiece", "wan")
            if importlib.util.find_spec(m) is None]
-if missing or REPO is None:
-    print(f"skipped: needs {', '.join(missing) or 'the repository checkout'} "
-          "(pip install -e '.[test]' and pip install --no-deps wan22==2.2.11)")
+if missing:
+    print(f"skipped: needs {', '.join(missing)} "
+          "(pip install -e '.[testing]' and pip install --no-deps wan22==2.2.11)")
 else:
     import warnings
 
@@ -237,8 +237,8 @@ else:
     from gvc_jax.codec.params import CodecParams
     from gvc_jax.eval.inputs import resize_lanczos
     from gvc_jax.sampler.scan import encode_gop
-    from tests.wan.folders import load_pipeline, write_diffusers_folder
-    from tests.wan.torch_gvc import gvc_encode_torch, wan_velocity
+    from gvc_jax.testing.random_wan_tiny import load_pipeline, write_diffusers_folder
+    from gvc_jax.testing.torch_gvc import gvc_encode_torch, wan_velocity
 
     PROMPT, SEED, GOP = "a red fox runs across a snowy field at dawn", 5, 2
     folder = write_diffusers_folder(os.path.join(OUT_DIR, "wan-diffusers-tiny-random"), seed=0)

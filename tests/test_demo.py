@@ -90,7 +90,7 @@ def test_demo_with_wan_weights_through_the_cli(tmp_path, capsys):
     import jax
 
     from gvc_jax import cli
-    from tests.wan.folders import write_official_folder
+    from gvc_jax.testing.random_wan_tiny import write_official_folder
 
     if jax.default_backend() != "cpu":
         pytest.skip("checks the CPU-sized defaults")

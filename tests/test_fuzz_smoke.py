@@ -15,9 +15,10 @@ import sys
 import pytest
 
 from gvc_jax.bitstream.errors import BitstreamError
-from tests.fuzz import gvc_harness, safetensors_harness
+from gvc_jax.testing.fuzz import gvc_harness, safetensors_harness
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS = os.path.join(ROOT, "tests", "fuzz", "corpus")
 SEEDS = ("gaussian_1gop.gvc", "gaussian_2gop.gvc", "gaussian_odd.gvc", "wan_t2v_prompt.gvc",
          "wan_t2v_cfg.gvc")
 
@@ -47,7 +48,7 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
 
 
 def test_corpus_is_accepted_or_cleanly_rejected():
-    files = gvc_harness.corpus_files()
+    files = gvc_harness.corpus_files(CORPUS)
     names = {os.path.basename(f) for f in files}
     assert set(SEEDS) <= names
     assert sum(os.path.getsize(f) for f in files) < 200_000
@@ -66,7 +67,7 @@ def test_corpus_is_accepted_or_cleanly_rejected():
 def test_gvc_mutation_smoke():
     rng = random.Random(14)
     seeds = []
-    for f in gvc_harness.corpus_files():
+    for f in gvc_harness.corpus_files(CORPUS):
         with open(f, "rb") as fh:
             seeds.append(fh.read())
     for _ in range(1500):
@@ -106,7 +107,7 @@ def test_atheris_smoke_safetensors(tmp_path):
     corpus.mkdir()
     for i, s in enumerate(safetensors_harness.seeds()):
         (corpus / f"seed{i}").write_bytes(s)
-    r = subprocess.run([sys.executable, "-m", "tests.fuzz.safetensors_harness", "-runs=2000",
+    r = subprocess.run([sys.executable, "-m", "gvc_jax.testing.fuzz.safetensors_harness", "-runs=2000",
                         "-timeout=10", "-seed=1", f"-artifact_prefix={tmp_path}/", str(corpus)],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

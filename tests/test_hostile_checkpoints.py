@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from gvc_jax import cli
-from tests.wan.folders import wan_official_folder  # noqa: F401 (session fixture)
 
 DIT = "diffusion_pytorch_model.safetensors"
 VAE = "Wan2.1_VAE.pth"
@@ -198,7 +197,7 @@ def _run(capsys, *args):
     return rc, out, err
 
 
-def test_hostile_folders_end_in_one_line_exit_3(wan_official_folder, tmp_path, capsys):  # noqa: F811
+def test_hostile_folders_end_in_one_line_exit_3(wan_official_folder, tmp_path, capsys):
     src = tmp_path / "s.npy"
     np.save(src, np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8))
     marker = str(tmp_path / "pwned")
@@ -218,7 +217,7 @@ def test_hostile_folders_end_in_one_line_exit_3(wan_official_folder, tmp_path, c
 
 
 @pytest.mark.slow  # a full conversion and encode (~45 s on 2 CPU cores)
-def test_int_tensor_where_floats_are_expected(wan_official_folder, tmp_path, capsys):  # noqa: F811
+def test_int_tensor_where_floats_are_expected(wan_official_folder, tmp_path, capsys):
     d = tmp_path / "st_int"
     shutil.copytree(wan_official_folder, d)
     _edit_st(str(d / DIT), lambda h: h["patch_embedding.weight"].update(dtype="I32"))

@@ -77,4 +77,3 @@ def test_i2v_anchor_and_residual_fit_the_target(wan_i2v_official, tmp_path):
     np.testing.assert_array_equal(frames, enc.recon)
 
 
-from tests.wan.folders_image import wan_i2v_official  # noqa: E402,F401

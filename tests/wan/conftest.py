@@ -1,3 +1,15 @@
-"""Session fixtures shared by the Wan tests: tiny random checkpoint folders in both layouts."""
-from tests.wan.folders import (wan_diffusers_folder, wan_diffusers_folder_other,  # noqa: F401
-                               wan_official_folder, wan_official_folder_other)
+"""Fixtures of the Wan model tests (the checkpoint folders are in tests/conftest.py)."""
+import pytest
+
+
+@pytest.fixture(scope="session")
+def wan22_model_module():
+    """``wan.modules.model`` with ``flash_attention`` replaced by the CPU SDPA stand-in."""
+    from gvc_jax.testing.refs import sdpa_flash_attention
+    from gvc_jax.testing.wan22 import load_wan22
+
+    mod = load_wan22("model")
+    saved = mod.flash_attention
+    mod.flash_attention = sdpa_flash_attention
+    yield mod
+    mod.flash_attention = saved

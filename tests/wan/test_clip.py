@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-# Import before tests.wan22_loader stubs torchvision (transformers caches its probe).
+# Import before gvc_jax.testing.wan22 stubs torchvision (transformers caches its probe).
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from configs.wan_clip import get_config
@@ -12,6 +12,7 @@ from gvc_jax.weights import clip as cclip
 from gvc_jax.weights.table import ConversionError, abstract_targets, check_coverage, load_into
 from gvc_jax.models.wan import clip as mclip
 from gvc_jax.models.wan import clip_preprocess as pre
+from gvc_jax.testing.refs import clip_official_kwargs, randomize_clip_norms_
 
 CFG = get_config("tiny")
 
@@ -31,16 +32,6 @@ def rel_l2(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-def _randomize_norms(module, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if "norm" in name:
-                p.add_(0.3 * torch.randn(p.shape, generator=g))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
-
-
 def _sdpa_flash_attention(q, k, v, dropout_p=0.0, causal=False, version=None, **_):
     """[B, L, N, D] stand-in for Wan's flash_attention (scale 1/sqrt(D))."""
     o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
@@ -48,24 +39,15 @@ def _sdpa_flash_attention(q, k, v, dropout_p=0.0, causal=False, version=None, **
     return o.transpose(1, 2)
 
 
-def _official_kwargs(cfg, tiny=True):
-    kw = dict(image_size=cfg.image_size, patch_size=cfg.patch, vision_dim=cfg.dim,
-              vision_mlp_ratio=cfg.mlp // cfg.dim, vision_heads=cfg.heads, vision_layers=cfg.layers,
-              vision_pool="token", activation="gelu")
-    if tiny:
-        kw.update(embed_dim=16, vocab_size=50, max_text_len=20, text_dim=16, text_heads=2, text_layers=1)
-    return kw
-
-
 @pytest.fixture(scope="module")
 def official(tmp_path_factory):
-    from tests.wan22_loader import load_wan22
+    from gvc_jax.testing.wan22 import load_wan22
     clip_mod = load_wan22("animate.clip")
     mp = pytest.MonkeyPatch()
     mp.setattr(clip_mod, "flash_attention", _sdpa_flash_attention)
     torch.manual_seed(0)
-    model = clip_mod.XLMRobertaCLIP(**_official_kwargs(CFG)).eval()
-    _randomize_norms(model.visual, 1)
+    model = clip_mod.XLMRobertaCLIP(**clip_official_kwargs(CFG)).eval()
+    randomize_clip_norms_(model.visual, 1)
     d = tmp_path_factory.mktemp("clip_official")
     torch.save(model.state_dict(), d / cclip.OFFICIAL_FILE)
     yield d, model
@@ -79,7 +61,7 @@ def hf_folder(tmp_path_factory):
                          num_attention_heads=CFG.heads, image_size=CFG.image_size, patch_size=CFG.patch,
                          hidden_act="gelu", layer_norm_eps=CFG.eps)
     m = CLIPVisionModel(c).eval()
-    _randomize_norms(m, 2)
+    randomize_clip_norms_(m, 2)
     d = tmp_path_factory.mktemp("clip_diffusers")
     m.save_pretrained(d / "image_encoder")
     return d, m
@@ -152,10 +134,10 @@ def test_full_size_table_coverage(layout):
     targets = abstract_targets(cclip.model_factory(cfg))
     assert targets["blocks/q"][0] == (31, 1280, 16, 80) and targets["pos"][0] == (257, 1280)
     if layout == "official":
-        from tests.wan22_loader import load_wan22
+        from gvc_jax.testing.wan22 import load_wan22
         clip_mod = load_wan22("animate.clip")
         with torch.device("meta"):
-            m = clip_mod.XLMRobertaCLIP(**_official_kwargs(cfg, tiny=False))
+            m = clip_mod.XLMRobertaCLIP(**clip_official_kwargs(cfg, tiny=False))
         keys = [(k, tuple(v.shape)) for k, v in m.state_dict().items()]
         # The same q/k/v split the converter applies to the fused tensors.
         split = []

@@ -99,7 +99,7 @@ def test_dit_forward_parity_through_the_cli(wan_diffusers_folder, tmp_path, caps
     (what the converter silently did before) is visibly worse."""
     from gvc_jax.weights import dit
     from gvc_jax.weights.dit import load, load_dit_orbax
-    from tests.wan.test_dit_refs import rel_l2
+    from gvc_jax.testing.refs import rel_l2
 
     _ok(capsys, "dit", wan_diffusers_folder, tmp_path / "f32")
     rep = _ok(capsys, "dit", wan_diffusers_folder, tmp_path / "bf16", "--dtype", "bfloat16")

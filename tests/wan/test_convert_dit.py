@@ -14,7 +14,7 @@ from gvc_jax.weights.dit import (DIFFUSERS_RULES, OFFICIAL_RULES, check_coverage
                                  detect_layout, dit_factory, load_dit_orbax, read)
 from gvc_jax.weights.table import ConversionError, load_into
 from gvc_jax.models.wan.dit import has_clip
-from tests.wan.test_dit_refs import diffusers_kwargs, wan22_kwargs
+from gvc_jax.testing.refs import diffusers_kwargs, wan22_kwargs
 
 torch = pytest.importorskip("torch")
 RELEASED = ("t2v-1.3b", "t2v-14b", "i2v-14b-480p", "i2v-14b-720p", "flf2v-14b-720p")
@@ -33,7 +33,7 @@ def _official_keys(cfg) -> dict:
     """Official key set: the wan22 ``WanModel`` (meta device) plus, for Wan 2.1 i2v/flf2v, the
     CLIP branch (``img_emb.proj.{0,1,3,4}``, ``cross_attn.{k_img,v_img,norm_k_img}``,
     FLF2V ``img_emb.emb_pos``) that wan22 no longer ships."""
-    from tests.wan22_loader import load_wan22
+    from gvc_jax.testing.wan22 import load_wan22
 
     mod = load_wan22("model")
     base = cfg.copy_and_resolve_references()

@@ -14,14 +14,14 @@ from gvc_jax.weights.sources import Checkpoint, in_memory
 from gvc_jax.weights.table import load_into
 from gvc_jax.models.wan.dit import WanDiT
 from gvc_jax.models.wan.rope import apply_rope, rope_split, rope_tables, sinusoid
-from tests.wan.test_dit_refs import randomize_, rel_l2, wan22_kwargs, wan22_model_module  # noqa
+from gvc_jax.testing.refs import randomize_, rel_l2, wan22_kwargs
 
 torch = pytest.importorskip("torch")
 GRID = (3, 2, 5)
 
 
 @pytest.fixture(scope="module")
-def pair(wan22_model_module):  # noqa: F811
+def pair(wan22_model_module):
     """(official tiny t2v WanModel, the same weights in WanDiT fp32)."""
     cfg = get_config("tiny-t2v-wan22")
     torch.manual_seed(0)
@@ -35,7 +35,7 @@ def pair(wan22_model_module):  # noqa: F811
     return ref, model, cfg
 
 
-def test_time_sinusoid_matches_float64(wan22_model_module):  # noqa: F811
+def test_time_sinusoid_matches_float64(wan22_model_module):
     rng = np.random.default_rng(0)
     t = np.concatenate([np.arange(0, 1001, 37), rng.uniform(0, 1000, 200),
                         [999.0, 0.5, 1e-3]]).astype(np.float32)
@@ -46,7 +46,7 @@ def test_time_sinusoid_matches_float64(wan22_model_module):  # noqa: F811
     assert np.abs(got - want).max() < 5e-7
 
 
-def test_rope_split_and_tables(wan22_model_module):  # noqa: F811
+def test_rope_split_and_tables(wan22_model_module):
     assert rope_split(128) == (44, 42, 42)
     assert rope_split(32) == (12, 10, 10)
     d, n = 32, 2
@@ -59,7 +59,7 @@ def test_rope_split_and_tables(wan22_model_module):  # noqa: F811
     assert rel_l2(got, want) < 1e-6
 
 
-def test_time_embedding(pair, wan22_model_module):  # noqa: F811
+def test_time_embedding(pair, wan22_model_module):
     ref, model, cfg = pair
     t = torch.tensor([999.0, 250.5])
     with torch.no_grad():
@@ -75,7 +75,7 @@ def _layer(model, i):
     return nnx.merge(graphdef, jax.tree.map(lambda a: a[i], state))
 
 
-def test_one_block(pair, wan22_model_module):  # noqa: F811
+def test_one_block(pair, wan22_model_module):
     ref, model, cfg = pair
     g = torch.Generator().manual_seed(1)
     f, h, w = GRID

@@ -10,7 +10,7 @@ from flax import nnx
 from configs.wan_dit import get_config
 from gvc_jax.models.wan.attention import attention
 from gvc_jax.models.wan.dit import WanDiT
-from tests.wan.test_dit_refs import rel_l2
+from gvc_jax.testing.refs import rel_l2
 
 
 @pytest.mark.parametrize("lq,lk", [(48, 48), (48, 512), (300, 5)])

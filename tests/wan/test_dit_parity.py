@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from configs.wan_dit import get_config
+from gvc_jax.testing.refs import diffusers_kwargs, randomize_, rel_l2, wan22_kwargs
 from gvc_jax.weights.dit import conversion, detect_layout, dit_factory, read
 from gvc_jax.weights.table import load_into
-from tests.wan.test_dit_refs import (diffusers_kwargs, randomize_, rel_l2, wan22_kwargs,
-                                     wan22_model_module)  # noqa: F401
 
 torch = pytest.importorskip("torch")
 TOL = 1e-5
@@ -75,7 +74,7 @@ def test_diffusers_parity(tmp_path, name, shard):
 
 
 @pytest.mark.parametrize("name", ["tiny-t2v-wan22", "tiny-i2v-noclip"])
-def test_official_parity(tmp_path, wan22_model_module, name):  # noqa: F811
+def test_official_parity(tmp_path, wan22_model_module, name):
     from safetensors.torch import save_file
 
     cfg = get_config(name)

@@ -1,21 +1,21 @@
-"""The random-weight Wan 2.1 T2V checkpoint folders of tests/wan/folders.py and
-bench/write_random_wan.py: expected files, loadable by diffusers and by our converters."""
+"""The random-weight Wan 2.1 checkpoint folders of gvc_jax.testing: the tiny ones
+(random_wan_tiny) and the streamed full-size writer (random_wan_full) run at tiny sizes:
+expected files, loadable by diffusers and by our converters, the same tensors as the tiny ones."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
-# Import before tests.wan22_loader stubs torchvision (transformers caches its probe).
+# Import before gvc_jax.testing.wan22 stubs torchvision (transformers caches its probe).
 from transformers import T5Tokenizer  # noqa: F401
 
 from configs.wan_dit import get_config as dit_config
 from configs.wan_text import get_config as text_config
 from configs.wan_vae import get_config as vae_config
-from tests.wan import folders as F
+from gvc_jax.testing import random_wan_full as full, random_wan_tiny as F, stream_files
 
 torch = pytest.importorskip("torch")
 
@@ -148,22 +148,14 @@ def test_writers_are_deterministic(wan_official_folder, wan_diffusers_folder, tm
     assert _digests(again) == _digests(wan_diffusers_folder)
 
 
-# ------------------------------------------------------------------ bench writer
-def _bench_module():
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "write_random_wan.py")
-    spec = importlib.util.spec_from_file_location("write_random_wan", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_bench_writer_tiny(tmp_path, wan_official_folder):
-    bench = _bench_module()
+# ------------------------------------------------------------------ streamed (full-size) writer
+def test_streamed_writer_tiny(tmp_path, wan_official_folder):
     out = str(tmp_path / "stream")
+    os.makedirs(out)
     # A 0.2 MB shard limit splits the ~0.3 MB bf16 DiT into two shards plus an index.
-    summary = bench.main([out, "--dit", "tiny-t2v", "--t5", "tiny", "--vae", "tiny",
-                          "--device", "cpu", "--max-shard-gb", "0.0002", "--seed", "3"])
-    assert summary["total_bytes"] > 0
+    sizes = full.write_official_full(out, dit="tiny-t2v", device="cpu", max_shard_gb=0.0002,
+                                     seed=3)
+    assert set(sizes) == {"dit", "vae", "t5"} and min(sizes.values()) > 0
     shards = [f"diffusion_pytorch_model-0000{i}-of-00002.safetensors" for i in (1, 2)]
     assert _files(out) == sorted([F.CONFIG_FILE, F.VAE_FILE, F.T5_FILE, *shards,
                                   "diffusion_pytorch_model.safetensors.index.json",
@@ -187,8 +179,8 @@ def test_bench_writer_tiny(tmp_path, wan_official_folder):
 
     # The streamed .pth files hold what a plain torch.save of the same tensors holds.
     ref = str(tmp_path / "memory")
-    bench.main([ref, "--dit", "tiny-t2v", "--t5", "tiny", "--vae", "tiny", "--device", "cpu",
-                "--seed", "3", "--pth-writer", "memory"])
+    os.makedirs(ref)
+    full.write_official_full(ref, dit="tiny-t2v", device="cpu", seed=3, pth_writer="memory")
     for name in (F.VAE_FILE, F.T5_FILE):
         a = torch.load(os.path.join(out, name), weights_only=True)
         b = torch.load(os.path.join(ref, name), weights_only=True, mmap=True)
@@ -203,15 +195,54 @@ def test_bench_writer_tiny(tmp_path, wan_official_folder):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_bench_value_scales():
-    bench = _bench_module()
-    assert bench.value_stats("dit", "blocks.0.modulation", (1, 6, 5120)) == (0.0, 5120 ** -0.5)
-    assert bench.value_stats("dit", "blocks.0.norm3.weight", (5120,)) == (1.0, 0.1)
-    assert bench.value_stats("dit", "blocks.0.ffn.0.weight", (13824, 5120)) == (0.0, 5120 ** -0.5)
-    assert bench.value_stats("dit", "patch_embedding.weight", (5120, 16, 1, 2, 2)) == (0.0, 0.125)
-    assert bench.value_stats("vae", "encoder.head.0.gamma", (384, 1, 1, 1)) == (1.0, 0.1)
-    assert bench.value_stats("t5", "token_embedding.weight", (256384, 4096)) == (0.0, 1.0)
+def _shapes(root):
+    from gvc_jax.weights.sources import iter_safetensors, iter_torch_any, shapes
+
+    return {rel: shapes(iter_safetensors(os.path.join(root, rel)) if rel.endswith(".safetensors")
+                        else iter_torch_any(os.path.join(root, rel)))
+            for rel in _files(root) if rel.endswith((".safetensors", ".pth"))}
+
+
+def _configs(root):
+    out = {}
+    for rel in _files(root):
+        if rel.endswith(".json") and not rel.startswith(("tokenizer", "google")):
+            with open(os.path.join(root, rel)) as f:
+                d = json.load(f)
+            out[rel] = {k: v for k, v in d.items() if k not in ("dtype", "_diffusers_version")}
+    return out
+
+
+@pytest.mark.parametrize("layout,kind", [("official", "flf2v"), ("diffusers", "t2v"),
+                                         ("diffusers", "i2v")])
+def test_streamed_writer_matches_the_tiny_folders(layout, kind, request, tmp_path):
+    """At the tiny sizes the streamed writer lays out the files, tensor names and shapes, and
+    configs of the tiny folders (written by the modules' own save_pretrained), so at full size
+    it writes what the released folders hold."""
+    name = {"t2v": "wan_diffusers_folder"}.get(kind, f"wan_{kind}_{layout}")
+    ref = request.getfixturevalue(name)
+    out = str(tmp_path / "stream")
+    os.makedirs(out)
+    write = full.write_official_full if layout == "official" else full.write_diffusers_full
+    write(out, dit=F.DIT_CONFIGS[kind], device="cpu")
+    assert _files(out) == _files(ref)
+    assert _shapes(out) == _shapes(ref)
+    assert _configs(out) == _configs(ref)
+
+
+def test_streamed_value_scales():
+    assert full.value_stats("dit", "blocks.0.modulation", (1, 6, 5120)) == (0.0, 5120 ** -0.5)
+    assert full.value_stats("dit", "blocks.0.scale_shift_table", (1, 6, 5120)) == \
+        (0.0, 5120 ** -0.5)
+    assert full.value_stats("dit", "blocks.0.norm3.weight", (5120,)) == (1.0, 0.1)
+    assert full.value_stats("dit", "blocks.0.ffn.0.weight", (13824, 5120)) == (0.0, 5120 ** -0.5)
+    assert full.value_stats("dit", "patch_embedding.weight", (5120, 16, 1, 2, 2)) == (0.0, 0.125)
+    assert full.value_stats("vae", "encoder.head.0.gamma", (384, 1, 1, 1)) == (1.0, 0.1)
+    assert full.value_stats("vae", "decoder.conv_out.weight", (3, 96, 3, 3, 3))[1] == \
+        pytest.approx(0.3 / (96 * 27) ** 0.5)
+    assert full.value_stats("t5", "token_embedding.weight", (256384, 4096)) == (0.0, 1.0)
+    assert full.value_stats("t5", "shared.weight", (256384, 4096)) == (0.0, 1.0)
     # Greedy in order; a tensor over the limit gets a shard of its own.
-    plan = bench.shard_plan([("a", (10,)), ("b", (10,)), ("c", (30,)), ("d", (5,))],
-                            torch.float32, 80)
+    plan = stream_files.shard_plan([("a", (10,)), ("b", (10,)), ("c", (30,)), ("d", (5,))],
+                                   torch.float32, 80)
     assert [[n for n, _ in s] for s in plan] == [["a", "b"], ["c"], ["d"]]

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from gvc_jax import cli
-from tests.wan.folders_image import (wan_flf2v_official, wan_i2v_official)  # noqa: F401
 
 GOLDEN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "golden")
 WRITE = os.environ.get("GVC_WRITE_GOLDEN") == "1"

@@ -67,7 +67,7 @@ def hf_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def official_file(tmp_path_factory):
-    from tests.wan22_loader import load_wan22
+    from gvc_jax.testing.wan22 import load_wan22
     t5_mod = load_wan22("t5")
     torch.manual_seed(0)
     enc = t5_mod.T5Encoder(vocab=CFG.vocab, dim=CFG.dim, dim_attn=CFG.dim_attn, dim_ffn=CFG.ffn,
@@ -168,7 +168,7 @@ def test_full_size_table_coverage(layout):
     cfg = get_config("umt5-xxl")
     targets = abstract_targets(ct5.model_factory(cfg))
     if layout == "official":
-        from tests.wan22_loader import load_wan22
+        from gvc_jax.testing.wan22 import load_wan22
         t5_mod = load_wan22("t5")
         with torch.device("meta"):
             m = t5_mod.T5Encoder(vocab=cfg.vocab, dim=cfg.dim, dim_attn=cfg.dim_attn, dim_ffn=cfg.ffn,

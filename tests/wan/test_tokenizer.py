@@ -4,7 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
-# Import before tests.wan22_loader stubs torchvision (transformers caches its probe).
+# Import before gvc_jax.testing.wan22 stubs torchvision (transformers caches its probe).
 from transformers import T5Tokenizer
 
 from gvc_jax.weights.tokenizer import UMT5Tokenizer, clean_prompt
@@ -42,7 +42,7 @@ def tok_dir(tmp_path_factory):
 
 
 def _wan_reference(folder):
-    from tests.wan22_loader import load_wan22
+    from gvc_jax.testing.wan22 import load_wan22
     tk = load_wan22("tokenizers")
     return tk.HuggingfaceTokenizer(name=str(folder), seq_len=SEQ, clean="whitespace")
 
@@ -62,7 +62,7 @@ def test_matches_wan_tokenizer(tok_dir, backend):
 
 
 def test_cleaning_matches_wan():
-    from tests.wan22_loader import load_wan22
+    from gvc_jax.testing.wan22 import load_wan22
     tk = load_wan22("tokenizers")
     for p in PROMPTS:
         assert clean_prompt(p) == tk.whitespace_clean(tk.basic_clean(p))

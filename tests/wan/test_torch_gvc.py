@@ -1,4 +1,4 @@
-"""Self-tests of the independent PyTorch GVC reference (tests/wan/torch_gvc.py); none of them runs
+"""Self-tests of the independent PyTorch GVC reference (gvc_jax/testing/torch_gvc.py); none of them runs
 the JAX encoder. The NumPy codebook functions are used only as the definition to check against."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from gvc_jax.codebook import combine_numpy, select_topm_numpy  # noqa: E402
-from tests.wan.torch_gvc import (combine_rms_torch, from_fd, gvc_decode_torch,  # noqa: E402
+from gvc_jax.testing.torch_gvc import (combine_rms_torch, from_fd, gvc_decode_torch,  # noqa: E402
                                  gvc_encode_torch, gvc_sample_torch, seeded_x_T,
                                  select_topm_torch, shifted_times_np, to_fd, wan_velocity)
 from gvc_jax.codebook import atoms_numpy  # noqa: E402

@@ -27,7 +27,7 @@ def full_targets():
 
 
 def _official_meta(dim):
-    from tests.wan22_loader import load_wan22
+    from gvc_jax.testing.wan22 import load_wan22
     mod = load_wan22("vae2_1")
     with torch.device("meta"):  # same arguments as the official _video_vae for Wan2.1_VAE.pth
         return mod.WanVAE_(dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
@@ -74,7 +74,7 @@ def test_errors(full_targets):
 def tiny_files(tmp_path_factory):
     from diffusers import AutoencoderKLWan
 
-    from tests.wan22_loader import load_wan22
+    from gvc_jax.testing.wan22 import load_wan22
     d = tmp_path_factory.mktemp("vae_cv")
     torch.manual_seed(0)
     dif = AutoencoderKLWan(base_dim=8)

@@ -67,7 +67,7 @@ def diffusers_pair(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def official_pair(tmp_path_factory):
-    from tests.wan22_loader import load_wan22
+    from gvc_jax.testing.wan22 import load_wan22
 
     mod = load_wan22("vae2_1")
     torch.manual_seed(0)

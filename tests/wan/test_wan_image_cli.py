@@ -24,8 +24,6 @@ from gvc_jax.codec.errors import UsageError
 from gvc_jax.codec.codec_model import load_model
 from gvc_jax.codec.prompt import Prompt
 from gvc_jax.codec.placement import Placement
-from tests.wan.folders_image import (wan_flf2v_diffusers, wan_flf2v_official,  # noqa: F401
-                                     wan_i2v_diffusers, wan_i2v_official)
 from tests.wan.test_wan_cli import _gvc
 
 FAST = ["--K", "64", "--M", "2", "--M-tail", "4", "--steps", "3", "--sde-steps", "2"]

@@ -7,7 +7,7 @@
   tokens as ``image_embeds`` (it would otherwise use ``CLIPImageProcessor``'s centre crop, not
   Wan's own squash; the tokens themselves are checked against transformers' CLIP here), and
   builds its own mask and anchor latents with its own VAE.
-* Codec parity: the independent PyTorch encoder loop (tests/wan/torch_gvc.py) over diffusers'
+* Codec parity: the independent PyTorch encoder loop (gvc_jax/testing/torch_gvc.py) over diffusers'
   transformer, conditioned on a mask and anchor latents built here in torch with diffusers'
   VAE, chooses the same indices and signs (M_tail on the last latent frames included); fed our
   indices it ends on the same latents.
@@ -27,11 +27,9 @@ from gvc_jax.codec.prompt import Prompt  # noqa: E402
 from gvc_jax.codec.params import CodecParams  # noqa: E402
 from gvc_jax.models.wan import clip_preprocess  # noqa: E402
 from gvc_jax.sampler.scan import encode_gop, sample_gop  # noqa: E402
-from tests.wan.folders_image import (load_pipeline, wan_flf2v_diffusers,  # noqa: E402,F401
-                                     wan_i2v_diffusers)
-from tests.wan.torch_gvc import gvc_encode_torch, wan_velocity  # noqa: E402
-
-from tests.wan.test_dit_refs import rel_l2  # noqa: E402
+from gvc_jax.testing.random_wan_tiny import load_pipeline  # noqa: E402
+from gvc_jax.testing.refs import rel_l2  # noqa: E402
+from gvc_jax.testing.torch_gvc import gvc_encode_torch, wan_velocity  # noqa: E402
 from tests.wan.test_wan_parity import GOP, H, PROMPT, SEED, T, W  # noqa: E402
 
 

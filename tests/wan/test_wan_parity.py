@@ -3,7 +3,7 @@
 * ODE parity: with no SDE steps our sampler is a flow-matching Euler sampler, so from the same
   x_T and prompt it must give diffusers' ``WanPipeline`` latents (and decoded frames) with
   ``FlowMatchEulerDiscreteScheduler`` set to our shifted time grid.
-* Codec parity: an independent PyTorch encoder loop (tests/wan/torch_gvc.py, written from the
+* Codec parity: an independent PyTorch encoder loop (gvc_jax/testing/torch_gvc.py, written from the
   equations, atoms from ``codebook.atoms_numpy``) over diffusers' transformer chooses the same
   indices and signs; fed our indices (teacher forcing) it ends on the same latents.
 """
@@ -21,7 +21,7 @@ from gvc_jax.codec.codec_model import load_model  # noqa: E402
 from gvc_jax.codec.prompt import Prompt  # noqa: E402
 from gvc_jax.codec.params import CodecParams  # noqa: E402
 from gvc_jax.sampler.scan import encode_gop, sample_gop  # noqa: E402
-from tests.wan.torch_gvc import gvc_encode_torch, wan_velocity  # noqa: E402
+from gvc_jax.testing.torch_gvc import gvc_encode_torch, wan_velocity  # noqa: E402
 
 PROMPT = "a red fox runs across a snowy field at dawn"
 T, H, W = 9, 32, 48          # latent [16, 3, 4, 6]
@@ -35,7 +35,7 @@ def rel_l2(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def pipe(wan_diffusers_folder):
-    from tests.wan.folders import load_pipeline
+    from gvc_jax.testing.random_wan_tiny import load_pipeline
 
     return load_pipeline(wan_diffusers_folder)
 

@@ -11,7 +11,6 @@ import pytest
 
 from gvc_jax import cli
 from gvc_jax.codec.codec_model import unit_variance_error_fn
-from tests.wan.folders_image import wan_flf2v_official, wan_i2v_official  # noqa: F401
 
 
 @pytest.fixture(scope="module")

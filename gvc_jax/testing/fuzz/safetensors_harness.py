@@ -10,7 +10,7 @@
 A rejection must be a :class:`~gvc_jax.weights.sources.CheckpointError`; any other exception is a
 crash. Run it with atheris::
 
-    .venv/bin/python -m tests.fuzz.safetensors_harness -runs=100000 [corpus folder]
+    python -m gvc_jax.testing.fuzz.safetensors_harness -runs=100000 [corpus folder]
 """
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """Writes the seed files of the bitstream fuzzer (real streams of every mode we have).
 
-    .venv/bin/python -m tests.fuzz.make_corpus OUT_DIR
+    python -m gvc_jax.testing.fuzz.make_corpus OUT_DIR
 
 * the embedded ``gaussian`` config on tiny random clips (K=32, M=2): one GOP, two GOPs with a
   short last GOP, an odd frame size;
 * Wan 2.1 T2V (``wan2.1-t2v``) from a tiny random official folder
-  (:func:`tests.wan.folders.write_official_folder`), K=64, M=2, 5 frames of 16x16 with a prompt,
-  and with guidance and a negative prompt (the NUL-separated PRMT form).
+  (:func:`gvc_jax.testing.random_wan_tiny.write_official_folder`), K=64, M=2, 5 frames of
+  16x16 with a prompt, and with guidance and a negative prompt (the NUL-separated PRMT form).
 
 The committed corpus (tests/fuzz/corpus) is these seeds merged with the inputs of a fuzz run that
 reached new coverage (libFuzzer ``-merge=1``), see bench/fuzz_gvc.py.
@@ -39,7 +39,7 @@ def write_seeds(out: str, wan: bool = True) -> list[str]:
         compress_file(clip, p, config="gaussian", **kw)
         paths.append(p)
     if wan:
-        from tests.wan.folders import write_official_folder
+        from gvc_jax.testing.random_wan_tiny import write_official_folder
 
         with tempfile.TemporaryDirectory() as tmp:
             folder = write_official_folder(os.path.join(tmp, "wan"), seed=0)

@@ -1,10 +1,12 @@
-"""Fuzz target: everything that parses a ``.gvc`` file without a model.
+"""Fuzz target: everything that parses a ``.gvc`` file without a model (docs/cli.md, "Hostile
+inputs").
 
 ``TestOneInput(data)`` runs the container reader, the header schema, ``stream.read_stream``
-(codec parameters, prompt), ``CodecParams.from_header``, every top-M ``IDX `` payload through ``parse_idx`` + ``unpack_indices`` with
-the header's S, M and K, ``parse_anchor``/``parse_residual``, ``breakdown``/``chunk_sizes`` and
+(codec parameters, prompt), ``CodecParams.from_header``, every top-M ``IDX `` payload through
+``parse_idx`` + ``unpack_indices`` with the header's S, M and K, ``parse_anchor``/``parse_residual``, ``breakdown``/``chunk_sizes`` and
 ``api.info``. A rejection must be a :class:`~gvc_jax.bitstream.BitstreamError`; any other exception
-escapes and is a crash. Used by ``bench/fuzz_gvc.py`` (atheris) and ``tests/test_fuzz_smoke.py``.
+escapes and is a crash. Used by ``bench/fuzz_gvc.py`` (atheris) and ``tests/test_fuzz_smoke.py``,
+both seeded with the committed corpus ``tests/fuzz/corpus`` (see :func:`corpus_files`).
 """
 from __future__ import annotations
 
@@ -20,7 +22,6 @@ from gvc_jax.codec.params import CodecParams
 # The harness allocates the decoded index arrays only below this many cells (the decoder's own
 # cap, indices.MAX_INDEX_CELLS = 2^28, is far too much memory per fuzz input).
 HARNESS_MAX_CELLS = 2**20
-CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 
 _tmp = {}
 
@@ -106,5 +107,8 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 - the name atheris and libF
             pass
 
 
-def corpus_files() -> list[str]:
-    return sorted(os.path.join(CORPUS, f) for f in os.listdir(CORPUS)) if os.path.isdir(CORPUS) else []
+def corpus_files(folder: str) -> list[str]:
+    """The files of a seed corpus folder, sorted; none when it does not exist."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder))

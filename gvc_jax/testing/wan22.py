@@ -1,11 +1,12 @@
-"""Imports modules of the official Wan code (PyPI ``wan22``) for parity tests.
+"""The official Wan code (PyPI ``wan22``, package ``wan``) module by module, for references.
 
-The package's ``__init__`` pulls in the whole pipeline stack (torchvision,
-CUDA calls at import time). We never edit the installed package: instead we
-register empty parent packages so ``wan.modules.<name>`` can be imported on
-its own, stub ``torchvision.transforms`` (only referenced, never used by the
-code paths we test), and let ``torch.cuda.current_device`` answer 0 while a
-module is being imported (``t5.py`` calls it in a default argument).
+The package's ``__init__`` pulls in the whole pipeline stack (torchvision, CUDA calls at import
+time). The installed package is never edited: :func:`load_wan22` registers empty parent packages
+so that ``wan.modules.<name>`` can be imported on its own, stubs ``torchvision.transforms``
+(referenced by the CLIP module, never used by the code paths here) and lets
+``torch.cuda.current_device`` answer 0 while a module is being imported (``t5.py`` calls it in a
+default argument). ``wan22`` is installed with ``pip install --no-deps wan22==2.2.11``
+(docs/testing.md).
 """
 from __future__ import annotations
 
@@ -15,15 +16,17 @@ import os
 import sys
 import types
 
-import pytest
+from gvc_jax.testing.deps import require
+
+# What the official modules import besides the package itself.
+MODULES = ("torch", "diffusers", "transformers", "einops", "ftfy", "wan")
 
 
 def _package_dir() -> str:
     if "wan" in sys.modules and getattr(sys.modules["wan"], "__path__", None):
         return list(sys.modules["wan"].__path__)[0]
+    require("the official Wan modules need", MODULES)
     spec = importlib.util.find_spec("wan")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("wan22 (official Wan code) is not installed")
     return list(spec.submodule_search_locations)[0]
 
 
@@ -56,7 +59,7 @@ def _stub_torchvision() -> None:
     tr.__spec__ = machinery.ModuleSpec("torchvision.transforms", None)
 
     def _missing(*a, **k):
-        raise RuntimeError("torchvision is stubbed in the tests")
+        raise RuntimeError("torchvision is stubbed by gvc_jax.testing.wan22")
 
     for attr in ("Compose", "Normalize", "Resize", "ToTensor", "CenterCrop", "InterpolationMode"):
         setattr(tr, attr, _missing)
@@ -66,11 +69,12 @@ def _stub_torchvision() -> None:
 
 
 def load_wan22(module: str):
-    """Returns ``wan.modules.<module>`` (e.g. ``"model"``, ``"vae2_1"``,
-    ``"t5"``, ``"animate.clip"``) imported without the package ``__init__``."""
+    """Returns ``wan.modules.<module>`` (e.g. ``"model"``, ``"vae2_1"``, ``"t5"``,
+    ``"animate.clip"``) imported without the package ``__init__``; raises
+    :class:`~gvc_jax.testing.deps.MissingDependency` when wan22 or what it imports is missing."""
+    root = _package_dir()
     import torch
 
-    root = _package_dir()
     _stub_package("wan", root)
     _stub_package("wan.modules", os.path.join(root, "modules"))
     if module.startswith("animate"):

@@ -1,11 +1,13 @@
-"""Shared helpers for the DiT tests: PyTorch references (diffusers, official wan22), random
-weights, and a CPU stand-in for the official ``flash_attention``."""
+"""Helpers around the PyTorch references of the Wan models (diffusers, official ``wan22``): their
+constructor arguments for a gvc-jax config, random weights of a sensible scale, a CPU stand-in
+for the official ``flash_attention``, and the relative L2 error the parity tests report
+(docs/testing.md). Nothing here imports torch at module level.
+"""
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import pytest
 
 from gvc_jax.models.wan.dit import has_clip
 
@@ -83,18 +85,33 @@ def wan22_kwargs(cfg) -> dict:
                 qk_norm=True, cross_attn_norm=True, eps=cfg.eps)
 
 
-@pytest.fixture(scope="session")
-def wan22_model_module():
-    """``wan.modules.model`` with ``flash_attention`` replaced by the SDPA stand-in."""
-    from tests.wan22_loader import load_wan22
-
-    mod = load_wan22("model")
-    saved = mod.flash_attention
-    mod.flash_attention = sdpa_flash_attention
-    yield mod
-    mod.flash_attention = saved
-
-
 def rel_l2(a, b) -> float:
+    """||a - b|| / ||b|| in float64."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def clip_official_kwargs(cfg, tiny: bool = True) -> dict:
+    """Official ``XLMRobertaCLIP`` kwargs for a ``configs.wan_clip`` config; ``tiny`` also shrinks
+    the text tower (never used by Wan, present in the official file)."""
+    kw = dict(image_size=cfg.image_size, patch_size=cfg.patch, vision_dim=cfg.dim,
+              vision_mlp_ratio=cfg.mlp // cfg.dim, vision_heads=cfg.heads, vision_layers=cfg.layers,
+              vision_pool="token", activation="gelu")
+    if tiny:
+        kw.update(embed_dim=16, vocab_size=50, max_text_len=20, text_dim=16, text_heads=2,
+                  text_layers=1)
+    return kw
+
+
+def randomize_clip_norms_(module, seed: int) -> None:
+    """Adds N(0, 0.3²) to every norm parameter and draws every bias from N(0, 0.1²), so that the
+    default init (gains 1, biases 0) does not hide a mix-up of those tensors."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if "norm" in name:
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))

@@ -1,6 +1,6 @@
 """Independent PyTorch reference of the GVC encoder/decoder loop, written from the equations.
 
-Nothing of gvc_jax is used except the NumPy codebook primitives ``atoms_numpy`` (the addressable
+Nothing of the codec is used except the NumPy codebook primitives ``atoms_numpy`` (the addressable
 atoms) and ``init_noise_numpy`` (the seeded x_T); selection, the signed combination and its RMS
 normalisation, the SDE/ODE steps and the loop are all re-derived here.
 
@@ -40,9 +40,12 @@ import copy
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
 from gvc_jax.codebook import atoms_numpy, init_noise_numpy
+from gvc_jax.testing.deps import require
+
+require("the PyTorch GVC reference needs", ("torch",))
+import torch  # noqa: E402
 
 __all__ = ["gvc_encode_torch", "gvc_decode_torch", "gvc_sample_torch", "wan_velocity",
            "shifted_times_np", "seeded_x_T", "select_topm_torch", "combine_rms_torch",
