@@ -23,7 +23,8 @@ def _run(capsys, *argv):
 
 
 def _load(kind: str, folder: str):
-    from gvc_jax.codec.models import Prompt, load_model
+    from gvc_jax.codec.codec_model import load_model
+    from gvc_jax.codec.prompt import Prompt
     from gvc_jax.codec.params import CodecParams
 
     params = CodecParams(K=64, M=2, steps=2, sde_steps=1, dtype="float32")

@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from tests.wan.folders_image import wan_flf2v_diffusers, wan_i2v_official  # noqa: F401
 
 pytest.importorskip("torch")
 
