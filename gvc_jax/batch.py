@@ -23,7 +23,7 @@ from gvc_jax import codebook
 from gvc_jax.bitstream import container
 from gvc_jax.bitstream.errors import BitstreamError
 from gvc_jax.codec import api, registry, stream
-from gvc_jax.codec.codec_model import load_model
+from gvc_jax.codec.codec_model import detect_config, load_model
 from gvc_jax.codec.errors import UsageError
 from gvc_jax.codec.geometry import Gop, pad_clip
 from gvc_jax.codec.placement import Placement
@@ -340,7 +340,8 @@ def run(inputs: list[str], out: str, *, config: str | None = None, weights: str 
         job.start(v)
     job.flush()
     reps = [v.report for v in videos]
-    return {"out": out, "job_dir": os.path.join(out, JOB_DIR), "config": model.name,
+    return {"out": out, "job_dir": os.path.join(out, JOB_DIR),
+            "config": config or detect_config(weights), "model": model.name,
             "mode": mode, "model_fingerprint": model.fingerprint,
             "process_index": process_index, "process_count": process_count, "devices": n_dev,
             "batch_gops": batch_gops, "batches": job.batches, "videos_total": len(reps),

@@ -204,7 +204,8 @@ def _markdown(r: dict) -> str:
         f"Config `{r['config']}` (mode {r['mode']}): K={r['codec']['K']}, M={r['M']}, "
         f"{r['codec']['steps']} steps of which {r['codec']['sde_steps']} carry bits, "
         f"g_scale={r['codec']['g_scale']}, shift={r['codec']['shift']}, "
-        f"GOP={r['codec']['gop_frames']} frames ({r['gops']} GOPs).", "",
+        f"GOP={r['codec']['gop_frames']} frames ({r['gops']} GOP"
+        f"{'s' if r['gops'] != 1 else ''}).", "",
         "| quantity | value |", "|---|---|",
         f"| file size | {r['bytes_file']} bytes ({r['bits_total']} bits) |",
         f"| bpp | {r['bpp']:.5f} |",

@@ -129,7 +129,7 @@ print("files:", sorted(os.listdir(WAN_WEIGHTS)))
 # ## The clip
 
 # %%
-from gvc_jax.eval.inputs import resize_lanczos  # noqa: E402
+from gvc_jax.io.resize import resize_lanczos  # noqa: E402
 from gvc_jax.io import Video, find_sample_clip, read_video  # noqa: E402
 
 path = CLIP if os.path.exists(CLIP) else find_sample_clip(CLIP)

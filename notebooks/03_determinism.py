@@ -235,7 +235,7 @@ else:
 
     from gvc_jax.codec.prompt import Prompt
     from gvc_jax.codec.params import CodecParams
-    from gvc_jax.eval.inputs import resize_lanczos
+    from gvc_jax.io.resize import resize_lanczos
     from gvc_jax.sampler.scan import encode_gop
     from gvc_jax.testing.random_wan_tiny import load_pipeline, write_diffusers_folder
     from gvc_jax.testing.torch_gvc import gvc_encode_torch, wan_velocity

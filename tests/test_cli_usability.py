@@ -30,15 +30,15 @@ def clip(tmp_path_factory):
 
 def test_cpu_default_preset_states_cost_and_shows_progress(clip, capsys, tmp_path):
     rc, out, err = _gvc(capsys, "compress", clip / "rgb.npy", "-o", tmp_path / "a.gvc", "--json",
-                        "--steps", "4", "--sde-steps", "3")
+                        "--steps", "4", "--sde-steps", "3", "--M", "4")
     assert rc == 0, err
     rep = json.loads(out)
-    assert rep["codec"]["K"] == 256 and rep["M"] == 4          # gaussian-fast on a CPU
+    assert rep["codec"]["K"] == 256 and rep["config"] == "gaussian-fast"   # on a CPU
     assert "G atom samples of codebook search" in err and "on this CPU" in err
     assert rep["cost_estimate"]["atom_samples"] == 3 * 2 * 256 * 768 * 2 * 3
     assert "gvc: GOP 1/1 encode" in err                        # piped: one line per phase
     rc, _, err = _gvc(capsys, "compress", clip / "rgb.npy", "-o", tmp_path / "b.gvc",
-                      "--steps", "4", "--sde-steps", "3", "--progress")
+                      "--steps", "4", "--sde-steps", "3", "--progress", "--M", "4")
     # a bar per phase with the step total (tqdm may skip intermediate redraws)
     assert rc == 0 and "GOP 1/1 encode" in err and "/4 [" in err and "step/s" in err
     rc, out, err = _gvc(capsys, "decompress", tmp_path / "b.gvc", "-o", tmp_path / "b.npy",
@@ -48,7 +48,8 @@ def test_cpu_default_preset_states_cost_and_shows_progress(clip, capsys, tmp_pat
 
 def test_grayscale_npy_is_coded_like_grayscale_png(clip, capsys, tmp_path):
     rc, _, err = _gvc(capsys, "compress", clip / "gray.npy", "-o", tmp_path / "g.gvc", "--recon",
-                      tmp_path / "g.npy", "--steps", "2", "--sde-steps", "1", "--quiet")
+                      tmp_path / "g.npy", "--steps", "2", "--sde-steps", "1", "--quiet",
+                      "--scale", "1")
     assert rc == 0, err
     assert np.load(tmp_path / "g.npy").shape == (5, 16, 24, 3)
 

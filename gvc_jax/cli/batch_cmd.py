@@ -127,4 +127,9 @@ def cmd_batch(a) -> int:
         print(f"{a.out}: {summary['videos_total']} video(s){who}, "
               f"{summary['videos_skipped']} finished earlier; {summary['gops_coded']} GOP(s) "
               f"coded, {summary['gops_reused']} reused", file=sys.stdout)
+        if a.verify:
+            for v in summary["videos"]:
+                psnr = f", PSNR {v['psnr']:.2f} dB" if "psnr" in v else ""
+                print(f"{v['output']}: decodes ({v['frames']} frames of {v['width']}x"
+                      f"{v['height']}){psnr}", file=sys.stdout)
     return 0

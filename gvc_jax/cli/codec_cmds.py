@@ -32,6 +32,15 @@ def add_parsers(sub) -> None:
                       "anchor setting and the residual steps are chosen so the file lands at "
                       "or under it")
     rate.add_argument("--bpp", type=float, help="target bits per source pixel (as --kbps)")
+    geom = c.add_mutually_exclusive_group()
+    geom.add_argument("--size", metavar="WxH", help="resize the clip to WxH (Lanczos) before "
+                      "coding; the stream holds that size")
+    geom.add_argument("--scale", type=float, help="resize the clip by this factor (Lanczos) "
+                      "before coding (default 1; with the embedded prior and no size, rate, "
+                      "K or M given, the scale and M are chosen so that its quality bound "
+                      "reaches 30 dB, with a notice)")
+    c.add_argument("--fps", type=float, help="frame rate of the source, at which kbps and "
+                   "--kbps are counted (default: the file's own; 25 for .npy and PNG folders)")
     add_cli_flags(c)
     add_model_options(c)
     add_common(c)
@@ -72,6 +81,7 @@ def cmd_compress(a) -> int:
     if a.max_frames is not None and a.max_frames < 1:
         raise Usage(f"--max-frames must be >= 1, got {a.max_frames}")
     prompt = Prompt(a.prompt, a.negative_prompt)
+    size, scale, fps = _geometry_args(a, overrides)
     _, _, params = api.params_for(a.config, overrides, a.weights)  # usage errors before any work
     if a.negative_prompt and params.guidance == 1.0:
         raise Usage("--negative-prompt needs --guidance other than 1")
@@ -80,7 +90,7 @@ def cmd_compress(a) -> int:
     if a.recon:
         api.check_video_ext(a.recon)
         check_output(a.recon)
-    video = read_video(a.input, max_frames=a.max_frames)
+    video = read_video(a.input, max_frames=a.max_frames, fps=fps)
     prog = CodecProgress.for_cli(a.quiet, a.progress, api.progress_steps(params))
     on_gop, on_step = prog.callbacks
     try:
@@ -88,7 +98,8 @@ def cmd_compress(a) -> int:
                                    overrides=overrides, recon_path=a.recon, prompt=prompt,
                                    cache_dir=cache_dir(a), on_gop=on_gop, on_step=on_step,
                                    log=log(a), progress=prog.mode == "bar",
-                                   kbps=a.kbps, bpp=a.bpp, placement=placement(a))
+                                   kbps=a.kbps, bpp=a.bpp, placement=placement(a),
+                                   size=size, scale=scale)
     finally:
         prog.close()
     if a.json:
@@ -101,6 +112,30 @@ def cmd_compress(a) -> int:
             print(f"target {t['bytes']} bytes ({'met' if t['met'] else 'missed'}), "
                   f"M={t['chosen']['M']}")
     return EXIT_OK
+
+
+def _geometry_args(a, overrides: dict):
+    """``(size, scale, fps)`` of the compress flags; one-line usage errors. The scale is
+    ``"auto"`` (the embedded prior's quality-targeted default, docs/cli.md) when the user chose
+    no size, scale, rate, K, M or coding."""
+    from gvc_jax.io.resize import parse_size
+
+    try:
+        size = parse_size(a.size) if a.size else None
+    except ValueError as e:
+        raise Usage(str(e)) from None
+    if a.scale is not None and not 0 < a.scale <= 64:
+        raise Usage(f"--scale must lie in (0, 64], got {a.scale:g}")
+    if a.fps is not None and not 0 < a.fps <= 1000:
+        raise Usage(f"--fps must lie in (0, 1000], got {a.fps:g}")
+    chose = size or a.scale is not None or a.kbps is not None or a.bpp is not None or \
+        {"K", "M", "coding"} & set(overrides)
+    scale = a.scale if a.scale is not None else (None if chose else "auto")
+    fps = None
+    if a.fps is not None:
+        from gvc_jax.io import guess_fps
+        fps = guess_fps(a.fps)
+    return size, scale, fps
 
 
 def cmd_decompress(a) -> int:

@@ -25,7 +25,10 @@ SEARCHING = ("compress", "eval", "demo", "batch")      # the commands that run t
 
 
 def build_parser() -> Parser:
+    from gvc_jax import __version__
+
     p = Parser(prog="gvc", description="GVC generative video codec (JAX)")
+    p.add_argument("--version", action="version", version=f"gvc {__version__}")
     sub = p.add_subparsers(dest="cmd", parser_class=Parser)
     codec_cmds.add_parsers(sub)
     eval_cmd.add_parser(sub)
@@ -89,6 +92,8 @@ def main(argv=None) -> int:
     except Usage as e:
         print(f"gvc: error: {e} (see gvc --help)", file=sys.stderr)
         return EXIT_USAGE
+    except SystemExit as e:          # --help and --version end the parser with their code
+        return e.code if isinstance(e.code, int) else EXIT_OK
     except BrokenPipeError:  # e.g. `gvc info x.gvc | head`
         try:
             sys.stdout = open(os.devnull, "w")

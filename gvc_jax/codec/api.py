@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 
 import numpy as np
 
 from gvc_jax.bitstream import container
 from gvc_jax.codec import core, registry, stream
-from gvc_jax.codec.codec_model import CodecModel, detect_config, load_model
-from gvc_jax.codec.errors import UsageError
+from gvc_jax.codec.codec_model import (CodecModel, detect_config, load_model,
+                                       model_fingerprint)
+from gvc_jax.codec.errors import ModelMismatchError, UsageError
 from gvc_jax.codec.params import CodecParams, check_in_use
 from gvc_jax.codec.placement import Placement
 from gvc_jax.codec.presets import PRESETS, get_config
@@ -99,12 +101,11 @@ def bound_report(model: CodecModel, header: dict, bits: int) -> dict:
 
 
 def _frames_of(video):
-    """``(frames, fps)`` of a :class:`gvc_jax.io.Video` or a plain uint8 array (25 fps)."""
-    from fractions import Fraction
-
+    """``(frames, (fps known, fps))`` of a :class:`gvc_jax.io.Video` or a plain uint8 array
+    (taken as 25 fps)."""
     if isinstance(video, np.ndarray):
-        return video, Fraction(25)
-    return video.frames, video.fps
+        return video, (False, Fraction(25))
+    return video.frames, (getattr(video, "fps_known", True), video.fps)
 
 
 # Codebook throughput, atom samples scored per second, as measured (docs/codec.md, "Cost"):
@@ -138,37 +139,138 @@ def _describe_cost(c: dict) -> str:
             f"{c['model_evaluations']} model evaluations")
 
 
-def compress_video(video, *, config: str | None = "gaussian", weights: str | None = None,
-                   overrides: dict | None = None, model: CodecModel | None = None,
-                   prompt: Prompt = Prompt(), cache_dir=None, on_gop=None, on_step=None,
-                   log=None, progress=False, kbps: float | None = None,
-                   bpp: float | None = None, placement: Placement | None = None):
-    """Encodes a clip; returns ``(core.Encoded, report dict)``. ``kbps`` or ``bpp`` sets a
-    target the file lands at or under (:mod:`gvc_jax.codec.ratecontrol`: the coding's rate
-    knob, the mode's side information and its residual budget are chosen for it).
-    ``placement``: the devices and the offload of the velocity model's weights
-    (:mod:`gvc_jax.codec.placement`; nothing of it is in the stream)."""
-    model_name, mode, params = params_for(config, overrides, weights)
-    frames, fps = _frames_of(video)
-    params = for_source(params, mode, frames, overrides)
-    model = model or load_model(model_name, weights, prompt, params, cache_dir=cache_dir,
-                                log=log, progress=progress, placement=placement)
-    target = None
+RECOGNISABLE_DB = 20.0    # a D_p bound below this: the output cannot be recognisable
+AUTO_TARGET_DB = 30.0     # the embedded default aims its bound here (measured top-M PSNR lies
+                          # 2-9 dB under it on this prior: docs/gaussian_prior.md)
+AUTO_SCALES = (1.0, 0.5, 0.25, 0.125)
+AUTO_M_MAX = 64
+
+
+def quality_bound(session, bits: int | None = None) -> float | None:
+    """PSNR of the perfect-realism bound D_p(R) at ``bits`` (default: the planned payload bits,
+    the part of the file that describes the source), for models that know their own statistics
+    (the Gaussian prior); None otherwise. No decoder whose output follows the source
+    distribution does better (docs/gaussian_prior.md)."""
+    if bits is None:
+        geom = session.model.geometry
+        bits = sum(session.coding.payload_bits(session.params, session.model,
+                                               geom.latent_frames(g.coded))
+                   for g in session.gops)
+    return bound_report(session.model, session.header, bits).get("psnr_realism")
+
+
+def _auto_quality(frames, fps, model, params, mode):
+    """The embedded default: the largest of :data:`AUTO_SCALES`, and the smallest M (from the
+    preset's up to :data:`AUTO_M_MAX`) at it, whose bound reaches :data:`AUTO_TARGET_DB`;
+    ``(frames, session, choice)``. Scaling costs no encoder time, M almost none."""
+    from gvc_jax.io.resize import resize_clip
+
+    first = stream.plan(frames, fps, model, params, mode)
+    bound0 = quality_bound(first)
+    if bound0 is None or bound0 >= AUTO_TARGET_DB:
+        return frames, first, None
+    ms = [m for m in (params.M, 8, 16, 32, 64) if params.M <= m <= min(params.K, AUTO_M_MAX)]
+    for s in AUTO_SCALES:
+        f = resize_clip(frames, scale=s) if s != 1 else frames
+        for m in dict.fromkeys(ms):
+            session = stream.plan(f, fps, model, params.replace(M=m), mode)
+            bound = quality_bound(session)
+            if bound >= AUTO_TARGET_DB:
+                break
+        if bound >= AUTO_TARGET_DB:
+            break
+    choice = {"from": [frames.shape[2], frames.shape[1]], "to": [f.shape[2], f.shape[1]],
+              "M": session.params.M, "bound_db": [bound0, bound]}
+    return f, session, choice
+
+
+def _auto_note(frames, params, c: dict) -> str:
+    (w0, h0), (w, h) = c["from"], c["to"]
+    size = f"{w}x{h}" if (w, h) != (w0, h0) else "full size"
+    return (f"the embedded Gaussian prior reaches at most {c['bound_db'][0]:.1f} dB PSNR on "
+            f"{w0}x{h0} at the preset's rate (its D_p bound); coding at {size} with "
+            f"M={c['M']} (bound {c['bound_db'][1]:.1f} dB) instead. Set --scale/--size, --M or "
+            "--kbps/--bpp to choose; --weights DIR codes with a Wan model")
+
+
+def _plan(frames, fps, model, params, mode, *, kbps, bpp, auto, log):
+    """``(frames, session, target, choice)``: the stream as it will be coded; ``auto``: the
+    embedded default's quality target (:func:`_auto_quality`)."""
     if kbps is not None or bpp is not None:
         from gvc_jax.codec import ratecontrol
 
         nbytes = ratecontrol.target_bytes(kbps, bpp, frames.shape[0], frames.shape[1],
                                           frames.shape[2], float(fps))
         plan = ratecontrol.plan(frames, fps, model, params, mode, nbytes)
-        session, params = plan.session, plan.params
+        p = plan.params
         target = {"kbps": kbps, "bpp": bpp, "bytes": nbytes, "chosen": {
-            "M": params.M, "M_tail": params.M_tail, "anchor_codec": params.anchor_codec or None,
+            "M": p.M, "M_tail": p.M_tail, "anchor_codec": p.anchor_codec or None,
             "residual_bytes": plan.reserve}}
         if log:
-            log(f"rate control: target {nbytes} bytes -> M={params.M}"
-                + (f", anchors {params.anchor_codec}" if params.anchor_codec else ""))
-    else:
-        session = stream.plan(frames, fps, model, params, mode)
+            log(f"rate control: target {nbytes} bytes -> M={p.M}"
+                + (f", anchors {p.anchor_codec}" if p.anchor_codec else ""))
+        return frames, plan.session, target, None
+    if auto:
+        f, session, choice = _auto_quality(frames, fps, model, params, mode)
+        if choice and log:
+            log(_auto_note(frames, params, choice))
+        return f, session, None, choice
+    return frames, stream.plan(frames, fps, model, params, mode), None, None
+
+
+def _notices(frames, fps_known: bool, fps, session, log) -> None:
+    """One line each for what the encoder assumed: padding, the frame rate of a bare array."""
+    if not log:
+        return
+    t, h, w = frames.shape[:3]
+    coded = session.header["coded"]
+    if (coded["height"], coded["width"]) != (h, w):
+        share = 1 - h * w / (coded["height"] * coded["width"])
+        log(f"{w}x{h} is coded as {coded['width']}x{coded['height']} (the model's pixel "
+            f"multiple): {share:.0%} of the coded pixels are padding, cropped away on "
+            "decoding; their bits count in the rate")
+    if not fps_known:
+        log(f"frame rate taken as {float(fps):g} fps (the input carries none; --fps sets it): "
+            "kbps and --kbps depend on it")
+
+
+def compress_video(video, *, config: str | None = "gaussian", weights: str | None = None,
+                   overrides: dict | None = None, model: CodecModel | None = None,
+                   prompt: Prompt = Prompt(), cache_dir=None, on_gop=None, on_step=None,
+                   log=None, progress=False, kbps: float | None = None,
+                   bpp: float | None = None, placement: Placement | None = None,
+                   size: tuple[int, int] | None = None, scale=None, fps=None):
+    """Encodes a clip; returns ``(core.Encoded, report dict)``.
+
+    ``kbps`` or ``bpp`` sets a target the file lands at or under
+    (:mod:`gvc_jax.codec.ratecontrol`: the coding's rate knob, the mode's side information and
+    its residual budget are chosen for it). ``size=(W, H)`` or a float ``scale`` resizes the clip
+    before coding (Lanczos); the stream records the coded size, which is what decodes.
+    ``scale="auto"`` (the command line's default when no size or rate is set) lets a model
+    that knows its own bound (the Gaussian prior) pick the scale and M that bring the bound to
+    :data:`AUTO_TARGET_DB` (:func:`_auto_quality`); otherwise a bound under
+    :data:`RECOGNISABLE_DB` is warned of. ``fps`` sets the source frame rate (kbps are counted at it). ``placement``: the
+    devices and the offload of the velocity model's weights (:mod:`gvc_jax.codec.placement`;
+    nothing of it is in the stream)."""
+    from gvc_jax.io.resize import resize_clip
+
+    model_name, mode, params = params_for(config, overrides, weights)
+    frames, fps_known = _frames_of(video)
+    fps_known, fps = (True, Fraction(fps)) if fps is not None else fps_known
+    frames = resize_clip(frames, size=size, scale=None if scale == "auto" else scale)
+    params = for_source(params, mode, frames, overrides)
+    model = model or load_model(model_name, weights, prompt, params, cache_dir=cache_dir,
+                                log=log, progress=progress, placement=placement)
+    frames, session, target, scaled = _plan(
+        frames, fps, model, params, mode, kbps=kbps, bpp=bpp,
+        auto=scale == "auto" and size is None, log=log)
+    params = session.params
+    _notices(frames, fps_known, fps, session, log)
+    bound = quality_bound(session)
+    if bound is not None and bound < RECOGNISABLE_DB and log:
+        log(f"warning: the embedded Gaussian prior reaches at most {bound:.1f} dB PSNR on "
+            f"{frames.shape[2]}x{frames.shape[1]} at this rate (its D_p bound): the output "
+            "will be unrecognisable; --scale, --kbps/--bpp or --weights DIR help")
     cost = cost_estimate(session)
     if log:
         log(_describe_cost(cost))
@@ -178,9 +280,11 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
     if target is not None:
         target["met"] = len(enc.data) <= target["bytes"]
         report["target"] = target
+    if scaled is not None:
+        report["auto_quality"] = scaled
     codec = enc.header["codec"]
     report.update({
-        "config": model.name, "mode": mode,
+        "config": config or detect_config(weights), "model": model.name, "mode": mode,
         "codec": {k: v for k, v in codec.items() if k not in ("mode", "M", "latent_frames")},
         "M": params.M, "gops": len(enc.gops), "prompt": prompt.text,
         "index_bits_per_gop": index_bits_per_gop(enc.header, model, params),
@@ -197,34 +301,35 @@ def compress_video(video, *, config: str | None = "gaussian", weights: str | Non
     return enc, report
 
 
-def compress_file(video, output: str, *, config: str | None = "gaussian", weights=None,
-                  overrides=None, recon_path=None, prompt: Prompt = Prompt(), cache_dir=None,
-                  on_gop=None, on_step=None, model=None, log=None, progress=False,
-                  kbps=None, bpp=None, placement=None) -> dict:
+def compress_file(video, output: str, *, recon_path=None, **kw) -> dict:
     """Compresses ``video`` (a :class:`gvc_jax.io.Video` or uint8 ``[T,H,W,3]``) into the .gvc
     file ``output`` (written atomically); returns the JSON report. ``recon_path`` also writes
-    the decoder's reconstruction (mp4, y4m or npy)."""
+    the decoder's reconstruction (mp4, y4m or npy). Keywords are :func:`compress_video`'s."""
     check_gvc_ext(output)
     if recon_path:
         check_video_ext(recon_path)
-    enc, report = compress_video(video, config=config, weights=weights, overrides=overrides,
-                                 model=model, prompt=prompt, cache_dir=cache_dir,
-                                 on_gop=on_gop, on_step=on_step, log=log, progress=progress,
-                                 kbps=kbps, bpp=bpp, placement=placement)
+    enc, report = compress_video(video, **kw)
     write_bytes_atomic(output, enc.data)
     if recon_path:
         from gvc_jax.io import write_video
-        write_video(recon_path, enc.recon, _frames_of(video)[1])
+        write_video(recon_path, enc.recon, Fraction(*enc.header["source"]["fps"]))
     report["output"] = output
     return report
 
 
 def _read_stream_file(path: str) -> bytes:
+    from gvc_jax.bitstream.errors import BitstreamError
+
     try:
         with open(path, "rb") as f:
             return f.read()
     except IsADirectoryError:
         raise UsageError(f"{path}: is a folder, expected a .gvc file") from None
+    except FileNotFoundError:
+        raise BitstreamError(f"{path}: no such file") from None
+    except OSError as e:
+        raise BitstreamError(f"{path}: cannot read ({e.strerror or type(e).__name__})") \
+            from None
 
 
 def _named(path: str, fn):
@@ -263,7 +368,17 @@ def decode_bytes(data: bytes, *, weights: str | None = None, dtype: str | None =
         return load_model(name, weights, prompt, p, cache_dir=cache_dir, log=log,
                           progress=progress, placement=placement)
 
-    return core.decompress(data, load, on_gop=on_gop, on_step=on_step)
+    def check_weights(want: dict):
+        if want["config"] in (models or {}):
+            return                  # a loaded model: load() returns it, check_model compares
+        try:
+            got = model_fingerprint(want["config"], weights, cache_dir=cache_dir, log=log)
+        except UsageError as e:      # the file names a model this build cannot run
+            raise ModelMismatchError(str(e)) from None
+        stream.check_model(want, want["config"], got)
+
+    return core.decompress(data, load, on_gop=on_gop, on_step=on_step,
+                           check_weights=check_weights)
 
 
 def decompress_file(path: str, output: str, *, weights: str | None = None, dtype=None,
@@ -297,8 +412,11 @@ def stream_progress_steps(path: str) -> int | None:
 def info(path: str) -> dict:
     """The header of a .gvc file as a dict, with its prompt and rate report."""
     data = _read_stream_file(path)
-    header, _, prompt, _ = _named(path, lambda: stream.read_stream(data))
+    from gvc_jax.codec.presets import matching
+
+    header, params, prompt, _ = _named(path, lambda: stream.read_stream(data))
     out = dict(header)
+    out["preset"] = matching(header["model"]["config"], header["codec"]["mode"], params)
     if prompt.payload():
         out["prompt"] = {"text": prompt.text, "negative": prompt.negative}
     out["file"] = rate_report(header, data)

@@ -143,6 +143,31 @@ def _wan(name: str):
     return load
 
 
+def _wan_fingerprint(name: str):
+    kind, variant = WAN[name]
+
+    def fingerprint(weights: str | None, *, cache_dir=None, log=None) -> str:
+        from gvc_jax.weights import wan
+
+        if not weights:
+            raise UsageError(f"config {name!r} needs --weights: the Wan 2.1 {kind.upper()} "
+                             "folder you downloaded (official or diffusers layout)")
+        wan.architecture(weights, kind=kind, expect=variant)
+        return wan.fingerprint(weights, cache_dir=cache_dir, log=log)
+    return fingerprint
+
+
+def _gaussian_fingerprint(weights: str | None, **_) -> str:
+    from gvc_jax.models.gaussian import GaussianPrior
+    from gvc_jax.weights.sources import CheckpointError
+
+    try:
+        return (GaussianPrior(path=weights) if weights else GaussianPrior()).fingerprint
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise CheckpointError(f"{weights}: not a usable gaussian prior stats file ({e})") \
+            from None
+
+
 def unit_variance_error_fn(shape_cthw):
     """rcc's planning curve for a model without a calibrated one (docs/rcc.md, "As a stream
     coding"): the linear estimator's error of unit-variance latents, C H W t^2/((1-t)^2 + t^2)
@@ -156,6 +181,8 @@ def unit_variance_error_fn(shape_cthw):
 
 _LOADERS: dict[str, Callable[..., CodecModel]] = {"gaussian": _gaussian,
                                                   **{n: _wan(n) for n in WAN}}
+_FINGERPRINTS: dict[str, Callable[..., str]] = {"gaussian": _gaussian_fingerprint,
+                                                **{n: _wan_fingerprint(n) for n in WAN}}
 
 
 def available_configs() -> list[str]:
@@ -175,6 +202,17 @@ def load_model(config: str, weights: str | None = None, prompt: Prompt = Prompt(
     raise UsageError(f"unknown config {config!r}; available: {', '.join(available_configs())}")
 
 
+def model_fingerprint(config: str, weights: str | None = None, *, cache_dir=None,
+                      log=None) -> str:
+    """The fingerprint ``load_model(config, weights)`` would give, converting nothing and
+    writing nothing (a Wan folder's architecture is checked first, from its config files):
+    the decoder refuses other weights with it before loading them."""
+    if config not in _FINGERPRINTS:
+        raise UsageError(f"unknown config {config!r}; available: "
+                         f"{', '.join(available_configs())}")
+    return _FINGERPRINTS[config](weights, cache_dir=cache_dir, log=log)
+
+
 def detect_config(weights: str | None) -> str:
     """The preset for a ``--weights`` path when ``--config`` is not given: the Wan preset the
     folder holds, else the embedded prior, sized for the machine (``gaussian-fast`` on a CPU,
@@ -184,6 +222,9 @@ def detect_config(weights: str | None) -> str:
     from gvc_jax.weights import folder as wf
     from gvc_jax.weights.sources import CheckpointError
 
+    if not os.path.exists(weights):
+        raise CheckpointError(f"{weights}: does not exist (--weights takes a Wan 2.1 folder or "
+                              "a gaussian prior .npz)")
     if not os.path.isdir(weights):
         raise CheckpointError(f"{weights}: --weights takes a Wan 2.1 folder or a gaussian prior "
                               ".npz")

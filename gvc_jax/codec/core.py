@@ -103,15 +103,15 @@ def compress(frames: np.ndarray, fps: Fraction, model, params, *, mode: str = "t
 def decompress(data: bytes, load: Callable[[str, Prompt, object], object], *,
                on_gop: Callable[[int, int, str], None] | None = None,
                on_step: Callable[[int], None] | None = None,
-               check_fingerprint: Callable[[str], None] | None = None
+               check_weights: Callable[[dict], None] | None = None
                ) -> tuple[np.ndarray, Fraction, dict]:
     """Decodes .gvc bytes; ``load(config_name, prompt, params)`` supplies the model.
-    ``check_fingerprint(fingerprint)``, when given, runs before the model is loaded (it
+    ``check_weights(header["model"])``, when given, runs before the model is loaded (it
     refuses other weights without converting them)."""
     header, params, prompt, by_tag = stream.read_stream(data)
     stream.check_chunks(header, by_tag)
-    if check_fingerprint is not None:
-        check_fingerprint(header["model"]["fingerprint"])
+    if check_weights is not None:
+        check_weights(header["model"])
     try:
         model = load(header["model"]["config"], prompt, params)
     except UsageError as e:   # the file names a model this build cannot run

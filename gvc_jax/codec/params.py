@@ -185,9 +185,10 @@ def add_cli_flags(parser) -> None:
     preset."""
     for f in flag_fields():
         kw = {"choices": f.metadata["choices"]} if f.metadata["choices"] else {}
+        text = f.metadata["help"]
         parser.add_argument("--" + f.name.replace("_", "-"), type=F.type_of(f), dest=f.name,
-                            default=None, help=f.metadata["help"] + " (default: the preset's)",
-                            **kw)
+                            default=None, help=text if "default" in text
+                            else text + " (default: the preset's)", **kw)
 
 
 def overrides_from_args(args) -> dict:

@@ -128,15 +128,15 @@ def check_chunks(header: dict, by_tag: dict[str, list[bytes]]) -> None:
             raise BitstreamError(f"unexpected chunk {tag!r} in a {mode.name} stream")
 
 
-def check_model(header: dict, model) -> None:
-    want = header["model"]
-    if want["config"] != model.name:
+def check_model(want: dict, name: str, fingerprint: str) -> None:
+    """The header's ``model`` entry against a model's config name and fingerprint."""
+    if want["config"] != name:
         raise ModelMismatchError(f"bitstream was made with config {want['config']!r}, "
-                                 f"not {model.name!r}")
-    if want["fingerprint"] != model.fingerprint:
+                                 f"not {name!r}")
+    if want["fingerprint"] != fingerprint:
         raise ModelMismatchError(
             f"model fingerprint mismatch: bitstream {want['fingerprint'][:16]}…, "
-            f"loaded weights {model.fingerprint[:16]}… (wrong or modified weights)")
+            f"the weights {fingerprint[:16]}… (wrong or modified weights)")
 
 
 def open_stream(header: dict, params, model, by_tag: dict[str, list[bytes]]
@@ -145,7 +145,7 @@ def open_stream(header: dict, params, model, by_tag: dict[str, list[bytes]]
     the encoder would plan for this source and model."""
     mode = registry.mode(header["codec"]["mode"])()
     check_chunks(header, by_tag)
-    check_model(header, model)
+    check_model(header["model"], model.name, model.fingerprint)
     src, coded = header["source"], header["coded"]
     try:
         gops = mode.plan(src["frames"], params, model.geometry)

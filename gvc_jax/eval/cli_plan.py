@@ -21,10 +21,12 @@ def _floats(text: str, what: str) -> list[float]:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"(\d+)[xX](\d+)", text.strip())
-    if not m or int(m[1]) < 1 or int(m[2]) < 1:
-        raise UsageError(f"--size: expected WIDTHxHEIGHT like 1280x720, got {text!r}")
-    return int(m[1]), int(m[2])
+    from gvc_jax.io.resize import parse_size as parse
+
+    try:
+        return parse(text)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def parse_ladder(text: str) -> tuple[str, list[dict]]:

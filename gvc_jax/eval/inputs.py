@@ -1,4 +1,4 @@
-"""Evaluation inputs: video lists, UVG-style raw ``.yuv`` and Lanczos resizing.
+"""Evaluation inputs: video lists, UVG-style raw ``.yuv`` and resizing (:mod:`gvc_jax.io.resize`).
 
 A raw ``.yuv`` file carries no header, so its geometry comes from its name in the
 UVG convention, e.g. ``Beauty_1920x1080_120fps_420_8bit_YUV.yuv``: planar 4:2:0,
@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from gvc_jax.io import FFMPEG_EXTS, Video, VideoIOError, read_video
+from gvc_jax.io.resize import resize_lanczos
 
 VIDEO_EXTS = FFMPEG_EXTS + (".y4m", ".yuv", ".npy")
 LIST_EXTS = (".txt", ".lst")
@@ -130,18 +131,6 @@ def _read_yuv(path: str, max_frames: int | None) -> Video:
         raise VideoIOError(f"{path}: ffmpeg returned {len(out)} bytes for {n} frames")
     frames = np.frombuffer(out, np.uint8).reshape(n, spec.height, spec.width, 3)
     return Video(frames.copy(), spec.fps)
-
-
-def resize_lanczos(frames: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Per-frame Lanczos (a=3) resize of uint8 RGB frames with Pillow."""
-    from PIL import Image
-
-    if frames.shape[1:3] == (height, width):
-        return frames
-    out = np.empty((frames.shape[0], height, width, 3), np.uint8)
-    for i, f in enumerate(frames):
-        out[i] = np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.LANCZOS))
-    return out
 
 
 def load_video(path: str, *, frames: int | None = None,

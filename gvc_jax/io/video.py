@@ -30,10 +30,12 @@ MP4_CRF = 12
 
 @dataclasses.dataclass(frozen=True)
 class Video:
-    """Decoded video: ``frames`` uint8 [T, H, W, 3] RGB and an exact frame rate."""
+    """Decoded video: ``frames`` uint8 [T, H, W, 3] RGB and an exact frame rate
+    (``fps_known``: False where the file carries none and :data:`DEFAULT_PNG_FPS` stands)."""
 
     frames: np.ndarray
     fps: fractions.Fraction
+    fps_known: bool = True
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -151,14 +153,17 @@ def _read_png_dir(path: str, max_frames: int | None, fps) -> Video:
         if frames and im.shape != frames[0].shape:
             raise VideoIOError(f"{path}: frame {n} is {list(im.shape)}, first frame is {list(frames[0].shape)}")
         frames.append(im)
-    return Video(np.stack(frames), _to_fraction(fps) if fps is not None else DEFAULT_PNG_FPS)
+    if fps is None:
+        return Video(np.stack(frames), DEFAULT_PNG_FPS, fps_known=False)
+    return Video(np.stack(frames), _to_fraction(fps))
 
 
 def read_video(path: str | os.PathLike, max_frames: int | None = None, fps=None) -> Video:
     """Decode a video into uint8 RGB frames.
 
-    ``max_frames`` reads only the first N frames. ``fps`` sets the rate of a PNG folder or .npy (which
-    carry none; default 25) and is ignored otherwise.
+    ``max_frames`` reads only the first N frames. ``fps`` sets the rate of a PNG folder or .npy
+    (which carry none; default 25, with ``fps_known`` False) and overrides a file's own rate
+    otherwise.
     """
     path = os.fspath(path)
     if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
@@ -167,11 +172,16 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None, fps=None)
         raise VideoIOError(f"{path}: no such file or folder")
     if os.path.isdir(path):
         return _read_png_dir(path, max_frames, fps)
+    v = _read_file(path, max_frames)
+    return v if fps is None else Video(v.frames, _to_fraction(fps))
+
+
+def _read_file(path: str, max_frames: int | None) -> Video:
     ext = os.path.splitext(path)[1].lower()
     try:
         if ext == ".npy":
             v = _read_npy(path, max_frames)
-            return Video(v.frames, _to_fraction(fps)) if fps is not None else v
+            return Video(v.frames, v.fps, fps_known=False)
         if ext == ".y4m":
             frames, rate = read_y4m(path, max_frames)
             return Video(frames, rate)

@@ -54,6 +54,9 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable or has unexpected content."""
 
 
+INCOMPLETE = "an incomplete download? Download the file again"
+
+
 @dataclasses.dataclass
 class Checkpoint:
     """The tensors of one checkpoint, listed lazily: ``path`` (the file or folder read, or a
@@ -84,12 +87,13 @@ def _safetensors_header(path: str) -> tuple[dict, int]:
     with _open_rb(path) as f:
         raw = f.read(8)
         if len(raw) != 8:
-            raise CheckpointError(f"{path}: truncated safetensors header")
+            raise CheckpointError(f"{path}: truncated safetensors header: {INCOMPLETE}")
         n = int.from_bytes(raw, "little")
         if n <= 0 or n > 100 * 2**20:
             raise CheckpointError(f"{path}: implausible safetensors header size {n}")
         if 8 + n > os.fstat(f.fileno()).st_size:
-            raise CheckpointError(f"{path}: truncated safetensors header ({n} bytes declared)")
+            raise CheckpointError(f"{path}: truncated safetensors header ({n} bytes declared): "
+                                  f"{INCOMPLETE}")
         try:
             header = json.loads(f.read(n))
         except (ValueError, RecursionError) as e:
@@ -119,7 +123,8 @@ def _tensor_entry(path: str, key: str, info, data_bytes: int):
         raise CheckpointError(f"{path}: tensor {key!r} has malformed data_offsets {offs!r}"[:300])
     start, stop = offs
     if stop > data_bytes:
-        raise CheckpointError(f"{path}: tensor {key!r} runs past the end of the file")
+        raise CheckpointError(f"{path}: tensor {key!r} runs past the end of the file: "
+                              f"{INCOMPLETE}")
     numel = 1
     for s in shape:
         numel *= s
@@ -305,6 +310,11 @@ def _flatten_tensors(obj, prefix="") -> Iterator[tuple[str, _LazyTensor]]:
             yield from _flatten_tensors(v, f"{prefix}.{k}" if prefix else str(k))
 
 
+def _one_line(e: Exception) -> str:
+    """An exception as one line of at most 200 characters."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+
+
 def iter_torch_zip(path: str, subtree: str | None = None) -> Iterator[tuple[str, Loader]]:
     """Yields tensors of a PyTorch zip checkpoint without executing pickle code.
 
@@ -329,8 +339,7 @@ def iter_torch_zip(path: str, subtree: str | None = None) -> Iterator[tuple[str,
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     except Exception as e:  # malformed archive or pickle stream (RecursionError included)
-        raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: "
-                              f"{str(e)[:200]})") from None
+        raise CheckpointError(f"{path}: corrupt checkpoint ({_one_line(e)})") from None
     if subtree is not None and not (isinstance(obj, dict) and subtree in obj):
         raise CheckpointError(f"{path}: no {subtree!r} entry")
     for key, t in items:
@@ -432,25 +441,30 @@ def iter_torch_legacy(path: str) -> Iterator[tuple[str, Loader]]:
                 if len(head) != 8 or int.from_bytes(head, "little", signed=True) != numel:
                     raise CheckpointError(f"storage {key} has a bad size record")
                 if numel * dtype.itemsize > size - f.tell():  # before reading (allocating)
-                    raise CheckpointError(f"storage {key} is truncated")
+                    raise CheckpointError(f"storage {key} is truncated: {INCOMPLETE}")
                 raw = f.read(numel * dtype.itemsize)
                 if len(raw) != numel * dtype.itemsize:
-                    raise CheckpointError(f"storage {key} is truncated")
+                    raise CheckpointError(f"storage {key} is truncated: {INCOMPLETE}")
                 blobs.data[str(key)] = raw
             items = list(_flatten_tensors(obj))
         except CheckpointError as e:
             raise CheckpointError(f"{path}: {e}") from None
         except Exception as e:  # malformed stream (RecursionError included)
-            raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: "
-                                  f"{str(e)[:200]})") from None
+            raise CheckpointError(f"{path}: corrupt checkpoint ({_one_line(e)})") from None
     for key, t in items:
         yield key, TensorRef(t.size, t.storage.dtype, t.load)
 
 
 def iter_torch_any(path: str) -> Iterator[tuple[str, Loader]]:
-    """Zip-format or old-style ``.pth``, read without running pickled code."""
+    """Zip-format or old-style ``.pth``, read without running pickled code. A zip archive
+    whose end (the central directory) is missing is reported as a likely incomplete
+    download."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such file")
     if zipfile.is_zipfile(path):
         return iter_torch_zip(path)
+    with _open_rb(path) as f:
+        if f.read(4) == b"PK\x03\x04":
+            raise CheckpointError(f"{path}: a zip archive without its end "
+                                  f"({os.path.getsize(path)} bytes): {INCOMPLETE}")
     return iter_torch_legacy(path)

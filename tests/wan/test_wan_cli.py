@@ -12,6 +12,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -69,10 +70,18 @@ def test_official_round_trip_gvcc_accounting(wan_official_folder, wan_official_f
     assert rc == 0, err
     np.testing.assert_array_equal(np.load(tmp_path / "dec.npy"), np.load(tmp_path / "recon.npy"))
 
+    # Other weights are refused before anything is converted: in seconds, with a fresh cache
+    # left empty (the folder's fingerprint comes from a read-only pass).
+    fresh = tmp_path / "fresh_cache"
+    t0 = time.perf_counter()
     rc, _, err = _gvc(capsys, "decompress", tmp_path / "a.gvc", "-o", tmp_path / "bad.npy",
-                      "--weights", wan_official_folder_other, "--cache-dir", cache)
+                      "--weights", wan_official_folder_other, "--cache-dir", fresh)
+    seconds = time.perf_counter() - t0
     assert rc == 3 and "fingerprint mismatch" in _error(err)
     assert not (tmp_path / "bad.npy").exists()
+    assert not fresh.exists() or not any(p.is_file() for p in fresh.rglob("*")), \
+        sorted(fresh.rglob("*"))
+    assert seconds < 20, seconds         # a load would convert and jit three models first
 
 
 def test_diffusers_round_trip_with_prompt(wan_diffusers_folder, wan_diffusers_folder_other,
