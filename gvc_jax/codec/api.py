@@ -363,7 +363,8 @@ def decode_bytes(data: bytes, *, weights: str | None = None, dtype: str | None =
     def load(name, prompt, params):
         p = params.replace(dtype=dtype) if dtype else params
         m = (models or {}).get(name)
-        if m is not None and m.prompt == prompt and m.dtype == p.dtype:
+        if m is not None and m.prompt == prompt and m.dtype == p.dtype and \
+                m.text_len == p.text_len:
             return m
         return load_model(name, weights, prompt, p, cache_dir=cache_dir, log=log,
                           progress=progress, placement=placement)

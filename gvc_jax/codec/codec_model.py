@@ -41,6 +41,7 @@ class CodecModel:
     prompt: Prompt = Prompt()
     text_conditioned: bool = False
     dtype: str = "float32"
+    text_len: int = 512                              # the prompt contexts' length
     autoencoder: Any = None                          # the autoencoder object, where there is one
     conditioner: Any = None                          # I2V/FLF2V: (first, last, frames) -> cond
     error_fn: Any = None     # rcc: latent shape -> t -> expected per-frame denoising error
@@ -85,8 +86,12 @@ class CodecModel:
         if params.dtype != self.dtype:
             raise UsageError(f"the model was loaded in {self.dtype}, the parameters ask for "
                              f"{params.dtype}")
-        if not self.text_conditioned and (params.guidance != 1.0 or self.prompt.payload()):
-            raise UsageError(f"config {self.name!r} takes no prompt or guidance")
+        if self.text_conditioned and params.text_len != self.text_len:
+            raise UsageError(f"the model was loaded with {self.text_len}-token prompt "
+                             f"contexts, the parameters ask for {params.text_len}")
+        if not self.text_conditioned and (params.guidance != 1.0 or self.prompt.payload()
+                                          or params.text_len != 512):
+            raise UsageError(f"config {self.name!r} takes no prompt, guidance or text length")
 
 
 # ------------------------------------------------------------------ loaders
@@ -132,12 +137,13 @@ def _wan(name: str):
                              "folder you downloaded (official or diffusers layout)")
         got = wan.load(weights, prompt=prompt.text, negative=prompt.negative,
                        guidance=params.guidance, dtype=params.dtype, cache_dir=cache_dir,
-                       expect=variant, log=log, progress=progress, kind=kind)
+                       expect=variant, log=log, progress=progress, kind=kind,
+                       text_len=params.text_len)
         vae = got.vae
         return CodecModel(name=name, fingerprint=got.fingerprint, module=got.module,
                           encode=vae.encode, decode=vae.decode_uint8, geometry=got.geometry,
                           cond=got.cond, prompt=prompt, text_conditioned=True,
-                          dtype=params.dtype, autoencoder=vae, conditioner=got.conditioner,
+                          dtype=params.dtype, text_len=params.text_len, autoencoder=vae, conditioner=got.conditioner,
                           error_fn=unit_variance_error_fn,
                           info={"parts": got.parts, **got.info}, placement=placement)
     return load

@@ -34,6 +34,9 @@ class Common:
         choices=tuple(registry.CODINGS), omit_default=True)
     dtype: str = param("float32", "compute dtype of the velocity model (the decoder uses the "
                                   "same)", choices=DTYPES, flag=False)
+    text_len: int = param(512, "tokens of the prompt context a text-conditioned model sees: "
+                               "the prompt's, then zeros (Wan's own 512; GVCC's T2V wrapper "
+                               "pads to 226)", lo=1, hi=4096, omit_default=True)
 
 
 # Header fields older streams may lack; they take their defaults (what those builds ran).

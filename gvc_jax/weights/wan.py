@@ -139,10 +139,12 @@ def text_contexts(root: str, prompts: list[str], *, seq_len: int, dtype: str, ca
 def load(root: str, *, prompt: str = "", negative: str = "", guidance: float = 1.0,
          dtype: str = "float32", cache_dir=None, expect: str | None = None,
          log: Callable[[str], None] | None = None, progress: bool = False,
-         kind: str = "t2v") -> Loaded:
+         kind: str = "t2v", text_len: int | None = None) -> Loaded:
     """Everything the codec needs from a Wan 2.1 folder (either layout) of model type ``kind``
     (t2v, i2v or flf2v; the image modes also load the CLIP image encoder). ``expect`` names
-    the ``configs.wan_dit`` preset the DiT must match (see :func:`architecture`)."""
+    the ``configs.wan_dit`` preset the DiT must match (see :func:`architecture`). ``text_len``:
+    the prompt contexts' length (default the DiT config's, 512 for Wan 2.1; GVCC's T2V
+    wrapper uses 226)."""
     import jax.numpy as jnp
 
     from gvc_jax.weights.progress import jnp_dtype
@@ -152,8 +154,8 @@ def load(root: str, *, prompt: str = "", negative: str = "", guidance: float = 1
     t0 = time.perf_counter()
     prompts = [prompt] + ([negative] if guidance != 1.0 else [])
     ctxs, t5_fp, tok_fp, info["umt5"] = text_contexts(
-        root, prompts, seq_len=cfg.text_len, dtype=dtype, cache_dir=cache_dir, log=log,
-        progress=progress)
+        root, prompts, seq_len=text_len or cfg.text_len, dtype=dtype, cache_dir=cache_dir,
+        log=log, progress=progress)
     info["text_seconds"] = time.perf_counter() - t0
     info["vae"], info["dit"] = {}, {}
     vae, vae_fp = wvae.load(root, dtype="float32", cache_dir=cache_dir, log=log,

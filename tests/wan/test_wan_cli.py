@@ -241,3 +241,32 @@ def test_shard_flag_codes_the_same_stream_over_8_devices(wan_official_folder, ca
                         wan_official_folder, "--cache-dir", cache, "--shard", "wan-tp", *fast)
     assert p.returncode == 2 and "heads" in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert not (tmp_path / "bad.gvc").exists()
+
+
+def test_text_len_is_a_header_field(wan_official_folder, cache, tmp_path, capsys):
+    """--text-len 226 (GVCC's T2V wrapper) pads the prompt context to 226 tokens: it is in the
+    header, it changes the stream, and the decoder replays it; 512 streams carry no field."""
+    src = tmp_path / "src.npy"
+    np.save(src, _clip(5, 16, 16))
+    fast = ["--K", "4096", "--M", "16", "--steps", "4", "--sde-steps", "3", "--prompt", "a fox"]
+    streams = {}
+    for n in (512, 226):
+        rc, _, err = _gvc(capsys, "compress", src, "-o", tmp_path / f"{n}.gvc", "--weights",
+                          wan_official_folder, "--cache-dir", cache, "--recon",
+                          tmp_path / f"{n}.npy", "--text-len", n, *fast)
+        assert rc == 0, err
+        rc, out, _ = _gvc(capsys, "info", tmp_path / f"{n}.gvc")
+        streams[n] = (json.loads(out)["codec"], (tmp_path / f"{n}.gvc").read_bytes())
+    assert "text_len" not in streams[512][0] and streams[226][0]["text_len"] == 226
+    from gvc_jax.bitstream import container
+    idx = {n: [p for t, p in container.read_gvc(b)[1] if t == "IDX "] for n, (_, b) in
+           streams.items()}
+    assert idx[512] != idx[226]                            # other choices ...
+    assert not np.array_equal(np.load(tmp_path / "512.npy"), np.load(tmp_path / "226.npy"))
+    rc, _, err = _gvc(capsys, "decompress", tmp_path / "226.gvc", "-o", tmp_path / "d.npy",
+                      "--weights", wan_official_folder, "--cache-dir", cache)
+    assert rc == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "d.npy"), np.load(tmp_path / "226.npy"))
+    rc, _, err = _gvc(capsys, "compress", src, "-o", tmp_path / "g.gvc", "--config", "gaussian",
+                      "--text-len", "226")
+    assert rc == 2 and "text length" in _error(err)
