@@ -15,7 +15,7 @@ import zlib
 import pytest
 
 from gvc_jax.bitstream import MAGIC, BitstreamError, indices
-from gvc_jax.codec import core
+from gvc_jax.codec import stream
 
 LIMIT = 50 * 2**20
 FP = "0123456789abcdef" * 4
@@ -81,7 +81,7 @@ def test_huge_header_claims_are_refused(over, match):
     else:
         h = _header(**over)
     data = _file(h)
-    _refused_flat(lambda: core.read_stream(data), match)
+    _refused_flat(lambda: stream.read_stream(data), match)
 
 
 def test_more_chunks_than_the_file_holds():
@@ -90,13 +90,13 @@ def test_more_chunks_than_the_file_holds():
     # a chunk length far beyond the file: refused before its payload is read
     for n in (2**30, 2**30 - 1, 10**6):
         data = _file(h, _chunk(b"IDX ", idx, length=n), end=False)
-        _refused_flat(lambda: core.read_stream(data), r"too large|truncated")
+        _refused_flat(lambda: stream.read_stream(data), r"too large|truncated")
     # a GOP number beyond the header's GOP table
     data = _file(h, _chunk(b"IDX ", b"\x00\x00\x03\xe8" + b"\x00" * 3))
-    _refused_flat(lambda: core.read_stream(data), r"GOP 1000 does not exist")
+    _refused_flat(lambda: stream.read_stream(data), r"GOP 1000 does not exist")
     # many GOPs claimed, the file ends after the header
     data = _file(h, end=False)
-    _refused_flat(lambda: core.read_stream(data), r"truncated: no END chunk")
+    _refused_flat(lambda: stream.read_stream(data), r"truncated: no END chunk")
 
 
 def test_index_arrays_are_bounded_before_allocation():
@@ -112,4 +112,4 @@ def test_index_arrays_are_bounded_before_allocation():
 def test_huge_header_payload_claim_is_refused():
     head = b"HEAD" + struct.pack(">I", 2**31)
     data = MAGIC + b"\x00\x01" + head + b"{}"
-    _refused_flat(lambda: core.read_stream(data), r"header too large")
+    _refused_flat(lambda: stream.read_stream(data), r"header too large")
