@@ -76,7 +76,7 @@ def _seconds(entry: dict, t: FitTarget) -> float | None:
 def fit(target: str, config: str, size, frames: int | None = None, *, mode: str | None = None,
         shard: str | None = None, weights: str | None = None, overrides: dict | None = None,
         models: dict | None = None, programs: Sequence[str] | None = None,
-        log: Callable[[str], None] | None = None) -> dict:
+        memo: dict | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Compiles one GOP's programs of codec preset ``config`` at ``size`` (WxH) for ``target``
     (:data:`gvc_jax.fit.targets.NAMES`) and returns the fit report (docs/fit.md, "Report").
 
@@ -84,7 +84,9 @@ def fit(target: str, config: str, size, frames: int | None = None, *, mode: str 
     ``configs/sharding.py`` for the DiT programs (default ``wan-fsdp`` on several chips).
     ``weights``: a Wan folder whose config files give the architecture. ``models``: config
     names overriding parts (``{"dit": "tiny-t2v", "vae": "tiny", "t5": "tiny"}``).
-    ``programs``: a subset of :data:`PROGRAMS`.
+    ``programs``: a subset of :data:`PROGRAMS`. ``memo``: a dict shared between calls; a
+    program already compiled for the same chip, placement and arguments is taken from it
+    (marked ``"reused": true``), e.g. the VAE of several DiT configurations.
     """
     t = get(target)
     w, h = parse_size(size)
@@ -115,7 +117,13 @@ def fit(target: str, config: str, size, frames: int | None = None, *, mode: str 
     for p in plist:
         if log:
             log(f"compiling {p.name} ({p.placement}) for {t.name}")
-        e = measure.compile_program(p, t, t.capacity_bytes)
+        key = _memo_key(p, t)
+        if memo is not None and key in memo:
+            e = dict(memo[key], reused=True)
+        else:
+            e = measure.compile_program(p, t, t.capacity_bytes)
+            if memo is not None:
+                memo[key] = dict(e)
         if not p.name.startswith("dit") and p.name != "umt5":
             e["dit_weights_bytes_per_chip"] = dit_weights
         e["resident_bytes"] = _resident(e, t.capacity_bytes)
@@ -125,6 +133,15 @@ def fit(target: str, config: str, size, frames: int | None = None, *, mode: str 
         entries.append(e)
     return _report(t, devs, config, model, mode, params, (w, h), coded, hw, latent, shard,
                    entries)
+
+
+def _memo_key(p, t: FitTarget) -> str:
+    """What makes two compiles the same: chip, placement, program and its abstract arguments."""
+    chip = (t.platform, t.topology.split(":")[0] if t.topology else t.device_kind,
+            t.capacity_bytes)
+    leaves = [(tuple(x.shape), str(x.dtype), str(getattr(x, "sharding", "")))
+              for x in jax.tree.leaves(p.args) if hasattr(x, "shape")]
+    return repr((chip, p.name, p.placement, p.devices, leaves, sorted(p.kwargs.items())))
 
 
 def _need(e: dict) -> int:

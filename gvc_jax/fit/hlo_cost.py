@@ -79,8 +79,10 @@ def _call_args(rest: str) -> tuple[str, str, str]:
 
 
 def parse(text: str) -> tuple[dict, str]:
-    """``({computation: [(name, shape, opcode, operands, attrs)]}, entry name)``."""
+    """``({computation: [(name, shape, opcode, operands, attrs)]}, entry name)``; a
+    computation's root instruction is its last entry."""
     comps: dict[str, list] = {}
+    roots: dict[str, tuple] = {}
     entry, cur = None, None
     for line in text.splitlines():
         m = _COMP.match(line)
@@ -97,7 +99,15 @@ def parse(text: str) -> tuple[dict, str]:
             continue
         shape, rest = _split_shape(line[mi.end():])
         op, operands, attrs = _call_args(rest)
-        comps[cur].append((mi[2], shape, op, _NAME.findall(operands), attrs))
+        if op == "parameter":            # keep its number: "parameter(3)"
+            attrs = f"number={operands.strip()} " + attrs
+        inst = (mi[2], shape, op, _NAME.findall(operands), attrs)
+        if mi[1]:
+            roots[cur] = inst
+        else:
+            comps[cur].append(inst)
+    for c, inst in roots.items():
+        comps[c].append(inst)
     return comps, entry
 
 
@@ -113,18 +123,39 @@ def _callees(attrs: str) -> list[tuple[str, str]]:
     return out
 
 
+def _loop_compare(comps, cond: str):
+    """``(induction operand, bound operand)`` names of a condition's root ``a < b``, seen
+    through a fusion that wraps the compare (XLA:CPU does)."""
+    root = comps[cond][-1] if comps.get(cond) else None
+    if root is None:
+        return None
+    if root[2] == "fusion":
+        callee = re.search(r"\bcalls=%([\w.\-]+)", root[4])
+        inner = comps.get(callee[1]) if callee else None
+        if not inner or inner[-1][2] != "compare" or "direction=LT" not in inner[-1][4]:
+            return None
+        params = {n: int(re.search(r"number=(\d+)", at)[1]) for n, _, o, _, at in inner
+                  if o == "parameter"}
+        try:
+            return tuple(root[3][params[x]] for x in inner[-1][3][:2])
+        except (KeyError, IndexError):
+            return None
+    if root[2] == "compare" and "direction=LT" in root[4]:
+        return tuple(root[3][:2])
+    return None
+
+
 def _trip_count(comps, consts, cond: str, init_operands: list[str], defs) -> int | None:
     """Trip count of a while loop from its condition ``gte(i) < c`` and the start of i."""
-    insts = {n: (s, o, a, at) for n, s, o, a, at in comps.get(cond, [])}
-    root = comps.get(cond, [])[-1] if comps.get(cond) else None
-    if root is None or root[2] != "compare" or "direction=LT" not in root[4]:
+    pair = _loop_compare(comps, cond)
+    if pair is None:
         return None
-    a, b = root[3][:2]
+    a, b = pair
     bound = consts.get(b)
-    ind = insts.get(a)
-    if bound is None or ind is None or ind[1] != "get-tuple-element":
+    ind = defs.get(a)
+    if bound is None or ind is None or ind[2] != "get-tuple-element":
         return None
-    idx = re.search(r"index=(\d+)", ind[3])
+    idx = re.search(r"index=(\d+)", ind[4])
     start = 0
     if idx and init_operands:
         tup = defs.get(init_operands[0])
