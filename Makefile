@@ -16,11 +16,12 @@ $(BIN)/python:
 venv-demo: $(BIN)/python
 	$(PIP) install -q -e ".[demo]"
 
+# The tpu extra brings libtpu, so the tests compile for TPU topologies (tests/test_fit.py).
 # wan22 (the official Wan code) must be installed without its dependencies:
 # they pin a CUDA torch and packages that do not build here. lpips is installed
 # the same way: only its shipped linear-head weights are read, never its code.
 venv-test: $(BIN)/python
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,tpu]"
 	$(PIP) install -q --no-deps $(WAN22) $(LPIPS)
 
 venv-eval: $(BIN)/python
