@@ -8,6 +8,7 @@ table to ``--out`` (JSON, with the command that made it).
     pip install "gvc-jax[tpu]"
     python bench/fit_tpu.py --out bench/results/fit_tpu.json          # every case
     python bench/fit_tpu.py --cases 13b-480p-v5e1 --out /tmp/fit.json  # one case
+    python bench/fit_tpu.py --merge a.json b.json --out bench/results/fit_tpu.json
 """
 from __future__ import annotations
 
@@ -44,12 +45,29 @@ def summary_row(name: str, r: dict) -> dict:
             "estimate_seconds_per_gop": r["estimate_seconds_per_gop"]}
 
 
+def merge(paths, out_path, argv) -> int:
+    from gvc_jax.fileutil import write_bytes_atomic
+
+    runs = [json.load(open(p)) for p in paths]
+    out = {"command": "python bench/fit_tpu.py " + " ".join(argv or sys.argv[1:]),
+           "commands": [r["command"] for r in runs], "note": runs[0]["note"],
+           "summary": [row for r in runs for row in r["summary"]],
+           "reports": {k: v for r in runs for k, v in r["reports"].items()},
+           "seconds": sum(r["seconds"] for r in runs)}
+    write_bytes_atomic(out_path, (json.dumps(out, indent=1) + "\n").encode())
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
     ap.add_argument("--programs", default=None, help="comma-separated subset of programs")
+    ap.add_argument("--merge", nargs="+", default=None,
+                    help="combine the JSON files of earlier runs (run in parallel) into --out")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out, argv)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     from gvc_jax.fileutil import write_bytes_atomic
     from gvc_jax.fit import fit, format_table
