@@ -12,7 +12,9 @@ from typing import Callable, Sequence
 
 import jax
 
-from gvc_jax.fit import measure, programs as progs
+from gvc_jax.fit.measure import compile_program
+from gvc_jax.fit.programs import (dit_programs, encoder_programs, gop_latent_shape,
+                                  model_configs, vae_programs)
 from gvc_jax.fit.targets import FitError, FitTarget, devices, get
 
 DEFAULT_SHARD = "wan-fsdp"        # the table a multi-chip target uses unless one is named
@@ -101,15 +103,15 @@ def fit(target: str, config: str, size, frames: int | None = None, *, mode: str 
     devs = devices(t)
     if len(devs) > 1 and not shard:
         shard = DEFAULT_SHARD
-    cfgs = progs.model_configs(model, weights=weights, names=models)
-    coded, hw, latent = progs.gop_latent_shape(cfgs, params.gop_frames, h, w)
+    cfgs = model_configs(model, weights=weights, names=models)
+    coded, hw, latent = gop_latent_shape(cfgs, params.gop_frames, h, w)
     plist = []
     if {"dit_encode", "dit_decode"} & set(wanted):
-        plist += progs.dit_programs(cfgs, params, mode, latent, devs, shard)
+        plist += dit_programs(cfgs, params, mode, latent, devs, shard)
     if {"vae_encode", "vae_decode"} & set(wanted):
-        plist += progs.vae_programs(cfgs, mode, coded, hw, latent, devs[0])
+        plist += vae_programs(cfgs, mode, coded, hw, latent, devs[0])
     if {"umt5", "clip"} & set(wanted):
-        plist += progs.encoder_programs(cfgs, params, mode, devs[0])
+        plist += encoder_programs(cfgs, params, mode, devs[0])
     plist = [p for p in plist if p.name in wanted]
     dit_weights = max((p.weights_bytes_per_chip for p in plist if p.name.startswith("dit")),
                       default=0)
@@ -121,7 +123,7 @@ def fit(target: str, config: str, size, frames: int | None = None, *, mode: str 
         if memo is not None and key in memo:
             e = dict(memo[key], reused=True)
         else:
-            e = measure.compile_program(p, t, t.capacity_bytes)
+            e = compile_program(p, t, t.capacity_bytes)
             if memo is not None:
                 memo[key] = dict(e)
         if not p.name.startswith("dit") and p.name != "umt5":

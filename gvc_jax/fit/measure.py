@@ -15,7 +15,7 @@ import time
 import jax
 
 from gvc_jax import target as tgt_mod
-from gvc_jax.fit import hlo_cost
+from gvc_jax.fit.hlo_cost import analyse, pallas_calls
 from gvc_jax.fit.programs import Program
 from gvc_jax.fit.targets import FitTarget
 
@@ -61,7 +61,7 @@ def compile_program(p: Program, target: FitTarget, capacity: int) -> dict:
         with tgt_mod.building_for(platform_target):
             fn = jax.jit(p.fn, static_argnums=p.static, static_argnames=tuple(p.kwargs))
             traced = fn.trace(*p.args, **p.kwargs)
-            kernels = hlo_cost.pallas_calls(traced.jaxpr)
+            kernels = pallas_calls(traced.jaxpr)
             compiled = traced.lower().compile()
     except Exception as e:  # noqa: BLE001 - the compiler's refusal is a result, not a crash
         oom = parse_oom(str(e))
@@ -76,7 +76,7 @@ def compile_program(p: Program, target: FitTarget, capacity: int) -> dict:
     args, temps = int(mem.argument_size_in_bytes), int(mem.temp_size_in_bytes)
     outs = int(mem.output_size_in_bytes) - int(mem.alias_size_in_bytes)
     total = args + temps + outs
-    cost = hlo_cost.analyse(compiled.as_text())
+    cost = analyse(compiled.as_text())
     flops = cost["flops"] + sum(k["flops"] for k in kernels)
     entry.update(
         fits=total <= capacity, compile_seconds=seconds,
