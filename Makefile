@@ -31,8 +31,11 @@ venv-eval: $(BIN)/python
 demo: venv-demo
 	$(BIN)/gvc demo --out demo_out
 
+# JAX_PLATFORMS=cpu: with libtpu installed, JAX would otherwise try (and fail) to start a TPU
+# backend in every process and print libtpu's warnings; compiling for a TPU topology
+# (tests/test_fit.py) does not need one.
 test: venv-test
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
+	JAX_PLATFORMS=cpu $(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 test-all: venv-test
 	$(BIN)/python -m pytest -q -m "" --durations=15
