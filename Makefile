@@ -17,12 +17,13 @@ $(BIN)/python:
 venv-demo: $(BIN)/python
 	$(PIP) install -q -e ".[demo]"
 
+# The tpu extra brings libtpu, so the tests compile for TPU topologies (tests/test_fit.py).
 # wan22 (the official Wan code) must be installed without its dependencies:
 # they pin a CUDA torch and packages that do not build here. lpips and dists-pytorch
 # are installed the same way: the metrics read only their shipped weights (the tests
 # also run dists-pytorch's own code, with a stand-in for torchvision).
 venv-test: $(BIN)/python
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,tpu]"
 	$(PIP) install -q --no-deps $(WAN22) $(LPIPS) $(DISTS)
 
 venv-eval: $(BIN)/python
@@ -32,8 +33,11 @@ venv-eval: $(BIN)/python
 demo: venv-demo
 	$(BIN)/gvc demo --out demo_out
 
+# JAX_PLATFORMS=cpu: with libtpu installed, JAX would otherwise try (and fail) to start a TPU
+# backend in every process and print libtpu's warnings; compiling for a TPU topology
+# (tests/test_fit.py) does not need one.
 test: venv-test
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
+	JAX_PLATFORMS=cpu $(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 test-all: venv-test
 	$(BIN)/python -m pytest -q -m "" --durations=15

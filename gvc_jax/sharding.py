@@ -383,3 +383,31 @@ def shard_model(model, mesh: Mesh, rules, *, num_heads: int | None = None) -> An
 def put_replicated(tree, mesh: Mesh):
     """Plain arrays (conditioning, latents) replicated on ``mesh``."""
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def abstract_state(state, mesh: Mesh, rules, *, num_heads: int | None = None):
+    """The abstract twin of :func:`shard_state`: every array of ``state`` (arrays or
+    ``ShapeDtypeStruct``s, e.g. from ``nnx.eval_shape``) becomes a ``ShapeDtypeStruct`` carrying
+    the ``NamedSharding`` its logical names give, and every Variable the mesh and rules
+    metadata. No memory is allocated, so ``mesh`` may hold compile-only devices (a TPU topology
+    described on a CPU host, docs/fit.md). Validated first."""
+    rules = validate(rules, mesh, num_heads=num_heads, state=state)
+
+    def f(v):
+        if not _is_var(v):
+            return jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=NamedSharding(mesh, PartitionSpec()))
+        names = v.get_metadata().get("out_sharding")
+        ps = PartitionSpec() if names is None else logical_to_mesh(names, rules)
+        x = v.get_value()
+        out = v.replace(jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(mesh, ps)))
+        out.set_metadata(**{MESH_KEY: mesh, RULES_KEY: rules})
+        return out
+
+    return jax.tree.map(f, state, is_leaf=_is_var)
+
+
+def abstract_replicated(tree, sharding_):
+    """``ShapeDtypeStruct``s of ``tree``'s arrays placed by ``sharding_`` (a ``Sharding``, e.g.
+    replicated on a mesh or one device)."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding_),
+                        tree)

@@ -16,12 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from gvc_jax import target
 from gvc_jax.codebook.exact_math import reciprocal_rn, sqrt_rn
 from gvc_jax.codebook.generate import U32, atoms_c4, frame_key, u32
 # METHOD_ENV, METHODS and forced_method are part of this module's API (the CLI checks the
 # environment through ops.forced_method).
 from gvc_jax.codebook.scoring import (CHUNK_BUDGET_BYTES, METHOD_ENV, METHODS,  # noqa: F401
-                                      auto_chunk, default_method, forced_method, scores)
+                                      auto_chunk, chunk_budget, default_method, forced_method, scores)
 from gvc_jax.codebook.table import GRID_LOG2, MAX_EXACT_ATOMS
 from gvc_jax.codebook.threefry import INIT_FRAME, INIT_STEP
 
@@ -115,9 +116,9 @@ def _combine_pass(m: int, nf: int, nc: int) -> int:
     M=64 run at 199 M samples/s with 1 atom per pass, 57 M/s with 22 and 18 M/s with 64; at
     4 x 706,560 x M=16, 0.23 s with 1 against 28 s with 16. Accelerators take as many as fit
     the chunk budget."""
-    if jax.default_backend() == "cpu":
+    if target.current().platform == "cpu":
         return 1
-    return max(1, min(m, CHUNK_BUDGET_BYTES // (nf * nc * 16)))
+    return max(1, min(m, chunk_budget() // (nf * nc * 16)))
 
 
 def combine(seed, gop, step, idx_fm, sign_fm, m_per_frame: Sequence[int], shape_d,

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from gvc_jax import target
 from gvc_jax.codebook.mosaic_scores import available as mosaic_available
 from gvc_jax.codebook.mosaic_scores import scores_for_keys
 from gvc_jax.codebook.generate import DEFAULT_LOOKUP, U32, atoms_c4, frame_key
@@ -21,16 +22,32 @@ from gvc_jax.codebook.generate import DEFAULT_LOOKUP, U32, atoms_c4, frame_key
 # Upper bound on the [F, chunk, D] float32 atoms of one selection chunk, were XLA to materialise them
 # (XLA:CPU does; on an H100 generation fuses into the reduction and chunk 128 vs 32 is 10% faster).
 CHUNK_BUDGET_BYTES = 1 << 30
+# The TPU compiler materialises a chunk's Threefry words: ~150 bytes of temporaries per atom
+# element with libtpu 0.0.42 (F=21, D=99,840: 2.5 GB at chunk 8, 8.9 GB at 32, 33 GB at 128),
+# and its compile time grows with the chunk (F=2, D=1,024: 7 s at chunk 8, 60 s at 128), so
+# programs built for a TPU take chunks of at most 64 MiB of float32 atoms and 8 atoms
+# (docs/fit.md).
+TPU_CHUNK_BUDGET_BYTES = 1 << 26
+TPU_MAX_CHUNK = 8
 METHODS = ("fused", "matmul", "mosaic")
 METHOD_ENV = "GVC_CODEBOOK_METHOD"
 
 
-def auto_chunk(K: int, F: int, D: int, budget: int = CHUNK_BUDGET_BYTES) -> int:
-    """Atoms per selection chunk so that F * chunk * D float32 stay under ``budget`` bytes."""
+def chunk_budget() -> int:
+    """:data:`CHUNK_BUDGET_BYTES`, or :data:`TPU_CHUNK_BUDGET_BYTES` for a program built for a
+    TPU (:func:`gvc_jax.target.current`)."""
+    return TPU_CHUNK_BUDGET_BYTES if target.current().platform == "tpu" else CHUNK_BUDGET_BYTES
+
+
+def auto_chunk(K: int, F: int, D: int, budget: int | None = None) -> int:
+    """Atoms per selection chunk so that F * chunk * D float32 stay under ``budget`` bytes
+    (default :func:`chunk_budget`, and at most :data:`TPU_MAX_CHUNK` built for a TPU)."""
+    tpu = budget is None and target.current().platform == "tpu"
+    budget = chunk_budget() if budget is None else budget
     per_atom = F * 4 * (-(-D // 4)) * 4
     c = max(1, budget // per_atom)
     c = 1 << (c.bit_length() - 1)            # power of two
-    return int(min(c, K))
+    return int(min(c, K, TPU_MAX_CHUNK if tpu else K))
 
 
 def forced_method() -> str | None:
@@ -42,7 +59,8 @@ def forced_method() -> str | None:
 
 
 def default_method() -> str:
-    """How scores are computed on the default backend (``$GVC_CODEBOOK_METHOD`` overrides):
+    """How scores are computed on the target platform (:func:`gvc_jax.target.current`: the
+    default backend unless a program is built for another; ``$GVC_CODEBOOK_METHOD`` overrides):
 
     * CUDA GPUs with 128 KiB of shared memory per block (A100, H100/H200, B200; see
       :func:`gvc_jax.codebook.mosaic_scores.fits`): "mosaic", one hand-written kernel with the table in
@@ -54,8 +72,11 @@ def default_method() -> str:
     forced = forced_method()
     if forced:
         return forced
-    if jax.default_backend() == "cpu":
+    platform = target.current().platform
+    if platform == "cpu":
         return "matmul"
+    if platform != "gpu":
+        return "fused"
     return "mosaic" if mosaic_available() else "fused"
 
 

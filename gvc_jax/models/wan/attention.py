@@ -1,24 +1,32 @@
 """Attention for the Wan DiT: self-attention with 3-D RoPE, and text(+image) cross-attention.
 
 Reference: ``WanSelfAttention``, ``WanCrossAttention`` and the Wan 2.1 ``WanI2VCrossAttention``
-of the official code. The kernel is ``jax.nn.dot_product_attention`` in [B, L, N, H] layout:
-cuDNN flash attention on GPU with bf16, a Pallas splash kernel on TPU, XLA elsewhere. No attention matrix is materialised on
-GPU. There is no mask: the text context is zero-padded to text_len and attended in full,
-as in the reference (``context_lens=None``).
+of the official code. There is no mask: the text context is zero-padded to text_len and
+attended in full, as in the reference (``context_lens=None``).
+
+The kernel follows the platform the program is built for (:mod:`gvc_jax.target`; the local
+backend unless ``target.building_for`` says otherwise), see :func:`choose_implementation`:
+the Pallas splash kernel on TPU, cuDNN flash attention on GPU where cuDNN takes the call,
+the memory-bounded online-softmax attention of :mod:`blocked_attention` on other GPUs and
+shapes, and ``jax.nn.dot_product_attention``'s XLA path on CPU. Only the CPU path materialises
+the [L, S] score matrix (docs/fit.md, "Kernels").
 
 Sharding (docs/sharding.md): projections are named logically (``embed`` in, ``heads`` out) and
 activations constrained by logical names. With active rules over more than one device the
 kernel runs inside ``jax.shard_map``: queries split by ``act_attn_q`` (tokens) and
 ``act_attn_heads``, keys and values complete in length (gathered) and split by heads only, so
-every device runs the unchanged single-device kernel (cuDNN, splash or XLA) on its block.
+every device runs the unchanged single-device kernel on its block.
 """
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gvc_jax import sharding
+from gvc_jax import sharding, target
+from gvc_jax.target import building_for  # noqa: F401  (re-exported: attention.building_for)
 from gvc_jax.models.wan.layers import Dense, RMSNorm
 from gvc_jax.models.wan.rope import apply_rope
 
@@ -30,9 +38,9 @@ def attention(q_blnh: jax.Array, k_bsnh: jax.Array, v_bsnh: jax.Array,
               implementation: str | None = None) -> jax.Array:
     """softmax(q k^T / sqrt(H)) v on [B, L, N, H].
 
-    ``implementation``: None picks cuDNN on GPU for bf16/fp16, the Pallas splash kernel on TPU
-    (unverified on hardware, see ``pallas_attention``), XLA otherwise; or one of "xla",
-    "cudnn", "mgpu" (the Mosaic GPU kernel for Hopper, :mod:`hopper_attention`), "pallas",
+    ``implementation``: None picks by the target (:func:`choose_implementation`); or one of
+    :data:`IMPLEMENTATIONS`: "xla", "cudnn", "blocked" (:mod:`blocked_attention`), "mgpu" (the
+    Mosaic GPU kernel for Hopper, :mod:`hopper_attention`), "pallas" (the TPU splash kernel),
     "pallas_interpret" (the Pallas kernel interpreted, for CPU tests).
     Under active sharding rules the kernel runs per device block (:func:`_sharded_attention`).
     """
@@ -72,12 +80,69 @@ def _sharded_attention(mesh, q_spec, kv_spec, q, k, v, implementation):
     return fn(q, k, v)[:b, :lq]
 
 
+IMPLEMENTATIONS = ("xla", "cudnn", "blocked", "mgpu", "pallas", "pallas_interpret")
+HALF = (jnp.bfloat16, jnp.float16)
+CUDNN_MIN_CAPABILITY = 8.0     # cuDNN's fused flash attention: Ampere (sm80) and later
+
+
+def cudnn_refusal(q_shape, k_shape, v_shape, dtype, tgt: target.Target | None = None
+                  ) -> str | None:
+    """Why cuDNN flash attention cannot take this call on GPU target ``tgt`` (default: the
+    current target), or None when it can.
+
+    Static rules first (what jax 0.10's ``jax.nn.dot_product_attention(implementation="cudnn")``
+    checks, plus the capability it leaves to the cuDNN compile): bf16/fp16 inputs, compute
+    capability 8.0 or later, head dim a multiple of 8 and at most 128 (256 from sm90), equal
+    q/k/v head dims. On the local GPU the real entry point is then traced abstractly and any
+    ``NotImplementedError``/``ValueError``/``RuntimeError`` it raises (its refusals; "cuDNN is
+    not detected." where there is no cuDNN) is the reason."""
+    tgt = tgt or target.current()
+    if jnp.dtype(dtype) not in [jnp.dtype(d) for d in HALF]:
+        return f"cuDNN flash attention takes bf16/fp16, got {jnp.dtype(dtype).name}"
+    cap = tgt.gpu_capability
+    if cap is not None and cap < CUDNN_MIN_CAPABILITY:
+        return f"cuDNN flash attention needs compute capability >= 8.0, the target has {cap}"
+    h = q_shape[-1]
+    h_max = 256 if cap is not None and cap >= 9.0 else 128
+    if h % 8 or h > h_max:
+        return f"cuDNN flash attention takes head dims that are multiples of 8 up to {h_max}"
+    if k_shape[-1] != h or v_shape[-1] != h:
+        return "cuDNN flash attention here takes equal q/k/v head dims"
+    if tgt.local and jax.default_backend() == "gpu":
+        return _probe_cudnn(tuple(q_shape), tuple(k_shape), tuple(v_shape), jnp.dtype(dtype).name)
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _probe_cudnn(q_shape, k_shape, v_shape, dtype) -> str | None:
+    sds = [jax.ShapeDtypeStruct(s, dtype) for s in (q_shape, k_shape, v_shape)]
+    try:
+        jax.eval_shape(functools.partial(jax.nn.dot_product_attention, implementation="cudnn"),
+                       *sds)
+    except (NotImplementedError, ValueError, RuntimeError) as e:
+        return f"cuDNN refused: {e}"
+    return None
+
+
+def choose_implementation(q_blnh, k_bsnh, v_bsnh, tgt: target.Target | None = None) -> str:
+    """The kernel for these inputs on ``tgt`` (default :func:`gvc_jax.target.current`):
+    "pallas" on TPU; on GPU "cudnn" unless :func:`cudnn_refusal` gives a reason, then
+    "blocked"; "xla" on CPU."""
+    tgt = tgt or target.current()
+    if tgt.platform == "tpu":
+        return "pallas"
+    if tgt.platform == "gpu":
+        why = cudnn_refusal(q_blnh.shape, k_bsnh.shape, v_bsnh.shape, q_blnh.dtype, tgt)
+        return "cudnn" if why is None else "blocked"
+    return "xla"
+
+
 def _local_attention(q_blnh, k_bsnh, v_bsnh, implementation=None):
     if implementation is None:
-        backend = jax.default_backend()
-        half = q_blnh.dtype in (jnp.bfloat16, jnp.float16)
-        implementation = ("pallas" if backend == "tpu" else
-                          "cudnn" if (backend == "gpu" and half) else "xla")
+        implementation = choose_implementation(q_blnh, k_bsnh, v_bsnh)
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"unknown attention implementation {implementation!r}; known: "
+                         f"{', '.join(IMPLEMENTATIONS)}")
     if implementation == "mgpu":
         from gvc_jax.models.wan.hopper_attention import hopper_flash_attention
         return hopper_flash_attention(q_blnh, k_bsnh, v_bsnh)
@@ -85,6 +150,9 @@ def _local_attention(q_blnh, k_bsnh, v_bsnh, implementation=None):
         from gvc_jax.models.wan.pallas_attention import tpu_flash_attention
         return tpu_flash_attention(q_blnh, k_bsnh, v_bsnh,
                                    interpret=implementation == "pallas_interpret")
+    if implementation == "blocked":
+        from gvc_jax.models.wan.blocked_attention import blocked_attention
+        return blocked_attention(q_blnh, k_bsnh, v_bsnh)
     return jax.nn.dot_product_attention(q_blnh, k_bsnh, v_bsnh, implementation=implementation)
 
 

@@ -4,8 +4,10 @@ Uses ``jax.experimental.pallas.ops.tpu.splash_attention`` (forward only, full ma
 lengths are padded up to the block size; padded keys get segment id 1 and are masked out for
 every query (all queries have id 0, so no softmax row is empty); padded query rows are dropped.
 
-Status: checked on CPU in Pallas interpret mode only (``tests/wan/test_dit_pallas.py``); it
-has NOT been run or timed on a TPU. Block sizes are untuned defaults.
+Status: numerics checked on CPU in Pallas interpret mode (``tests/wan/test_dit_pallas.py``);
+lowered through Mosaic TPU and compiled for TPU v5e/v6e by libtpu on a CPU host, inside the
+codec's scans and under ``shard_map`` (``tests/test_fit.py``, docs/fit.md). It has NOT been run
+or timed on a TPU. Block sizes are untuned defaults.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from gvc_jax.models.wan import tiling
+from gvc_jax.models.wan import tiling, vae_bands
 from gvc_jax.models.wan.vae_layers import (AttentionBlock, CausalConv3d, Ctx, Resample,
                                            ResidualBlock, RMSNorm)
 
@@ -139,10 +139,17 @@ class WanVAEModel(nnx.Module):
 
 # ------------------------------------------------------------------ jitted streams
 def _encode_impl(graphdef, state, x_bcthw):
-    """[B,3,T,H,W] in [-1,1] -> normalised latent mean [B,z,T',H/8,W/8] (float32)."""
+    """[B,3,T,H,W] in [-1,1] -> normalised latent mean [B,z,T',H/8,W/8] (float32).
+
+    Built for a TPU, large frames run their high-resolution layers in exact bands
+    (:mod:`vae_bands`); elsewhere the whole frame at once."""
     model = nnx.merge(graphdef, state)
     x = jnp.transpose(x_bcthw, (0, 2, 3, 4, 1))
     b, t, h, w, _ = x.shape
+    bands = vae_bands.auto_bands(h, w)
+    if bands > 1:
+        return _latent_mean(model, vae_bands.encode_banded(graphdef, state, x, bands,
+                                                           vae_bands.arch(model)))
     y0, cache = model.encoder(x[:, :1], None)
     ys = [y0]
     k = (t - 1) // 4
@@ -155,7 +162,10 @@ def _encode_impl(graphdef, state, x_bcthw):
 
         _, yk = jax.lax.scan(body, cache, chunks)  # [k, B, 1, h', w', 2z]
         ys.append(yk.swapaxes(0, 1).reshape((b, k) + yk.shape[3:]))
-    y = jnp.concatenate(ys, axis=1)
+    return _latent_mean(model, jnp.concatenate(ys, axis=1))
+
+
+def _latent_mean(model, y):
     mu = model.quant(y)[0][..., :model.z_dim].astype(jnp.float32)
     mean = jnp.asarray(model.mean, jnp.float32)
     inv_std = 1.0 / jnp.asarray(model.std, jnp.float32)
@@ -170,6 +180,11 @@ def _decode_impl(graphdef, state, z_bcthw):
     std = jnp.asarray(model.std, jnp.float32)
     x = model.post_quant(z * std + mean)[0]
     b, t = x.shape[:2]
+    bands = vae_bands.auto_bands(8 * x.shape[2], 8 * x.shape[3])
+    if bands > 1:
+        out = jnp.clip(vae_bands.decode_banded(graphdef, state, x, bands,
+                                                 vae_bands.arch(model)), -1.0, 1.0)
+        return jnp.transpose(out, (0, 4, 1, 2, 3))
     y0, cache = model.decoder(x[:, :1], None)
     ys = [y0.astype(jnp.float32)]
     if t > 1:

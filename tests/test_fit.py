@@ -1,0 +1,131 @@
+"""``gvc_jax.fit``: compiling the codec's programs for a TPU from this CPU machine (docs/fit.md).
+
+The TPU tests need libtpu (``pip install "gvc-jax[tpu]"``; ``make test`` installs it) and are
+skipped, with that reason, without it. They compile for compile-only devices of a v5e topology
+that libtpu describes; nothing runs on a TPU.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from gvc_jax.fit import FitError, fit, format_table, hlo_cost, measure, targets
+from gvc_jax.fit.programs import Program
+
+needs_libtpu = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
+                                  reason='needs libtpu: pip install "gvc-jax[tpu]"')
+
+# The tiny T2V DiT (2 layers, width 64, 16 text tokens), 4 steps of which 3 carry bits,
+# K=256 atoms, one GOP of 5 frames at 64x64 (2 latent frames of 8x8).
+TINY = dict(config="wan2.1-t2v", size="64x64", frames=5,
+            models={"dit": "tiny-t2v-wan22", "vae": "tiny", "t5": "tiny"},
+            overrides={"K": 256, "M": 4, "steps": 4, "sde_steps": 3})
+
+
+@needs_libtpu
+def test_tiny_encoder_and_decoder_compile_for_a_v5e_chip():
+    """The GOP encoder scan (DiT + codebook search) and decoder scan compile for TPU v5e with
+    the splash kernel lowered through Mosaic TPU (a ``tpu_custom_call`` per attention of every
+    DiT call, not the interpreter), fit, and carry costs scaled by their loops."""
+    r = fit("tpu-v5e-1", programs=("dit_encode", "dit_decode"), **TINY)
+    assert r["target"] == "tpu-v5e-1" and r["devices"] == 1 and r["compiled_not_run"]
+    assert "v5 lite" in r["device_kind"].lower()
+    assert r["latent_shape"] == [16, 2, 8, 8] and r["fits"]
+    enc, dec = r["programs"]
+    assert (enc["name"], dec["name"]) == ("dit_encode", "dit_decode")
+    for e in (enc, dec):
+        assert e["fits"] and 0 < e["total_bytes"] <= e["capacity_bytes"] == 15.75 * 2 ** 30
+        assert e["kernels"] == ["splash_mha_fwd_segmented_no_residuals"]
+        # 2 layers x (self + cross) attention per DiT call, 4 DiT calls per GOP
+        assert e["mosaic_custom_calls"] == 2 * 2 * 4
+        assert e["flops"] > e["xla_cost_analysis_flops"] > 0    # loops scaled, kernels added
+        assert e["estimate_seconds"] > 0
+    per = r["per_device_bytes"]
+    largest = max(r["programs"], key=lambda e: e["total_bytes"])
+    assert r["largest_program"] == largest["name"] and per["total"] == largest["total_bytes"]
+    assert r["estimate_seconds_per_gop"] == pytest.approx(
+        enc["estimate_seconds"] + dec["estimate_seconds"])
+    text = format_table(r)
+    assert "dit_encode" in text and "fits" in text and "compiled not run" in text
+    json.dumps(r)
+
+
+def test_without_libtpu_the_error_names_the_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "libtpu" else real(name, *a))
+    with pytest.raises(FitError, match=r'pip install "gvc-jax\[tpu\]"') as e:
+        fit("tpu-v5e-1", programs=("dit_decode",), **TINY)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_requests_are_one_line_errors():
+    for kw, match in ((dict(target="tpu-v9"), "unknown fit target"),
+                      (dict(config="nope"), "unknown config"),
+                      (dict(size="12x"), "WIDTHxHEIGHT"),
+                      (dict(config="gaussian"), "compiles Wan models"),
+                      (dict(programs=("dit_encode", "x")), "unknown programs")):
+        args = dict(target="tpu-v5e-1", **TINY)
+        args.update(kw)
+        if "programs" not in kw:
+            args["programs"] = ("dit_decode",)
+        with pytest.raises(FitError, match=match):
+            if args["config"] == "gaussian":
+                args.pop("models")
+            fit(**args)
+
+
+def test_oom_messages_parse():
+    a = ("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "
+         "temporaries (19.84G) exceeds available HBM (15.75G).")
+    assert measure.parse_oom(a) == {"required_bytes": int(19.84 * 2 ** 30),
+                                    "available_bytes": int(15.75 * 2 ** 30),
+                                    "what": "temporaries"}
+    b = "RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Used 40.5G of 15.75G hbm."
+    assert measure.parse_oom(b)["required_bytes"] == int(40.5 * 2 ** 30)
+    assert measure.parse_oom("INVALID_ARGUMENT: no") is None
+
+
+@needs_libtpu
+def test_a_program_too_big_is_reported_not_raised():
+    dev = targets.devices(targets.get("tpu-v5e-1"))[0]
+    x = jax.ShapeDtypeStruct((8,), jnp.float32,
+                             sharding=jax.sharding.SingleDeviceSharding(dev))
+    big = Program("big", lambda a: jnp.broadcast_to(a, (2 ** 33, 8)) * 2, (x,), (), {},
+                  "1 chip", 1, 0)
+    e = measure.compile_program(big, targets.get("tpu-v5e-1"), 10)
+    assert not e["fits"] and e["required_bytes"] == 2 ** 33 * 8 * 4
+    assert e["capacity_bytes"] == int(15.75 * 2 ** 30) and "RESOURCE_EXHAUSTED" in e["error"]
+
+
+def test_loop_bodies_are_scaled_by_their_trip_counts():
+    """XLA's cost analysis counts a scan body once; the HLO reading multiplies it, nested."""
+    n = 64
+
+    def f(a):
+        def outer(c, _):
+            def inner(d, _):
+                return jnp.tanh(d @ a), None
+            return jax.lax.scan(inner, c, None, length=3)[0], None
+        return jax.lax.scan(outer, a, None, length=5)[0]
+
+    sds = jax.ShapeDtypeStruct((n, n), jnp.float32)
+    compiled = jax.jit(f).trace(sds).lower().compile()
+    got = hlo_cost.analyse(compiled.as_text())
+    assert got["flops"] == 15 * 2 * n ** 3 and not got["unknown_loops"]
+    assert got["bytes"] >= 15 * 2 * n * n * 4
+
+
+def test_targets_table():
+    assert set(targets.NAMES) >= {"tpu-v5e-1", "tpu-v5e-4", "tpu-v5e-8", "tpu-v6e-1",
+                                  "tpu-v6e-8", "tpu-v5p-8", "gpu"}
+    v5e = targets.get("tpu-v5e-8")
+    assert (v5e.chips, v5e.peak_flops, v5e.hbm_bandwidth) == (8, 197e12, 819e9)
+    assert targets.get("tpu-v5p-8").chips == 4        # v5p-8: 8 TensorCores, 4 chips
+    if jax.default_backend() != "gpu":
+        with pytest.raises(FitError, match="needs a local GPU"):
+            targets.get("gpu")
