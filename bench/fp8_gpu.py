@@ -150,6 +150,14 @@ def part_dit(a, res):
         times[dt] = {"median_s": med, "times_s": ts, "first_call_s": first}
         out[dt] = np.asarray(fwd(gd, st, x[:, :, :ref_t], t, ctx))
         log(f"dit {dt}: median {med:.3f} s (first call {first:.1f} s)")
+        if dt == "fp8":        # what XLA made of it: fp8 GEMMs and fp8 attention calls
+            hlo = fwd.lower(gd, st, x, t, ctx).compile().as_text()
+            calls = [ln for ln in hlo.splitlines() if "custom-call" in ln]
+            times[dt]["hlo_fp8_gemm_calls"] = sum("matmul$f8" in ln for ln in calls)
+            times[dt]["hlo_fp8_attention_calls"] = sum("SoftmaxF8" in ln for ln in calls)
+            times[dt]["hlo_f8_custom_calls"] = sum("f8e4m3fn" in ln for ln in calls)
+            log(f"fp8 HLO: {times[dt]['hlo_fp8_gemm_calls']} fp8 GEMM call sites, "
+                f"{times[dt]['hlo_fp8_attention_calls']} fp8 attention call sites")
         del st
     gd, st = nnx.split(random_dit(cfg, "float32", a.seed))
     with jax.default_matmul_precision("highest"):
@@ -378,7 +386,8 @@ def main(argv=None):
     res.setdefault("commands", [])
     res["commands"].append("python " + os.path.relpath(os.path.abspath(__file__), ROOT) + " "
                            + shlex.join(sys.argv[1:] if argv is None else argv))
-    res.update(gpu_info(), tiny=a.tiny)
+    res.update(gpu_info(), tiny=a.tiny,
+               fp8_attention_env=os.environ.get("GVC_FP8_ATTENTION", "1"))
 
     def save():
         os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)

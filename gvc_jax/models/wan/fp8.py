@@ -22,11 +22,14 @@ The rule, fixed by a stream header's ``dtype: fp8``:
   e4m3 at scale 448 (they lie in [0, 1]) and the output in e4m3 at ``1 / s_v`` (an attention
   output is a convex combination of value rows, so ``|o| <= absmax(v)``). Elsewhere, or under
   multi-device sharding, or when a kernel is named, the caller's bf16 kernel runs instead.
+  ``GVC_FP8_ATTENTION=0`` in the environment also turns it off: a diagnostic switch that
+  changes the numerics, so a stream must be decoded with the setting it was encoded with.
 
 Everything else stays in the compute dtype or float32 (docs/wan_dit.md, "Numerics").
 """
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import jax
@@ -107,9 +110,11 @@ class Fp8Dense(nnx.Module):
 # ------------------------------------------------------------------ attention
 def cudnn_fp8_available(head_dim: int) -> bool:
     """cuDNN fp8 attention can run here: a CUDA GPU of compute capability 9.x (Hopper) as the
-    default backend, and a head dim cuDNN's fp8 inference kernel takes (<= 256, multiple of
-    16). Decided at trace time."""
+    default backend, a head dim cuDNN's fp8 inference kernel takes (<= 256, multiple of 16),
+    and ``GVC_FP8_ATTENTION`` not ``0``. Decided at trace time."""
     if jax.default_backend() != "gpu" or head_dim > 256 or head_dim % 16:
+        return False
+    if os.environ.get("GVC_FP8_ATTENTION", "1") == "0":
         return False
     try:
         cc = str(jax.devices()[0].compute_capability)
