@@ -45,7 +45,8 @@ def add_model_options(p, placement: bool = True):
     from gvc_jax.codec.placement import OFFLOAD
 
     p.add_argument("--dtype", choices=DTYPES, help="compute dtype of the model (default: "
-                   "bfloat16 on GPU/TPU, float32 on CPU; decoding: the stream's)")
+                   "bfloat16 on GPU/TPU, float32 on CPU; decoding: the stream's; fp8: the Wan "
+                   "DiT's linear layers in float8, for Hopper GPUs, docs/fp8.md)")
     p.add_argument("--cache-dir", help="cache of converted weights and prompt contexts "
                                        "(default $GVC_CACHE_DIR or ~/.cache/gvc_jax)")
     p.add_argument("--no-cache", action="store_true", help="convert the weights afresh and "

@@ -103,6 +103,9 @@ def _gaussian(weights: str | None, prompt: Prompt, params, *, placement: Placeme
 
     if prompt.payload():
         raise UsageError("the gaussian model takes no prompt")
+    if params.dtype == "fp8":
+        raise UsageError("--dtype fp8 applies to the Wan DiT; the gaussian model computes in "
+                         "float32")
     try:
         prior = GaussianPrior(path=weights) if weights else GaussianPrior()
     except (OSError, ValueError, KeyError, EOFError) as e:

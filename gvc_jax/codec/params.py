@@ -18,7 +18,7 @@ from gvc_jax.codec import fields as F, registry
 from gvc_jax.codec.errors import UsageError
 from gvc_jax.codec.fields import param
 
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "fp8")   # fp8: the Wan DiT on Hopper GPUs, docs/fp8.md
 MAX_LATENT_FRAMES = 100_000
 
 

@@ -131,6 +131,25 @@ def _labelled(convert: Callable[[], tuple[dict, str]], label: str):
     return run
 
 
+def _write_entry(entry: str, arrays: dict, meta: dict, what: str,
+                 log: Callable[[str], None] | None) -> None:
+    """``arrays`` as the cache folder ``entry``: written to a temporary folder beside it and
+    renamed into place (its ``meta.json`` is what marks it complete)."""
+    if log:
+        log(f"caching the {what} weights in {entry}")
+    os.makedirs(os.path.dirname(entry), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(entry)[:40] + "-",
+                           dir=os.path.dirname(entry))
+    track_temp(tmp)
+    try:
+        save_arrays(arrays, tmp, meta)
+        shutil.rmtree(entry, ignore_errors=True)
+        os.rename(tmp, entry)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        untrack_temp(tmp)
+
+
 def cached_convert(family: str, files: list[str], convert: Callable[[], tuple[dict, str]], *,
                    cache_dir: str | None | bool = None, extra: str = "",
                    log: Callable[[str], None] | None = None, label: str | None = None
@@ -163,19 +182,9 @@ def cached_convert(family: str, files: list[str], convert: Callable[[], tuple[di
     try:
         if not os.path.isfile(os.path.join(entry, "meta.json")):
             t1 = time.perf_counter()
-            if log:
-                log(f"caching the converted {family} weights in {entry}")
-            os.makedirs(os.path.dirname(entry), exist_ok=True)
-            tmp = tempfile.mkdtemp(prefix=f".tmp-{family}-", dir=os.path.dirname(entry))
-            track_temp(tmp)
-            try:
-                save_arrays(arrays, tmp, {"family": family, "fingerprint": fp,
-                                          "files": [os.path.abspath(f) for f in files]})
-                shutil.rmtree(entry, ignore_errors=True)
-                os.rename(tmp, entry)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-                untrack_temp(tmp)
+            _write_entry(entry, arrays, {"family": family, "fingerprint": fp,
+                                         "files": [os.path.abspath(f) for f in files]},
+                         f"converted {family}", log)
             info["cache_write_seconds"] = time.perf_counter() - t1
         os.makedirs(os.path.dirname(_index_path(root, key)), exist_ok=True)
         write_bytes_atomic(_index_path(root, key),
@@ -224,3 +233,47 @@ def fingerprint(entry: Entry, *, cache_dir: str | None | bool = None,
     if log:
         log(f"fingerprinting the {entry.family} weights of {entry.label} (not in the cache)")
     return _labelled(lambda: (None, entry.conversion().fingerprint(progress)), entry.label)()[1]
+
+
+def load_derived(entry: Entry, rule: str, derive: Callable[[dict], dict], *,
+                 cache_dir: str | None | bool = None, log: Callable[[str], None] | None = None,
+                 progress: bool = False) -> tuple[dict, str, dict]:
+    """``(derive(arrays), fingerprint, info)`` for an entry: arrays computed from its converted
+    ones by the deterministic ``rule`` (e.g. the DiT's fp8 quantisation), cached as an entry of
+    their own, ``<cache>/weights/<family>-<rule>-<fingerprint>/``, keyed by the source's
+    fingerprint and the rule. ``fingerprint`` stays the source's (that of the converted
+    arrays). A cached derived entry is read without reading the converted one; otherwise the
+    converted arrays come from :func:`load` (cached or converted) and ``derive`` may consume
+    them. ``cache_dir=False`` derives afresh and writes nothing."""
+    t0 = time.perf_counter()
+    family = f"{entry.family}-{rule}"
+    if cache_dir is not False:
+        root = cache_root(cache_dir)
+        fp = lookup(entry.family, entry.files, cache_dir, entry.extra)
+        folder = None if fp is None else _entry_dir(root, family, fp)
+        if folder is not None and os.path.isfile(os.path.join(folder, "meta.json")):
+            try:
+                arrays = load_arrays(folder)
+                return arrays, fp, {"source": "cache", "rule": rule,
+                                    "seconds": time.perf_counter() - t0}
+            except Exception as e:  # noqa: BLE001 - a damaged entry is rebuilt, never trusted
+                if log:
+                    log(f"cached {family} weights unreadable ({type(e).__name__}); "
+                        "deriving again")
+    arrays, fp, info = load(entry, cache_dir=cache_dir, log=log, progress=progress)
+    t1 = time.perf_counter()
+    derived = derive(arrays)
+    del arrays
+    info = {**info, "rule": rule, "derive_seconds": time.perf_counter() - t1}
+    if cache_dir is not False:
+        folder = _entry_dir(cache_root(cache_dir), family, fp)
+        try:
+            _write_entry(folder, derived, {"family": family, "source_fingerprint": fp,
+                                           "rule": rule}, family, log)
+            info["derived_cached"] = True
+        except OSError as e:  # a read-only or full disk costs the reuse, never the result
+            info["derived_cached"] = False
+            if log:
+                log(f"could not cache the {family} weights ({e})")
+    info["seconds"] = time.perf_counter() - t0
+    return derived, fp, info

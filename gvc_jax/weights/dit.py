@@ -155,11 +155,11 @@ def read(path: str, layout: str = "auto") -> Checkpoint:
     return Checkpoint(path, layout, list(iter_safetensors_folder(path)))
 
 
-def dit_factory(cfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16):
+def dit_factory(cfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16, fp8: bool = False):
     from flax import nnx
 
     from gvc_jax.models.wan.dit import WanDiT
-    return lambda: WanDiT(cfg, rngs=nnx.Rngs(0), dtype=dtype, param_dtype=param_dtype)
+    return lambda: WanDiT(cfg, rngs=nnx.Rngs(0), dtype=dtype, param_dtype=param_dtype, fp8=fp8)
 
 
 def check_coverage(key_shapes, cfg, layout: str) -> None:
@@ -211,6 +211,41 @@ def load_dit_orbax(out_dir: str, cfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat
     return model
 
 
+# ------------------------------------------------------------------ fp8
+FP8_RULE = "fp8e4m3-v1"   # names the quantisation in the cache; docs/fp8.md
+
+
+def fp8_kernels(cfg) -> list[str]:
+    """The kernel paths the fp8 WanDiT(cfg) holds in e4m3 (the blocks' attention projections
+    and FFN), read from its abstract state."""
+    from gvc_jax.models.wan.fp8 import E4M3
+
+    targets = abstract_targets(dit_factory(cfg, fp8=True))
+    return sorted(p for p, (_, dt) in targets.items() if np_dtype(dt) == E4M3)
+
+
+def quantize_fp8(arrays: dict, cfg) -> dict:
+    """The params of the fp8 ``WanDiT(cfg, fp8=True)`` from converted ones: every kernel of
+    :func:`fp8_kernels` becomes e4m3 ``kernel`` plus float32 per-output-channel ``scale``
+    (:func:`gvc_jax.models.wan.fp8.quantize_kernel`, in NumPy, one layer at a time); the other
+    arrays are kept as they are. Consumes ``arrays`` (each source kernel is dropped once
+    quantised). Deterministic: the same converted weights give the same bytes anywhere."""
+    from gvc_jax.models.wan.fp8 import E4M3, quantize_kernel
+
+    out = {}
+    for path in fp8_kernels(cfg):
+        w = arrays.pop(path)
+        q = np.empty(w.shape, E4M3)
+        s = np.empty(w.shape[:-2] + w.shape[-1:], np.float32)
+        for i in np.ndindex(*w.shape[:-2]):     # the stacked layers, one at a time
+            q[i], s[i] = quantize_kernel(w[i])
+        del w
+        out[path], out[path[:-len("kernel")] + "scale"] = q, s
+    out.update(arrays)
+    arrays.clear()
+    return out
+
+
 # ------------------------------------------------------------------ the family loader
 def cache_entry(path: str):
     """What :func:`load` reads from ``path`` (a download folder or the DiT folder), as a
@@ -230,15 +265,23 @@ def load(path: str, *, dtype: str = "float32", cache_dir=None, log=None, progres
     ``info["config"]``: ``info`` receives where the weights came from).
 
     ``dtype`` is the compute and parameter dtype; the fingerprint is that of the weights in the
-    checkpoint's own dtype, which the cache keeps (see :mod:`gvc_jax.weights.cache`)."""
+    checkpoint's own dtype, which the cache keeps (see :mod:`gvc_jax.weights.cache`).
+    ``dtype="fp8"``: the blocks' linear layers in e4m3 (:func:`quantize_fp8`, cached as an
+    entry of its own keyed by that fingerprint and :data:`FP8_RULE`), the rest in bfloat16;
+    the fingerprint stays that of the unquantised weights (docs/fp8.md)."""
     from gvc_jax.weights import cache
-    from gvc_jax.weights.progress import jnp_dtype
+    from gvc_jax.weights.progress import base_dtype, jnp_dtype
     from gvc_jax.weights.table import load_into
 
     entry = cache_entry(path)
-    arrays, fp, how = cache.load(entry, cache_dir=cache_dir, log=log, progress=progress)
-    jd = jnp_dtype(dtype)
-    model = load_into(dit_factory(entry.cfg, jd, jd), arrays)
+    if dtype == "fp8":
+        arrays, fp, how = cache.load_derived(entry, FP8_RULE,
+                                             lambda a: quantize_fp8(a, entry.cfg),
+                                             cache_dir=cache_dir, log=log, progress=progress)
+    else:
+        arrays, fp, how = cache.load(entry, cache_dir=cache_dir, log=log, progress=progress)
+    jd = jnp_dtype(base_dtype(dtype))
+    model = load_into(dit_factory(entry.cfg, jd, jd, fp8=dtype == "fp8"), arrays)
     if info is not None:
         info.update(how, config=entry.cfg)
     return model, fp

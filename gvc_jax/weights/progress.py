@@ -44,3 +44,9 @@ def jnp_dtype(name: str):
         return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[str(name)]
     except KeyError:
         raise ValueError(f"unknown compute dtype {name!r} (float32, bfloat16)") from None
+
+
+def base_dtype(name: str) -> str:
+    """The float dtype a compute dtype name runs its non-quantised parts in: ``"bfloat16"``
+    for ``"fp8"`` (only the DiT's blocks compute in fp8, docs/fp8.md), else ``name``."""
+    return "bfloat16" if str(name) == "fp8" else str(name)

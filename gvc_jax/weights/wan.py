@@ -144,11 +144,13 @@ def load(root: str, *, prompt: str = "", negative: str = "", guidance: float = 1
     (t2v, i2v or flf2v; the image modes also load the CLIP image encoder). ``expect`` names
     the ``configs.wan_dit`` preset the DiT must match (see :func:`architecture`). ``text_len``:
     the prompt contexts' length (default the DiT config's, 512 for Wan 2.1; GVCC's T2V
-    wrapper uses 226)."""
+    wrapper uses 226). ``dtype="fp8"`` quantises the DiT's blocks (docs/fp8.md); the text
+    and image encoders and the contexts then run in bfloat16."""
     import jax.numpy as jnp
 
-    from gvc_jax.weights.progress import jnp_dtype
+    from gvc_jax.weights.progress import base_dtype, jnp_dtype
 
+    dit_dtype, dtype = dtype, base_dtype(dtype)
     cfg = architecture(root, kind=kind, expect=expect)
     info = {}
     t0 = time.perf_counter()
@@ -160,7 +162,7 @@ def load(root: str, *, prompt: str = "", negative: str = "", guidance: float = 1
     info["vae"], info["dit"] = {}, {}
     vae, vae_fp = wvae.load(root, dtype="float32", cache_dir=cache_dir, log=log,
                             progress=progress, info=info["vae"])
-    dit, dit_fp = wdit.load(root, dtype=dtype, cache_dir=cache_dir, log=log, progress=progress,
+    dit, dit_fp = wdit.load(root, dtype=dit_dtype, cache_dir=cache_dir, log=log, progress=progress,
                             info=info["dit"])
     for k in ("vae", "dit"):
         info[k].pop("config")

@@ -27,6 +27,7 @@ from flax import nnx
 
 from gvc_jax import sharding, target
 from gvc_jax.target import building_for  # noqa: F401  (re-exported: attention.building_for)
+from gvc_jax.models.wan import fp8 as fp8_ops
 from gvc_jax.models.wan.layers import Dense, RMSNorm
 from gvc_jax.models.wan.rope import apply_rope
 
@@ -167,16 +168,25 @@ def _heads(x_bld: jax.Array, n: int) -> jax.Array:
     return x_bld.reshape(b, l, n, d // n)
 
 
+def _multi_device() -> bool:
+    act = sharding.current()
+    return act is not None and act.mesh.size > 1
+
+
 class SelfAttention(nnx.Module):
-    """q/k/v/o projections, RMSNorm on q and k across all heads, RoPE, attention."""
+    """q/k/v/o projections, RMSNorm on q and k across all heads, RoPE, attention.
+
+    ``fp8``: e4m3 projections and, where cuDNN allows, fp8 attention
+    (:mod:`gvc_jax.models.wan.fp8`)."""
 
     def __init__(self, dim: int, num_heads: int, eps: float, *, rngs: nnx.Rngs,
-                 dtype=jnp.bfloat16, param_dtype=jnp.bfloat16):
-        self.num_heads, self.dtype = num_heads, dtype
+                 dtype=jnp.bfloat16, param_dtype=jnp.bfloat16, fp8: bool = False):
+        self.num_heads, self.dtype, self.fp8 = num_heads, dtype, fp8
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-        self.q, self.k, self.v = (Dense(dim, dim, names=("embed", "heads"), **kw)
+        dense = fp8_ops.Fp8Dense if fp8 else Dense
+        self.q, self.k, self.v = (dense(dim, dim, names=("embed", "heads"), **kw)
                                   for _ in range(3))
-        self.o = Dense(dim, dim, names=("heads", "embed"), **kw)
+        self.o = dense(dim, dim, names=("heads", "embed"), **kw)
         self.norm_q = RMSNorm(dim, eps, rngs=rngs, name="heads")
         self.norm_k = RMSNorm(dim, eps, rngs=rngs, name="heads")
 
@@ -186,8 +196,10 @@ class SelfAttention(nnx.Module):
         q = apply_rope(_heads(self.norm_q(proj(self.q)), n), cos_lk, sin_lk)
         k = apply_rope(_heads(self.norm_k(proj(self.k)), n), cos_lk, sin_lk)
         v = _heads(proj(self.v), n)
-        o = attention(q.astype(self.dtype), k.astype(self.dtype), v.astype(self.dtype),
-                      implementation)
+        q, k, v = (a.astype(self.dtype) for a in (q, k, v))
+        o = (fp8_ops.fp8_attention(q, k, v, lambda: attention(q, k, v, implementation),
+                                   implementation, _multi_device()) if self.fp8
+             else attention(q, k, v, implementation))
         b, l = x_bld.shape[:2]
         o = constrain(o.reshape(b, l, -1), TOKEN_HEADS)
         return constrain(self.o(o), TOKEN_EMBED)
@@ -195,20 +207,24 @@ class SelfAttention(nnx.Module):
 
 class CrossAttention(nnx.Module):
     """Attention of video tokens to the text context; with ``image`` also to CLIP tokens
-    through separate k_img/v_img (+ norm_k_img), the two results summed before ``o``."""
+    through separate k_img/v_img (+ norm_k_img), the two results summed before ``o``.
+
+    ``fp8``: e4m3 projections (:mod:`gvc_jax.models.wan.fp8`); the attention kernel itself
+    stays the bf16 one (512 text and 257 image keys: a small share of the cost)."""
 
     def __init__(self, dim: int, num_heads: int, eps: float, image: bool, *, rngs: nnx.Rngs,
-                 dtype=jnp.bfloat16, param_dtype=jnp.bfloat16):
+                 dtype=jnp.bfloat16, param_dtype=jnp.bfloat16, fp8: bool = False):
         self.num_heads, self.dtype = num_heads, dtype
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-        self.q, self.k, self.v = (Dense(dim, dim, names=("embed", "heads"), **kw)
+        dense = fp8_ops.Fp8Dense if fp8 else Dense
+        self.q, self.k, self.v = (dense(dim, dim, names=("embed", "heads"), **kw)
                                   for _ in range(3))
-        self.o = Dense(dim, dim, names=("heads", "embed"), **kw)
+        self.o = dense(dim, dim, names=("heads", "embed"), **kw)
         self.norm_q = RMSNorm(dim, eps, rngs=rngs, name="heads")
         self.norm_k = RMSNorm(dim, eps, rngs=rngs, name="heads")
         if image:
-            self.k_img = Dense(dim, dim, names=("embed", "heads"), **kw)
-            self.v_img = Dense(dim, dim, names=("embed", "heads"), **kw)
+            self.k_img = dense(dim, dim, names=("embed", "heads"), **kw)
+            self.v_img = dense(dim, dim, names=("embed", "heads"), **kw)
             self.norm_k_img = RMSNorm(dim, eps, rngs=rngs, name="heads")
         else:
             self.k_img = self.v_img = self.norm_k_img = None

@@ -22,6 +22,7 @@ from flax import nnx
 
 from gvc_jax import sharding
 from gvc_jax.models.wan.attention import TOKEN_EMBED, CrossAttention, SelfAttention
+from gvc_jax.models.wan.fp8 import Fp8Dense
 from gvc_jax.models.wan.layers import (MLP, Dense, ImageEmbedding, LayerNorm, layer_norm,
                                        named_param)
 from gvc_jax.models.wan.rope import rope_tables, sinusoid
@@ -42,17 +43,22 @@ def has_clip(model_type: str) -> bool:
 
 
 class Block(nnx.Module):
-    """One transformer block: modulated self-attn, (affine-normed) cross-attn, modulated FFN."""
+    """One transformer block: modulated self-attn, (affine-normed) cross-attn, modulated FFN.
 
-    def __init__(self, cfg, *, rngs: nnx.Rngs, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16):
+    ``fp8``: the attention projections and the FFN in e4m3, self-attention in fp8 where cuDNN
+    allows (:mod:`gvc_jax.models.wan.fp8`, docs/fp8.md)."""
+
+    def __init__(self, cfg, *, rngs: nnx.Rngs, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16,
+                 fp8: bool = False):
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
         self.eps = cfg.eps
-        self.self_attn = SelfAttention(cfg.dim, cfg.num_heads, cfg.eps, **kw)
+        self.self_attn = SelfAttention(cfg.dim, cfg.num_heads, cfg.eps, fp8=fp8, **kw)
         self.norm3 = LayerNorm(cfg.dim, cfg.eps, rngs=rngs, name="embed")
         self.cross_attn = CrossAttention(cfg.dim, cfg.num_heads, cfg.eps,
-                                         has_clip(cfg.model_type), **kw)
+                                         has_clip(cfg.model_type), fp8=fp8, **kw)
         self.ffn = MLP(cfg.dim, cfg.ffn_dim, cfg.dim, "gelu_tanh", names=("embed", "mlp", "embed"),
-                       hidden_act=("act_batch", "act_tokens", "act_mlp"), **kw)
+                       hidden_act=("act_batch", "act_tokens", "act_mlp"),
+                       dense=Fp8Dense if fp8 else None, **kw)
         self.modulation = _modulation(rngs, 6, cfg.dim)
         self.dtype = dtype
 
@@ -87,10 +93,16 @@ class Head(nnx.Module):
 
 
 class WanDiT(nnx.Module):
-    """Wan 2.1 DiT: ``u = model(x, t, context, clip, y)`` (velocity, fp32)."""
+    """Wan 2.1 DiT: ``u = model(x, t, context, clip, y)`` (velocity, fp32).
 
-    def __init__(self, cfg, *, rngs: nnx.Rngs, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16):
+    ``fp8``: the blocks' linear layers hold e4m3 kernels with per-output-channel scales and
+    compute in fp8 (:class:`~gvc_jax.models.wan.fp8.Fp8Dense`); ``dtype`` stays the compute
+    dtype of everything else (bf16 in the codec's fp8 mode)."""
+
+    def __init__(self, cfg, *, rngs: nnx.Rngs, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16,
+                 fp8: bool = False):
         self.model_type = cfg.model_type
+        self.fp8 = fp8
         self.patch = tuple(int(p) for p in cfg.patch_size)
         self.dim, self.out_dim, self.num_heads = cfg.dim, cfg.out_dim, cfg.num_heads
         self.in_dim, self.freq_dim, self.theta = cfg.in_dim, cfg.freq_dim, float(cfg.rope_theta)
@@ -114,7 +126,7 @@ class WanDiT(nnx.Module):
         @nnx.split_rngs(splits=cfg.num_layers)
         @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata=LAYERS)
         def make_blocks(r):
-            return Block(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype)
+            return Block(cfg, rngs=r, dtype=dtype, param_dtype=param_dtype, fp8=fp8)
 
         self.blocks = make_blocks(rngs)
         self.head = Head(cfg.dim, math.prod(self.patch) * cfg.out_dim, cfg.eps, rngs=rngs,

@@ -99,17 +99,20 @@ class MLP(nnx.Module):
     """fc2(act(fc1(x))): the reference's Linear-GELU/SiLU-Linear sequences.
 
     ``names``: logical names of the (input, hidden, output) widths; ``hidden_act``: logical
-    names of the hidden activation's axes, constrained when sharding rules are active."""
+    names of the hidden activation's axes, constrained when sharding rules are active;
+    ``dense``: the linear layer class (:class:`Dense`, or the fp8 one of
+    :mod:`gvc_jax.models.wan.fp8`)."""
 
     def __init__(self, d_in: int, d_hidden: int, d_out: int, act: str, *, rngs: nnx.Rngs,
                  dtype=jnp.bfloat16, param_dtype=jnp.bfloat16, names: Names = None,
-                 hidden_act: Names = None):
+                 hidden_act: Names = None, dense=None):
         self.act = act
+        dense = Dense if dense is None else dense
         n1 = None if names is None else names[:2]
         n2 = None if names is None else names[1:]
-        self.fc1 = Dense(d_in, d_hidden, rngs=rngs, dtype=dtype, param_dtype=param_dtype,
+        self.fc1 = dense(d_in, d_hidden, rngs=rngs, dtype=dtype, param_dtype=param_dtype,
                          names=n1)
-        self.fc2 = Dense(d_hidden, d_out, rngs=rngs, dtype=dtype, param_dtype=param_dtype,
+        self.fc2 = dense(d_hidden, d_out, rngs=rngs, dtype=dtype, param_dtype=param_dtype,
                          names=n2)
         self.hidden_act = None if hidden_act is None else tuple(hidden_act)
 
