@@ -321,3 +321,28 @@ def test_unusable_dists_trunk_is_bad_input(beauty, tmp_path, capsys):
                    "--baselines", "x264", "--no-lpips", "--dists-vgg", str(bad), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 3 and err.startswith("gvc: error: DISTS weights:"), err
+
+
+@pytest.mark.slow
+def test_dists_column_with_a_random_trunk(beauty, tmp_path):
+    """The real DISTS network on a random VGG16 trunk: the eval row equals compare() with the
+    same model on the same frames (about 20 s on a 2-core CPU)."""
+    torch = pytest.importorskip("torch")
+    from tests.test_dists import _vgg_state
+    from gvc_jax.weights.dists import load_dists
+
+    vgg = tmp_path / "vgg16-397923af.pth"
+    torch.save(_vgg_state(), vgg, _use_new_zipfile_serialization=False)
+    out = tmp_path / "o"
+    rc = cli.main(["eval", str(beauty), "--out", str(out), "--gvc", "none", "--baselines", "x264",
+                   "--ladder", "x264=crf:35", "--no-lpips", "--dists-vgg", str(vgg),
+                   "--frames", "2", "--quiet"])
+    assert rc == 0
+    (row,) = json.loads((out / "results.json").read_text())["rows"]
+    assert row["dists"] is not None and len(row["per_frame"]["dists"]) == 2
+    ref = inputs.load_video(str(beauty), frames=2).frames
+    # x264 decodes deterministically: recode to get the same frames
+    from gvc_jax.eval.baselines import run_baseline
+    dec = run_baseline("x264", ref, 120, setting={"crf": 35}).decoded
+    assert compare(ref, dec, dists=load_dists(str(vgg)))["dists"] == pytest.approx(row["dists"],
+                                                                                  abs=1e-7)

@@ -23,7 +23,7 @@ import numpy as np
 from gvc_jax.codec.errors import UsageError
 from gvc_jax.eval import gvcc, inputs
 from gvc_jax.eval.compare import SCALAR_KEYS, compare
-from gvc_jax.eval.protocols import PROTOCOLS, load_source
+from gvc_jax.eval.protocols import HEADLINE, PROTOCOLS, load_source
 from gvc_jax.fileutil import write_bytes_atomic
 
 ROWS_FILE, RUN_FILE = "rows.jsonl", "run.json"
@@ -390,6 +390,7 @@ def run(plan: EvalPlan, *, log: Callable[[str], None] = lambda s: None,
                 _append_row(plan.out, row)
                 rows.append(row)
                 done.add(row_key(row))
+                head = HEADLINE[protocol]
                 log(f"gvc eval:   {row['bpp']:.5f} bpp, {row['kbps']:.2f} kbps, "
-                    f"PSNR {row['psnr_rgb']:.2f} dB ({time.perf_counter() - t0:.1f} s)")
+                    f"{head} {row[head]:.2f} dB ({time.perf_counter() - t0:.1f} s)")
     return rows
