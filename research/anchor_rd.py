@@ -3,10 +3,12 @@
 Codes frames 0, 32, 64 of .benchdata/bigbuckbunny.mp4 (1280x720) and carphone_pristine.mp4
 (176x144) with each codec variant at several settings; records bytes, bpp, RGB PSNR and
 encode/decode seconds, and compares variants at equal PSNR (bytes at 32/35/38 dB by log-linear
-interpolation, and a BD-rate against the reference over the common PSNR range).
+interpolation, and the BD-rate against the reference of :func:`gvc_jax.eval.bdrate.bd_rate`,
+PCHIP over the common PSNR range).
 
     python -m research.anchor_rd [--quick] [--out research/results/anchor_rd.json]
-    python -m research.anchor_rd --timing   # adds "timing" to an existing JSON
+    python -m research.anchor_rd --timing    # adds "timing" to an existing JSON
+    python -m research.anchor_rd --summary   # recomputes "summary" from its stored points
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import time
 import numpy as np
 
 from gvc_jax.codec import anchors as A
+from gvc_jax.eval.bdrate import bd_rate as bd
 from gvc_jax.io.video import read_video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,15 +98,12 @@ def bytes_at(points: list[dict], level: float) -> float | None:
     return None
 
 
-def bd_rate(test: list[dict], ref: list[dict], n: int = 200) -> float | None:
-    """Mean log-rate difference over the common PSNR range (piecewise-linear curves), in %."""
-    lo = max(min(p["psnr"] for p in test), min(p["psnr"] for p in ref))
-    hi = min(max(p["psnr"] for p in test), max(p["psnr"] for p in ref))
-    if hi - lo < 1.0:
-        return None
-    grid = np.linspace(lo, hi, n)
-    d = [np.log(bytes_at(test, q)) - np.log(bytes_at(ref, q)) for q in grid]
-    return float(100 * (np.exp(np.mean(d)) - 1))
+def bd_rate(test: list[dict], ref: list[dict]) -> dict:
+    """BD-rate of ``test`` against ``ref`` in bytes at equal PSNR (PCHIP, the shared PSNR
+    range; :func:`gvc_jax.eval.bdrate.bd_rate`): ``{"pct", "overlap", "reason"}``."""
+    r = bd([p["bytes"] for p in test], [p["psnr"] for p in test],
+           [p["bytes"] for p in ref], [p["psnr"] for p in ref], method="pchip")
+    return {"pct": r["bd_rate_pct"], "overlap": r["overlap"], "reason": r["reason"]}
 
 
 TIMING_POINTS = {"vvc-faster": 32, "vvc-fast": 32, "vvc-medium": 32, "jxl-e7": 2.6,
@@ -135,6 +135,36 @@ def timing(out: str) -> None:
         json.dump(doc, f, indent=1)
 
 
+def summarize(results: dict) -> dict:
+    """Per clip and variant: bytes at the PSNR levels, the BD-rate against the reference and
+    the mean seconds."""
+    summary = {}
+    for clip, per in results.items():
+        ref = per.get(REFERENCE)
+        for var, pts in per.items():
+            b = bd_rate(pts, ref) if ref else None
+            summary.setdefault(clip, {})[var] = {
+                "bytes_at_db": {f"{q:g}": bytes_at(pts, q) for q in LEVELS_DB},
+                f"bd_rate_vs_{REFERENCE}_pct": b["pct"] if b else None,
+                "bd_overlap": b["overlap"] if b else None,
+                "encode_s_mean": float(np.mean([p["encode_s"] for p in pts])),
+                "decode_s_mean": float(np.mean([p["decode_s"] for p in pts]))}
+    return summary
+
+
+def resummarize(out: str) -> None:
+    """Recomputes the stored JSON's summary from its points (no coding)."""
+    with open(out) as f:
+        doc = json.load(f)
+    doc["summary"] = summarize(doc["results"])
+    doc["summary_command"] = command()
+    doc["bd_method"] = "gvc_jax.eval.bdrate.bd_rate, pchip (bjontegaard package)"
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=1)
+    print(json.dumps({c: {v: s[f"bd_rate_vs_{REFERENCE}_pct"] for v, s in per.items()}
+                      for c, per in doc["summary"].items()}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "research/results/anchor_rd.json"))
@@ -142,9 +172,13 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--timing", action="store_true",
                     help="only time one 720p frame per variant (best of 3) into --out's 'timing'")
+    ap.add_argument("--summary", action="store_true",
+                    help="only recompute --out's summary (BD-rates) from its stored points")
     args = ap.parse_args()
     if args.timing:
         return timing(args.out)
+    if args.summary:
+        return resummarize(args.out)
     frames = load_frames()
     if args.quick:
         frames = {"carphone": frames["carphone"]}
@@ -161,15 +195,7 @@ def main() -> None:
                       f"{p['psnr']:.2f} dB enc {p['encode_s']:.2f}s dec {p['decode_s']:.3f}s",
                       flush=True)
             results.setdefault(clip, {})[var] = pts
-    summary = {}
-    for clip, per in results.items():
-        ref = per.get(REFERENCE)
-        for var, pts in per.items():
-            summary.setdefault(clip, {})[var] = {
-                "bytes_at_db": {f"{q:g}": bytes_at(pts, q) for q in LEVELS_DB},
-                f"bd_rate_vs_{REFERENCE}_pct": bd_rate(pts, ref) if ref else None,
-                "encode_s_mean": float(np.mean([p["encode_s"] for p in pts])),
-                "decode_s_mean": float(np.mean([p["decode_s"] for p in pts]))}
+    summary = summarize(results)
     doc = {
         "command": command(),
         "what": "anchor image codecs on real frames; bytes per frame set, RGB 8-bit PSNR of the "

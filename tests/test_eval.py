@@ -1,5 +1,6 @@
 """`gvc eval` end to end on a tiny real clip: the gaussian config and x265, the CSV
-columns, the bpp arithmetic, resuming, UVG raw input and the error paths."""
+columns, the metrics of compare(), the bpp arithmetic, resuming (rows written before the YUV
+and DISTS columns included), UVG raw input and the error paths."""
 import csv
 import json
 import os
@@ -76,9 +77,10 @@ def _csv(out):
 
 def test_outputs_and_columns(first_run):
     out, r = first_run
-    for name in ("results.csv", "results.json", "summary.md", "rd_psnr.png", "rd_ms_ssim.png",
-                 "rd_lpips.png"):
+    for name in ("results.csv", "results.json", "summary.md", "rd_psnr.png", "rd_psnr_yuv.png",
+                 "rd_ms_ssim.png", "rd_lpips.png"):
         assert (out / name).stat().st_size > 0, name
+    assert not (out / "rd_dists.png").exists()          # no VGG16 trunk: no DISTS values
     assert (out / "rd_psnr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(out / "results.csv", newline="") as f:
         header = next(csv.reader(f))
@@ -94,6 +96,8 @@ def test_outputs_and_columns(first_run):
     assert doc["command"].startswith("gvc eval ") and "--match-rate" in doc["command"]
     md = (out / "summary.md").read_text()
     assert "gvc-gaussian-fast" in md and "x265" in md
+    assert "DISTS column left empty" in md and "--dists-vgg" in md
+    assert all(r["protocol"] == "ours" for r in rows)
 
 
 def test_bpp_arithmetic_and_real_sizes(first_run):
@@ -105,16 +109,64 @@ def test_bpp_arithmetic_and_real_sizes(first_run):
         assert r["bpp"] == pytest.approx(r["bits"] / (T * H * W), rel=1e-12)
         assert r["kbps"] == pytest.approx(r["bits"] / (T / r["fps"]) / 1000, rel=1e-12)
         assert r["fps"] == 25.0
-        for k in ("psnr_rgb", "psnr_y", "ms_ssim", "lpips"):
+        for k in ("psnr_rgb", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv_611", "psnr_yuv_411",
+                  "ms_ssim", "lpips"):
             assert r[k] is not None and np.isfinite(r[k]), k
             assert len(r["per_frame"][k]) == T
-        assert r["psnr_rgb"] == pytest.approx(np.mean(r["per_frame"]["psnr_rgb"]))
+            assert r[k] == pytest.approx(np.mean(r["per_frame"][k]))
+        for k in ("psnr_rgb", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv_611", "psnr_yuv_411"):
+            assert np.isfinite(r[k + "_seq"]), k
+        assert r["psnr_yuv_611"] == pytest.approx(
+            (6 * r["psnr_y"] + r["psnr_u"] + r["psnr_v"]) / 8)
+        assert r["dists"] is None and "DISTS column left empty" in r["notes"]["dists"]
         if r["codec"].startswith("gvc-"):   # ours: the stream on disk is what was counted
             assert os.path.getsize(out / r["settings"]["stream"]) == r["bytes"]
         else:
             assert r["settings"]["encoder"] == "libx265"
     ours = sorted(r["bpp"] for r in doc["rows"] if r["codec"].startswith("gvc-"))
     assert ours[0] < ours[1]                 # M=2 codes fewer bits than M=4
+
+
+def test_rows_are_compare_of_the_decoded_stream(first_run, clip):
+    """Each row's metrics are compare() of the reference and the decoded file (LPIPS, from the
+    same call, checked against its own per-frame values)."""
+    from gvc_jax.codec import api
+    from gvc_jax.eval.compare import compare
+
+    out, _ = first_run
+    doc = json.loads((out / "results.json").read_text())
+    ref = np.load(clip / "bunny.npy")
+    row = [r for r in doc["rows"] if r["codec"].startswith("gvc-")][0]
+    decoded = api.decode_bytes((out / row["settings"]["stream"]).read_bytes())[0]
+    want = compare(ref, decoded)
+    for k in runner.METRIC_KEYS:
+        if k != "lpips":
+            assert row[k] == want[k], k
+    assert {k: v for k, v in row["per_frame"].items() if k != "lpips"} == want["per_frame"]
+    assert row["lpips"] == np.mean(row["per_frame"]["lpips"])
+
+
+def test_rows_from_before_the_new_columns(first_run, clip, tmp_path, capsys):
+    """A results folder whose rows lack the protocol, YUV and DISTS keys resumes: nothing is
+    rerun and the reports show those cells empty."""
+    import shutil
+
+    out, _ = first_run
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    drop = {"protocol", "dists", "yuv_source", "psnr_u", "psnr_v", "psnr_yuv_611",
+            "psnr_yuv_411", "psnr_u_seq", "psnr_v_seq", "psnr_yuv_611_seq", "psnr_yuv_411_seq"}
+    rows = [json.loads(x) for x in (old / runner.ROWS_FILE).read_text().splitlines()]
+    (old / runner.ROWS_FILE).write_text("".join(
+        json.dumps({k: v for k, v in r.items() if k not in drop}) + "\n" for r in rows))
+    rc = cli.main(["eval", str(clip / "bunny.npy"), "--out", str(old), "--gvc", GVC,
+                   "--baselines", "x265", "--ladder", "x265=crf:45", "--match-rate"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "..." not in err, err
+    got = _csv(old)
+    assert len(got) == 5 and all(r["psnr_yuv_611"] == "" and r["dists"] == "" for r in got)
+    assert all(r["psnr_rgb"] != "" for r in got)
+    assert "## bunny, protocol ours" in (old / "summary.md").read_text()
 
 
 def test_matched_rate_is_the_best_knob_within_our_rate(first_run):
@@ -262,11 +314,11 @@ def test_presets_resolve(clip):
     _, _, p = params_for(run.config, dict(run.overrides))
     assert (run.config, p.K, p.M, p.gop_frames) == ("gaussian", 16384, 64, 32)
     a = cli.build_parser().parse_args(["eval", str(clip / "bunny.npy"), "--out", "o",
-                                       "--preset", "uvg-720p-gvcc", "--frames", "33"])
+                                       "--preset", "uvg-720p-gvcc-i2v", "--frames", "33"])
     plan = cli_plan.plan_from_args(a)
     (run,) = plan.gvc
-    assert plan.frames == 33 and run.config == "wan2.1-t2v-14b"
-    assert dict(run.overrides) == {"K": 16384, "M": 64, "gop_frames": 33}
+    assert plan.frames == 33 and run.config == "wan2.1-i2v-14b-720p"
+    assert dict(run.overrides) == {"K": 16384, "M": 64, "M_tail": 128, "gop_frames": 33}
 
 
 def test_wrong_alexnet_file_is_bad_input(clip, tmp_path, capsys):

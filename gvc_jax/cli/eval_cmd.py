@@ -16,7 +16,13 @@ def add_parser(sub):
                    help="videos (mp4/mkv/y4m/npy, UVG-named raw .yuv), folders of them, or "
                         ".txt lists")
     e.add_argument("--out", required=True, help="results folder (created; reused to resume)")
-    e.add_argument("--preset", help="evaluation preset: uvg-720p-gvcc, uvg-720p-gaussian")
+    e.add_argument("--preset", help="evaluation preset: uvg-720p-gvcc, uvg-720p-gvcc-i2v, "
+                                    "uvg-720p-gvcc-flf2v, uvg-720p-gaussian, uvg-1080p-dcvc "
+                                    "(docs/eval.md)")
+    e.add_argument("--protocol", metavar="NAME[,NAME]",
+                   help="how frames are built and rate is counted: ours (default), gvcc "
+                        "(GVCC's frames and its rate count beside ours), dcvc (4:2:0 planes in, "
+                        "PSNR on the planes); a comma list runs each as its own rows")
     e.add_argument("--gvc", action="append", metavar="SPEC",
                    help="our config and rate settings, e.g. gaussian:M=4,16,64:K=1024 "
                         "(repeatable; default gaussian, or the preset's; none: baselines only)")
@@ -36,6 +42,14 @@ def add_parser(sub):
     e.add_argument("--lpips-alexnet", help="torchvision alexnet-owt-7be5be79.pth for LPIPS "
                                            "(default: looked for in torch's hub cache)")
     e.add_argument("--no-lpips", action="store_true", help="leave the LPIPS column empty")
+    e.add_argument("--dists-vgg", help="torchvision vgg16-397923af.pth for DISTS (default: "
+                                       "looked for in torch's hub cache)")
+    e.add_argument("--no-dists", action="store_true", help="leave the DISTS column empty")
+    e.add_argument("--bd-anchor", metavar="CODEC",
+                   help="BD-rates of every codec against this one (e.g. vvc, x265, "
+                        "gvc-gaussian; none: no BD table): bd.json and a summary table")
+    e.add_argument("--bd-method", choices=("pchip", "akima", "cubic"), default="pchip",
+                   help="BD interpolation (default pchip, as JVET's sheet)")
     add_common(e)
 
 
@@ -56,7 +70,9 @@ def cmd_eval(a) -> int:
     for r in rows:
         notes.update(r.get("notes") or {})
     command = "gvc " + shlex.join(a.argv)
-    for p in report.write_all(rows, plan.out, notes, log=log, command=command):
+    for p in report.write_all(rows, plan.out, notes, log=log, command=command,
+                              published=plan.published, bd_anchor=plan.bd_anchor,
+                              bd_method=plan.bd_method):
         if not a.quiet:
             print(p)
     return EXIT_OK

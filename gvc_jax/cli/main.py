@@ -15,12 +15,14 @@ import traceback
 import gvc_jax.cli.batch_cmd as batch_cmd
 import gvc_jax.cli.codec_cmds as codec_cmds
 import gvc_jax.cli.eval_cmd as eval_cmd
+import gvc_jax.cli.metrics_cmd as metrics_cmd
 from gvc_jax.cli.common import (EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, Parser,
                                 Usage)
 
 COMMANDS = {"compress": codec_cmds.cmd_compress, "decompress": codec_cmds.cmd_decompress,
             "info": codec_cmds.cmd_info, "demo": codec_cmds.cmd_demo,
-            "eval": eval_cmd.cmd_eval, "batch": batch_cmd.cmd_batch}
+            "eval": eval_cmd.cmd_eval, "batch": batch_cmd.cmd_batch,
+            "metrics": metrics_cmd.cmd_metrics}
 SEARCHING = ("compress", "eval", "demo", "batch")      # the commands that run the codebook
 
 
@@ -32,6 +34,7 @@ def build_parser() -> Parser:
     sub = p.add_subparsers(dest="cmd", parser_class=Parser)
     codec_cmds.add_parsers(sub)
     eval_cmd.add_parser(sub)
+    metrics_cmd.add_parser(sub)
     batch_cmd.add_parser(sub)
     return p
 

@@ -2,8 +2,10 @@
 
 Each codes uint8 RGB frames [T,H,W,3] at a ladder point ({"crf": x} / {"qp": x}) or at a target
 bitrate ({"kbps": x}) into an elementary stream file whose real size is the rate; the stream is
-decoded back to RGB. Colour: BT.709 matrix, limited range, 4:2:0. docs/baselines.md has the
-settings and the measured figures.
+decoded back to RGB. Colour: BT.709 matrix, limited range, 4:2:0. Given 8-bit 4:2:0 planes
+(:class:`~gvc_jax.io.yuv.YuvPlanes`) instead, the encoder codes those planes as they are and the
+result is the decoded planes (with their RGB view); no colour conversion touches the coded
+samples. docs/baselines.md has the settings and the measured figures.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 
 from gvc_jax.io.ffmpeg import FFmpegError, ffmpeg_version, has_encoder, run_ffmpeg
 from gvc_jax.io.video import guess_fps
+from gvc_jax.io.yuv import YuvPlanes
 
 __all__ = ["BASELINES", "KEYINT", "BaselineError", "BaselineResult", "BaselineSpec",
            "check_setting", "default_ladder", "ffmpeg_version", "match_label", "run_baseline",
@@ -86,7 +89,7 @@ BASELINES: dict[str, BaselineSpec] = {
 class BaselineResult:
     """A coded and decoded clip. ``bytes`` is the real size of the elementary stream file."""
 
-    decoded: np.ndarray           # uint8 [T,H,W,3] RGB, the input's shape
+    decoded: np.ndarray | YuvPlanes   # uint8 [T,H,W,3] RGB, or planes (with ``rgb``) for planes
     bytes: int
     settings: dict
     encode_seconds: float
@@ -159,11 +162,17 @@ def check_setting(name: str, setting) -> None:
     _check_setting(_spec(name), setting)
 
 
-def _check_inputs(frames, fps) -> tuple[np.ndarray, fractions.Fraction]:
-    x = np.asarray(frames)
-    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3 or min(x.shape[:3]) == 0:
-        raise ValueError(f"frames must be uint8 [T, H, W, 3] with T, H, W >= 1; "
-                         f"got {x.dtype} {list(x.shape)}")
+def _check_inputs(frames, fps):
+    if isinstance(frames, YuvPlanes):
+        if frames.bits != 8 or frames.full_range:
+            raise ValueError("planes given to a baseline must be 8-bit limited range, got "
+                             f"{frames.bits}-bit {'full' if frames.full_range else 'limited'}")
+        x = frames
+    else:
+        x = np.asarray(frames)
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3 or min(x.shape[:3]) == 0:
+            raise ValueError(f"frames must be uint8 [T, H, W, 3] with T, H, W >= 1; "
+                             f"got {x.dtype} {list(x.shape)}")
     if isinstance(fps, (bool, np.bool_)):
         raise ValueError(f"fps must be a positive rational (fractions.Fraction), got {fps!r}")
     try:  # a float (e.g. 29.97) becomes the exact rate it rounds (30000/1001)
@@ -183,19 +192,64 @@ def _pad_even(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+_MATRIX_TAG = {"bt709": "bt709", "bt601": "smpte170m"}
+
+
+def _planes_input(p: YuvPlanes, pix_fmt: str) -> tuple[bytes, tuple[int, int], str]:
+    """Raw frames of ``p`` for ffmpeg's stdin in the coded pixel format (8-bit samples shifted
+    left by 2 for 10 bits: the same values, no rescaling), luma padded to an even size by edge
+    replication; -> (bytes, (H, W) coded, matrix tag)."""
+    t, h, w = p.shape
+    y = np.pad(p.y, ((0, 0), (0, h % 2), (0, w % 2)), mode="edge")
+    planes = [y, p.u, p.v]
+    if pix_fmt.endswith("10le"):
+        planes = [(a.astype("<u2") << 2) for a in planes]
+    frame = [np.ascontiguousarray(a).reshape(t, -1) for a in planes]
+    data = np.concatenate(frame, axis=1).tobytes()
+    return data, y.shape[1:], _MATRIX_TAG[p.matrix]
+
+
+def _planes_output(raw: bytes, pix_fmt: str, t: int, hp: int, wp: int, like: YuvPlanes,
+                   rgb: np.ndarray, what: str) -> YuvPlanes:
+    """Decoded raw 4:2:0 frames -> 8-bit planes cropped to ``like``'s size (10-bit samples
+    rounded back: ``(x + 2) >> 2``), carrying ``rgb``."""
+    sample = 2 if pix_fmt.endswith("10le") else 1
+    ch, cw = hp // 2, wp // 2
+    per = (hp * wp + 2 * ch * cw) * sample
+    if len(raw) != t * per:
+        raise BaselineError(f"{what}: decoded {len(raw) / per:g} frames of {wp}x{hp}, "
+                            f"expected {t}")
+    a = np.frombuffer(raw, "<u2" if sample == 2 else np.uint8).reshape(t, -1)
+    if sample == 2:
+        a = np.clip((a.astype(np.int32) + 2) >> 2, 0, 255).astype(np.uint8)
+    _, h, w = like.shape
+    y = a[:, :hp * wp].reshape(t, hp, wp)[:, :h, :w]
+    u = a[:, hp * wp:hp * wp + ch * cw].reshape(t, ch, cw)
+    v = a[:, hp * wp + ch * cw:].reshape(t, ch, cw)
+    return YuvPlanes(np.ascontiguousarray(y), u.copy(), v.copy(), bits=8, matrix=like.matrix,
+                     full_range=False, fps=like.fps, rgb=rgb)
+
+
 def _fmt_kbps(v: float) -> str:
     return f"{v * 1000:.0f}"  # bits/s for -b:v (ffmpeg takes an integer count)
 
 
 def _commands(spec: BaselineSpec, key: str, value: float, size: tuple[int, int],
-              fps: fractions.Fraction, threads: int | None, stream: str) -> list[list[str]]:
-    """The ffmpeg encode command(s) (relative paths; run in the work folder)."""
+              fps: fractions.Fraction, threads: int | None, stream: str,
+              planes_matrix: str | None = None) -> list[list[str]]:
+    """The ffmpeg encode command(s) (relative paths; run in the work folder). ``planes_matrix``:
+    the input is raw 4:2:0 planes in the coded pixel format (no conversion), tagged with it."""
     h, w = size
-    head = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "pipe:0",
-            "-vf", (f"scale=out_color_matrix=bt709:out_range=tv:flags={_SCALE_FLAGS},"
-                    f"format={spec.pix_fmt}"),
-            *_COLOUR_TAGS, "-c:v", spec.encoder, "-preset", spec.preset, *spec.gop_args,
+    if planes_matrix is None:
+        src = ["-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "pipe:0",
+               "-vf", (f"scale=out_color_matrix=bt709:out_range=tv:flags={_SCALE_FLAGS},"
+                       f"format={spec.pix_fmt}"), *_COLOUR_TAGS]
+    else:
+        # tagged on the input: tags on the output make ffmpeg convert the samples
+        tags = ["-colorspace", planes_matrix, "-color_range", "tv"]
+        src = ["-pix_fmt", spec.pix_fmt, "-s", f"{w}x{h}", "-r", str(fps), *tags, "-i", "pipe:0"]
+    head = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-f", "rawvideo",
+            *src, "-c:v", spec.encoder, "-preset", spec.preset, *spec.gop_args,
             *spec.extra_args]
     if threads is not None:
         head += ["-threads", str(threads)]
@@ -211,11 +265,18 @@ def _commands(spec: BaselineSpec, key: str, value: float, size: tuple[int, int],
             head + rate + ["-pass", "2", *log] + tail]
 
 
-def _decode_command(spec: BaselineSpec, stream: str) -> list[str]:
-    return ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
-            "-f", spec.stream_format, "-c:v", spec.decoder, "-i", stream,
-            "-vf", f"scale=in_color_matrix=bt709:in_range=tv:flags={_SCALE_FLAGS},format=rgb24",
-            "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+def _decode_command(spec: BaselineSpec, stream: str, planes: bool = False,
+                    matrix: str = "bt709") -> list[str]:
+    """Decode to RGB (BT.709 limited -> full range), or with ``planes`` to the raw coded
+    4:2:0 samples (no conversion)."""
+    head = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
+            "-f", spec.stream_format, "-c:v", spec.decoder, "-i", stream]
+    if planes:
+        return head + ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", spec.pix_fmt,
+                       "pipe:1"]
+    vf = f"scale=in_color_matrix={matrix}:in_range=tv:flags={_SCALE_FLAGS},format=rgb24"
+    return head + ["-vf", vf, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                   "pipe:1"]
 
 
 def _rate_mode(spec: BaselineSpec, key: str) -> str:
@@ -226,11 +287,15 @@ def _rate_mode(spec: BaselineSpec, key: str) -> str:
 
 def run_baseline(name: str, frames, fps, *, setting: dict, workdir: str | os.PathLike | None = None,
                  threads: int | None = None) -> BaselineResult:
-    """Codes ``frames`` (uint8 [T,H,W,3] RGB) with baseline ``name`` at ``setting`` and decodes it.
+    """Codes ``frames`` with baseline ``name`` at ``setting`` and decodes it.
 
-    ``workdir``: keep the stream (``<name>.<ext>``) and pass logs there; by default a private
-    temporary folder is used and always removed. ``threads``: ffmpeg ``-threads`` (None: ffmpeg's
-    default). Raises ValueError on bad arguments, BaselineError when ffmpeg fails.
+    ``frames``: uint8 RGB [T,H,W,3] (converted to BT.709 limited 4:2:0 by ffmpeg, decoded back
+    to RGB), or 8-bit limited-range 4:2:0 :class:`~gvc_jax.io.yuv.YuvPlanes` (coded as they are;
+    ``decoded`` is then the decoded planes, carrying their RGB view from ffmpeg's conversion with
+    the planes' matrix). ``workdir``: keep the stream (``<name>.<ext>``) and pass logs there; by
+    default a private temporary folder is used and always removed. ``threads``: ffmpeg
+    ``-threads`` (None: ffmpeg's default). Raises ValueError on bad arguments, BaselineError when
+    ffmpeg fails.
     """
     spec = _spec(name)
     key, value = _check_setting(spec, setting)
@@ -241,41 +306,51 @@ def run_baseline(name: str, frames, fps, *, setting: dict, workdir: str | os.Pat
     if not has_encoder(spec.encoder):
         raise BaselineError(f"{name}: this ffmpeg build ({ffmpeg_version()}) has no encoder "
                             f"{spec.encoder}")
+    is_planes = isinstance(x, YuvPlanes)
     t, h, w = x.shape[:3]
-    xp = _pad_even(x)
-    hp, wp = xp.shape[1:3]
+    if is_planes:
+        raw, (hp, wp), matrix = _planes_input(x, spec.pix_fmt)
+    else:
+        xp = _pad_even(x)
+        hp, wp = xp.shape[1:3]
+        raw, matrix = memoryview(xp).cast("B"), "bt709"
     stream = f"{name}.{spec.ext}"
-    commands = _commands(spec, key, value, (hp, wp), fps, threads, stream)
-    decode = _decode_command(spec, stream)
+    commands = _commands(spec, key, value, (hp, wp), fps, threads, stream,
+                         planes_matrix=matrix if is_planes else None)
+    decode = _decode_command(spec, stream, planes=is_planes)
+    to_rgb = _decode_command(spec, stream, matrix=x.matrix) if is_planes else None
     env = dict(spec.env)
     own = workdir is None
     folder = tempfile.mkdtemp(prefix=f"gvc-{name}-") if own else os.fspath(workdir)
+    what = f"{name} {setting_label(setting)}"
     try:
         if not own:
             os.makedirs(folder, exist_ok=True)
-        raw = memoryview(xp).cast("B")
         t0 = time.perf_counter()
         for i, cmd in enumerate(commands):
             step = f"encode pass {i + 1}" if len(commands) > 1 else "encode"
-            run_ffmpeg(cmd, cwd=folder, stdin=raw, env=env,
-                       what=f"{name} {setting_label(setting)} {step}")
+            run_ffmpeg(cmd, cwd=folder, stdin=raw, env=env, what=f"{what} {step}")
         encode_s = time.perf_counter() - t0
         nbytes = os.path.getsize(os.path.join(folder, stream))
         t0 = time.perf_counter()
-        out = run_ffmpeg(decode, cwd=folder, env=env, what=f"{name} {setting_label(setting)} decode")
+        out = run_ffmpeg(decode, cwd=folder, env=env, what=f"{what} decode")
         decode_s = time.perf_counter() - t0
+        rgb_out = run_ffmpeg(to_rgb, cwd=folder, env=env, what=f"{what} decode to RGB") \
+            if is_planes else out
     finally:
         if own:
             shutil.rmtree(folder, ignore_errors=True)
     frame_bytes = hp * wp * 3
-    if len(out) != t * frame_bytes:
-        raise BaselineError(f"{name} {setting_label(setting)}: decoded {len(out) / frame_bytes:g} "
-                            f"frames of {wp}x{hp}, expected {t}")
-    decoded = np.frombuffer(out, np.uint8).reshape(t, hp, wp, 3)[:, :h, :w].copy()
+    if len(rgb_out) != t * frame_bytes:
+        raise BaselineError(f"{what}: decoded {len(rgb_out) / frame_bytes:g} frames of "
+                            f"{wp}x{hp}, expected {t}")
+    rgb = np.frombuffer(rgb_out, np.uint8).reshape(t, hp, wp, 3)[:, :h, :w].copy()
+    decoded = _planes_output(out, spec.pix_fmt, t, hp, wp, x, rgb, what) if is_planes else rgb
     settings = {
         "baseline": name, "codec": spec.codec, "encoder": spec.encoder, "decoder": spec.decoder,
         "ffmpeg_version": ffmpeg_version(), "preset": spec.preset, "pix_fmt": spec.pix_fmt,
-        "color_matrix": "bt709", "color_range": "tv (limited)", "color_primaries": "bt709",
+        "input": "4:2:0 planes, coded as given" if is_planes else "RGB, converted by ffmpeg",
+        "color_matrix": matrix, "color_range": "tv (limited)", "color_primaries": "bt709",
         "color_trc": "bt709", "scale_flags": _SCALE_FLAGS, "keyint": KEYINT,
         "gop_args": list(spec.gop_args), "rate_mode": _rate_mode(spec, key),
         "rate_value": int(value) if key != "kbps" and value.is_integer() else value,
@@ -284,6 +359,8 @@ def run_baseline(name: str, frames, fps, *, setting: dict, workdir: str | os.Pat
         "coded_size": [hp, wp], "padded": [hp - h, wp - w], "fps": str(fps),
         "encode_args": [["ffmpeg", *c] for c in commands], "decode_args": ["ffmpeg", *decode],
     }
+    if is_planes:
+        settings["rgb_view_args"] = ["ffmpeg", *to_rgb]
     return BaselineResult(decoded=decoded, bytes=nbytes, settings=settings,
                           encode_seconds=encode_s, decode_seconds=decode_s)
 

@@ -44,13 +44,27 @@ def parse_ladder(text: str) -> tuple[str, list[dict]]:
     return name, [{knob: (int(v) if knob != "kbps" and v.is_integer() else v)} for v in nums]
 
 
+def parse_protocols(text: str) -> list[str]:
+    """'gvcc,ours' -> ['gvcc', 'ours'] (order kept, repeats dropped)."""
+    from gvc_jax.eval.protocols import PROTOCOLS
+
+    names = list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    bad = [p for p in names if p not in PROTOCOLS]
+    if bad or not names:
+        raise UsageError(f"--protocol: expected a comma list of {', '.join(PROTOCOLS)}, got "
+                         f"{text!r}")
+    return names
+
+
 def plan_from_args(a) -> EvalPlan:
     preset = None
+    published = []
     if a.preset:
-        from configs.eval import PRESETS, get_config
+        from configs.eval import PRESETS, get_config, published_rows
         if a.preset not in PRESETS:
             raise UsageError(f"unknown --preset {a.preset!r}; known: {', '.join(PRESETS)}")
         preset = get_config(a.preset)
+        published = published_rows(preset.published)
     specs = a.gvc if a.gvc else (list(preset.gvc) if preset else ["gaussian"])
     gvc = [] if specs == ["none"] else [run for s in specs for run in parse_gvc_spec(s)]
     if a.baselines is not None:
@@ -62,7 +76,8 @@ def plan_from_args(a) -> EvalPlan:
     if bad:
         raise UsageError(f"--baselines: unknown {bad[0]!r}; known: {', '.join(ALL_BASELINES)}, none")
     ladders = {}
-    for text in a.ladder or []:
+    preset_ladders = [f"{k}={v}" for k, v in (preset.ladders if preset else {}).items()]
+    for text in preset_ladders + list(a.ladder or []):
         name, ladder = parse_ladder(text)
         if name not in ALL_BASELINES:
             raise UsageError(f"--ladder {text!r}: unknown baseline {name!r}")
@@ -73,8 +88,15 @@ def plan_from_args(a) -> EvalPlan:
     size = parse_size(a.size) if a.size else (tuple(preset.size) if preset and preset.size
                                               else None)
     match = a.match_rate if a.match_rate is not None else bool(preset and preset.match_rate)
+    protocols = (parse_protocols(a.protocol) if a.protocol
+                 else list(preset.protocols) if preset else ["ours"])
+    bd_anchor = a.bd_anchor if a.bd_anchor is not None else (preset.bd_anchor if preset else None)
+    if bd_anchor == "none":
+        bd_anchor = None
     return EvalPlan(
         videos=inputs.list_inputs(a.inputs), out=a.out, gvc=gvc, baselines=baselines,
         ladders=ladders, match_rate=match,
         kbps=_floats(a.kbps, "--kbps") if a.kbps else [], frames=frames, size=size,
-        preset=a.preset, weights=a.weights, alexnet=a.lpips_alexnet, lpips=not a.no_lpips)
+        preset=a.preset, weights=a.weights, alexnet=a.lpips_alexnet, lpips=not a.no_lpips,
+        vgg=a.dists_vgg, dists=not a.no_dists, protocols=protocols, bd_anchor=bd_anchor,
+        bd_method=a.bd_method, published=published)

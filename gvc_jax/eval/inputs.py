@@ -133,12 +133,30 @@ def _read_yuv(path: str, max_frames: int | None) -> Video:
     return Video(frames.copy(), spec.fps)
 
 
+def _read_yuv_gvcc(path: str, max_frames: int | None) -> Video:
+    """A UVG raw file as GVCC builds its frames (:func:`gvc_jax.io.yuv.yuv420_to_rgb_gvcc`)."""
+    from gvc_jax.io.yuv import read_yuv_planes, yuv420_to_rgb_gvcc
+
+    spec = parse_uvg_name(path)
+    if spec.chroma != "420" or spec.bits != 8:
+        raise VideoIOError(f"{path}: the gvcc protocol reads 8-bit 4:2:0 raw video, as GVCC "
+                           f"does; this file is {spec.chroma} {spec.bits}-bit")
+    planes = read_yuv_planes(path, spec.width, spec.height, max_frames=max_frames)
+    try:
+        rgb = yuv420_to_rgb_gvcc(planes)
+    except ValueError as e:
+        raise VideoIOError(f"{path}: {e}") from None
+    return Video(rgb, spec.fps)
+
+
 def load_video(path: str, *, frames: int | None = None,
-               size: tuple[int, int] | None = None) -> Video:
-    """Reads the first ``frames`` frames of ``path`` as RGB; ``size=(W, H)`` resizes them."""
+               size: tuple[int, int] | None = None, gvcc: bool = False) -> Video:
+    """Reads the first ``frames`` frames of ``path`` as RGB; ``size=(W, H)`` resizes them
+    (Pillow's Lanczos). ``gvcc``: a raw ``.yuv`` is converted as GVCC's loader does
+    (docs/eval.md, "Protocols"); other inputs are read as usual."""
     ext = os.path.splitext(path)[1].lower()
     if ext == ".yuv":
-        v = _read_yuv(path, frames)
+        v = _read_yuv_gvcc(path, frames) if gvcc else _read_yuv(path, frames)
     else:
         v = read_video(path, max_frames=frames)
     if frames is not None and v.frames.shape[0] < frames:

@@ -1,5 +1,6 @@
-"""Evaluation reports: ``results.csv``, ``results.json``, ``summary.md`` and RD plots
-(``rd_psnr.png``, ``rd_ms_ssim.png``, ``rd_lpips.png``), all written atomically."""
+"""Evaluation reports: ``results.csv``, ``results.json``, ``summary.md`` (:mod:`.summary`),
+``bd.json`` and RD plots (``rd_psnr.png``, ``rd_psnr_yuv.png``, ``rd_ms_ssim.png``,
+``rd_lpips.png``, ``rd_dists.png``), all written atomically (docs/eval.md, "Outputs")."""
 from __future__ import annotations
 
 import csv
@@ -9,17 +10,39 @@ import os
 
 from gvc_jax.fileutil import atomic_output, write_bytes_atomic
 
-COLUMNS = ("video", "codec", "setting", "frames", "height", "width", "fps", "bits", "bytes",
-           "bpp", "kbps", "psnr_rgb", "psnr_rgb_seq", "psnr_y", "psnr_y_seq", "ms_ssim",
-           "lpips", "encode_seconds", "decode_seconds")
+COLUMNS = ("video", "protocol", "codec", "setting", "frames", "height", "width", "fps", "bits",
+           "bytes", "bpp", "kbps", "bits_gvcc", "bpp_gvcc", "kbps_gvcc",
+           "psnr_rgb", "psnr_rgb_seq", "psnr_y", "psnr_y_seq", "psnr_u", "psnr_u_seq",
+           "psnr_v", "psnr_v_seq", "psnr_yuv_611", "psnr_yuv_611_seq", "psnr_yuv_411",
+           "psnr_yuv_411_seq", "ms_ssim", "lpips", "dists", "encode_seconds", "decode_seconds")
 
 PLOTS = (("psnr_rgb", "PSNR RGB (dB, mean of frames)", "rd_psnr.png"),
+         ("psnr_yuv_611", "PSNR YUV (6Y+U+V)/8 (dB)", "rd_psnr_yuv.png"),
          ("ms_ssim", "MS-SSIM (RGB)", "rd_ms_ssim.png"),
-         ("lpips", "LPIPS-Alex (lower is better)", "rd_lpips.png"))
+         ("lpips", "LPIPS-Alex (lower is better)", "rd_lpips.png"),
+         ("dists", "DISTS (lower is better)", "rd_dists.png"))
+BD_METRICS = ("psnr_rgb", "psnr_yuv_611", "ms_ssim", "lpips", "dists")
+
+
+def _protocol(r: dict) -> str:
+    return r.get("protocol") or "ours"
 
 
 def sort_rows(rows: list[dict]) -> list[dict]:
-    return sorted(rows, key=lambda r: (r["video"], r["codec"], r["bpp"]))
+    return sorted(rows, key=lambda r: (r["video"], _protocol(r), r["codec"], r["bpp"]))
+
+
+def bd_by_protocol(rows: list[dict], anchor: str, method: str = "pchip") -> list[dict]:
+    """:func:`gvc_jax.eval.bdrate.bd_table` of every protocol's rows apart (metrics
+    :data:`BD_METRICS`, rate ``kbps``), each result with its ``protocol``."""
+    from gvc_jax.eval.bdrate import bd_table
+
+    out = []
+    for protocol in sorted({_protocol(r) for r in rows}):
+        part = [r for r in rows if _protocol(r) == protocol]
+        for b in bd_table(part, anchor, BD_METRICS, method):
+            out.append({"protocol": protocol, **b})
+    return out
 
 
 def _cell(v) -> str:
@@ -37,52 +60,6 @@ def to_csv(rows: list[dict]) -> str:
     for r in sort_rows(rows):
         w.writerow([_cell(r.get(c)) for c in COLUMNS])
     return buf.getvalue()
-
-
-def _fmt(v, digits: int) -> str:
-    return "—" if v is None else f"{v:.{digits}f}"
-
-
-def _setting_cell(r: dict) -> str:
-    """A matched-rate row also shows the knob the search chose, and whether the target was
-    below the encoder's floor."""
-    m = (r.get("settings") or {}).get("match")
-    if not m:
-        return r["setting"]
-    (knob, value), = m["chosen"].items()
-    floor = ", floor" if m["outcome"].startswith("target below") else ""
-    return f"{r['setting']} ({knob}={value}{floor})"
-
-
-def to_markdown(rows: list[dict], notes: dict[str, str], command: str | None = None,
-                failed: list[dict] = ()) -> str:
-    out = ["# gvc eval results", ""]
-    if command:
-        out += [f"Command: `{command}`", ""]
-    out += ["bpp = bits / (frames · H · W) of the evaluated frames; kbps at the source frame "
-            "rate. Bits are the real size of each coded file. PSNR is the mean of per-frame "
-            "PSNR; Y is BT.709 luma. Times include JIT compilation on first use.", ""]
-    for video in sorted({r["video"] for r in rows}):
-        vr = [r for r in sort_rows(rows) if r["video"] == video]
-        r0 = vr[0]
-        out += [f"## {video} ({r0['frames']} frames, {r0['width']}x{r0['height']}, "
-                f"{r0['fps']:.3f} fps)", "",
-                "| codec | setting | bytes | bpp | kbps | PSNR RGB | PSNR Y | MS-SSIM | LPIPS "
-                "| enc s | dec s |",
-                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for r in vr:
-            out.append(f"| {r['codec']} | {_setting_cell(r)} | {r['bytes']} | {r['bpp']:.5f} | "
-                       f"{r['kbps']:.2f} | {_fmt(r['psnr_rgb'], 2)} | {_fmt(r['psnr_y'], 2)} | "
-                       f"{_fmt(r['ms_ssim'], 4)} | {_fmt(r['lpips'], 4)} | "
-                       f"{r['encode_seconds']:.2f} | {r['decode_seconds']:.2f} |")
-        out.append("")
-    if failed:
-        out += ["## Runs that failed (not in the tables)", ""]
-        out += [f"- {r['video']} {r['codec']} {r['setting']}: {r['failed']}" for r in failed]
-        out.append("")
-    if notes:
-        out += ["## Notes", ""] + [f"- {k}: {v}" for k, v in sorted(notes.items())] + [""]
-    return "\n".join(out)
 
 
 def _log_bpp_axis(ax) -> None:
@@ -108,15 +85,17 @@ def plot(rows: list[dict], key: str, ylabel: str, path: str) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    videos = sorted({r["video"] for r in rows if r.get(key) is not None})
-    if not videos:
+    panels = sorted({(r["video"], _protocol(r)) for r in rows if r.get(key) is not None})
+    if not panels:
         return False
-    n = len(videos)
+    several = len({p for _, p in panels}) > 1
+    n = len(panels)
     cols = min(n, 3)
     rws = -(-n // cols)
     fig, axes = plt.subplots(rws, cols, figsize=(5.2 * cols, 4.0 * rws), squeeze=False)
-    for ax, video in zip(axes.flat, videos):
-        vr = [r for r in sort_rows(rows) if r["video"] == video and r.get(key) is not None]
+    for ax, (video, protocol) in zip(axes.flat, panels):
+        vr = [r for r in sort_rows(rows) if r["video"] == video and _protocol(r) == protocol
+              and r.get(key) is not None]
         for codec in sorted({r["codec"] for r in vr}):
             pts = sorted((r["bpp"], r[key]) for r in vr if r["codec"] == codec)
             style = "o-" if codec.startswith("gvc-") else "s--"
@@ -124,7 +103,7 @@ def plot(rows: list[dict], key: str, ylabel: str, path: str) -> bool:
         _log_bpp_axis(ax)
         ax.set_xlabel("bpp")
         ax.set_ylabel(ylabel)
-        ax.set_title(video)
+        ax.set_title(f"{video} ({protocol})" if several or protocol != "ours" else video)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[n:]:
@@ -136,20 +115,32 @@ def plot(rows: list[dict], key: str, ylabel: str, path: str) -> bool:
 
 
 def write_all(rows: list[dict], out: str, notes: dict[str, str], log=lambda s: None,
-              command: str | None = None) -> list[str]:
+              command: str | None = None, *, published: list[dict] = (),
+              bd_anchor: str | None = None, bd_method: str = "pchip") -> list[str]:
     """Writes every report file; returns their paths. ``command`` (the command line of the
-    last run that wrote them) goes into results.json and summary.md."""
+    last run that wrote them) goes into results.json and summary.md; ``published``: reference
+    rows (no bytes) shown in summary.md and results.json; ``bd_anchor``: also the BD-rates of
+    every codec against it (``bd.json`` and a summary table)."""
+    from gvc_jax.eval.summary import to_markdown
+
     failed = [r for r in rows if r.get("failed")]
     rows = [r for r in rows if not r.get("failed")]
     written = []
     p = os.path.join(out, "results.csv")
     write_bytes_atomic(p, to_csv(rows).encode())
     written.append(p)
+    bd = bd_by_protocol(rows, bd_anchor, bd_method) if bd_anchor else []
     p = os.path.join(out, "results.json")
     doc = {"command": command, "columns": list(COLUMNS), "notes": notes,
-           "rows": sort_rows(rows), "failed": failed}
+           "rows": sort_rows(rows), "failed": failed, "published": list(published)}
+    if bd_anchor:
+        doc["bd"] = bd
     write_bytes_atomic(p, json.dumps(doc, indent=1).encode())
     written.append(p)
+    if bd_anchor:
+        p = os.path.join(out, "bd.json")
+        write_bytes_atomic(p, json.dumps(bd, indent=1).encode())
+        written.append(p)
     try:
         import matplotlib  # noqa: F401
         have_mpl = True
@@ -164,6 +155,8 @@ def write_all(rows: list[dict], out: str, notes: dict[str, str], log=lambda s: N
             if plot(rows, key, label, p):
                 written.append(p)
     p = os.path.join(out, "summary.md")
-    write_bytes_atomic(p, to_markdown(rows, notes, command, failed).encode())
+    md = to_markdown(rows, notes, command, failed, published=published, bd=bd,
+                     bd_anchor=bd_anchor, bd_method=bd_method)
+    write_bytes_atomic(p, md.encode())
     written.append(p)
     return written

@@ -1,9 +1,13 @@
 """``gvc eval``: our configs and the baselines on a list of videos, one row per
-(video, codec, setting), appended to ``rows.jsonl`` as each finishes so that an
+(video, protocol, codec, setting), appended to ``rows.jsonl`` as each finishes so that an
 interrupted run resumes where it stopped.
 
+Every row's metrics come from :func:`gvc_jax.eval.compare.compare` (docs/metrics.md); the frames
+and the reference from the row's protocol (:mod:`gvc_jax.eval.protocols`, docs/eval.md).
 Rates (docs/design.md, "Numbers"): bpp = 8·bytes / (frames·H·W) of the evaluated frames;
-kbps = 8·bytes / (frames / source fps) / 1000. Every byte of the coded file counts.
+kbps = 8·bytes / (frames / source fps) / 1000. Every byte of the coded file counts. Rows of the
+``gvcc`` protocol add GVCC's count (``bits_gvcc``, ``kbps_gvcc`` at 16 fps,
+:mod:`gvc_jax.eval.gvcc`).
 """
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ from typing import Callable
 import numpy as np
 
 from gvc_jax.codec.errors import UsageError
-from gvc_jax.eval import inputs
+from gvc_jax.eval import gvcc, inputs
+from gvc_jax.eval.compare import SCALAR_KEYS, compare
+from gvc_jax.eval.protocols import HEADLINE, PROTOCOLS, load_source
 from gvc_jax.fileutil import write_bytes_atomic
 
 ROWS_FILE, RUN_FILE = "rows.jsonl", "run.json"
@@ -84,11 +90,26 @@ class EvalPlan:
     weights: str | None = None
     alexnet: str | None = None
     lpips: bool = True
+    vgg: str | None = None
+    dists: bool = True
+    protocols: list[str] = dataclasses.field(default_factory=lambda: ["ours"])
+    bd_anchor: str | None = None
+    bd_method: str = "pchip"
+    published: list[dict] = dataclasses.field(default_factory=list)   # reference rows, no bytes
 
     def identity(self) -> dict:
         """What makes rows of two runs comparable; a resumed run must match it."""
         return {"frames": self.frames, "size": list(self.size) if self.size else None,
                 "weights": os.path.abspath(self.weights) if self.weights else None}
+
+
+def protocol_of(row: dict) -> str:
+    """A row's protocol; rows written before protocols existed are ``ours``."""
+    return row.get("protocol") or "ours"
+
+
+def row_key(row: dict) -> tuple[str, str, str, str]:
+    return row["video"], protocol_of(row), row["codec"], row["setting"]
 
 
 # ------------------------------------------------------------------ rows store
@@ -146,60 +167,27 @@ def _prepare_out(plan: EvalPlan) -> None:
 
 
 # ------------------------------------------------------------------ metrics
-class _Metrics:
-    """Per-frame PSNR (RGB, Y), MS-SSIM and LPIPS, with one note per missing metric."""
+METRIC_KEYS = tuple(k for base in SCALAR_KEYS
+                    for k in ((base, base + "_seq") if base.startswith("psnr") else (base,)))
 
-    def __init__(self, alexnet: str | None, use_lpips: bool, log):
-        self.notes: dict[str, str] = {}
-        self._lpips = None
-        if not use_lpips:
-            self.notes["lpips"] = "LPIPS not computed (--no-lpips)"
-            return
-        from gvc_jax.metrics import MetricUnavailable
-        from gvc_jax.weights.lpips import load as load_lpips
 
-        from gvc_jax.weights.sources import CheckpointError
-        from gvc_jax.weights.table import ConversionError
+class _Scorer:
+    """Every metric of a row through :func:`compare`, with the learned models loaded once."""
 
-        try:
-            self._lpips = load_lpips(alexnet=alexnet)
-        except (ConversionError, CheckpointError) as e:   # a file, but not AlexNet weights
-            raise CheckpointError(f"LPIPS weights: {e}") from None
-        except MetricUnavailable as e:
-            hint = "" if alexnet else "; give the file with --lpips-alexnet"
-            self.notes["lpips"] = f"LPIPS column left empty: {e}{hint}"
-            log(f"gvc eval: {self.notes['lpips']}")
-            return
-        if not self._lpips.official_trunk():
-            self.notes["lpips_trunk"] = (f"{self._lpips.trunk_path} is not torchvision's "
-                                         "released AlexNet (SHA-256 prefix differs): LPIPS values "
-                                         "are not comparable with published ones")
-            log(f"gvc eval: warning: {self.notes['lpips_trunk']}")
+    def __init__(self, plan: EvalPlan, log):
+        from gvc_jax.eval.learned import load_learned
 
-    def __call__(self, ref: np.ndarray, dist: np.ndarray) -> tuple[dict, dict, dict]:
-        """-> (means, per-frame lists, notes that apply to this row)."""
-        from gvc_jax import metrics as M
+        self.learned = load_learned(alexnet=plan.alexnet, use_lpips=plan.lpips, vgg=plan.vgg,
+                                    use_dists=plan.dists, log=log, who="gvc eval")
 
-        notes = dict(self.notes)
-        per = {"psnr_rgb": M.psnr(ref, dist), "psnr_y": M.psnr_y(ref, dist)}
-        summary = {"psnr_rgb": float(np.mean(per["psnr_rgb"])),
-                   "psnr_rgb_seq": M.psnr_sequence(ref, dist),
-                   "psnr_y": float(np.mean(per["psnr_y"])),
-                   "psnr_y_seq": M.psnr_y_sequence(ref, dist),
-                   "ms_ssim": None, "lpips": None}
-        if M.ms_ssim_supported(*ref.shape[1:3]):
-            per["ms_ssim"] = M.ms_ssim(ref, dist)
-            summary["ms_ssim"] = float(np.mean(per["ms_ssim"]))
-        else:
-            notes["ms_ssim"] = (f"MS-SSIM needs frames of at least 161 px a side, "
-                                f"these are {ref.shape[2]}x{ref.shape[1]}")
-        if self._lpips is not None:
-            try:
-                per["lpips"] = self._lpips(ref, dist)
-                summary["lpips"] = float(np.mean(per["lpips"]))
-            except M.MetricUnavailable as e:     # frames too small for AlexNet
-                notes["lpips"] = str(e)
-        return summary, {k: [float(x) for x in v] for k, v in per.items()}, notes
+    def __call__(self, ref, dist) -> tuple[dict, dict, dict, str]:
+        """-> (metric values, per-frame lists, notes that apply to this row, yuv source)."""
+        out = compare(ref, dist, lpips=self.learned.lpips, dists=self.learned.dists)
+        notes = dict(out["notes"])
+        for k, v in self.learned.notes.items():   # the loader knows why a model is missing
+            if k not in notes or out.get(k) is None:
+                notes[k] = v
+        return {k: out[k] for k in METRIC_KEYS}, out["per_frame"], notes, out["yuv_source"]
 
 
 def _rate(nbytes: int, t: int, h: int, w: int, fps) -> dict:
@@ -210,12 +198,26 @@ def _rate(nbytes: int, t: int, h: int, w: int, fps) -> dict:
 
 
 # ------------------------------------------------------------------ runs
-def _run_gvc(run: GvcRun, video, name: str, plan: EvalPlan, models: dict, on_gop, on_step):
+def _gvcc_count(enc, model, params, mode: str) -> dict:
+    """GVCC's count of our stream (:func:`gvc_jax.eval.gvcc.stream_bits`)."""
+    from gvc_jax.bitstream import container
+    from gvc_jax.eval import gvcc
+
+    geom = model.geometry
+    latent = [geom.latent_frames(geom.coded_length(g["frames"])) for g in enc.header["gops"]]
+    return gvcc.stream_bits(mode, params.coding, getattr(params, "K", 0),
+                            getattr(params, "M", 0), getattr(params, "sde_steps", 0), latent,
+                            container.breakdown(enc.data))
+
+
+def _run_gvc(run: GvcRun, src, name: str, protocol: str, plan: EvalPlan, models: dict,
+             on_gop, on_step):
     """One of our rate points through the public API: compress, write, decode what is on
     disk and check it equals the encoder's reconstruction."""
     from gvc_jax.codec import api
     from gvc_jax.codec.codec_model import load_model
 
+    video = src.video
     model_name, mode, params = api.params_for(run.config, dict(run.overrides))
     if model_name not in models:
         models[model_name] = load_model(model_name, plan.weights, params=params)
@@ -224,7 +226,8 @@ def _run_gvc(run: GvcRun, video, name: str, plan: EvalPlan, models: dict, on_gop
                                      on_gop=on_gop, on_step=on_step)
     params = api.for_source(params, mode, video.frames, dict(run.overrides))
     label = run.label(params)
-    stream_dir = os.path.join(plan.out, "streams", name)
+    sub = [name] if protocol == "ours" else [name, protocol]
+    stream_dir = os.path.join(plan.out, "streams", *sub)
     os.makedirs(stream_dir, exist_ok=True)
     path = os.path.join(stream_dir, f"{run.codec}_{label.replace(',', '_')}.gvc")
     write_bytes_atomic(path, enc.data)
@@ -238,7 +241,12 @@ def _run_gvc(run: GvcRun, video, name: str, plan: EvalPlan, models: dict, on_gop
         raise RuntimeError(f"{path}: the decoder's output differs from the encoder's reconstruction")
     settings = {"config": run.config, "model": model_name, "mode": mode,
                 **dataclasses.asdict(params), "stream": os.path.relpath(path, plan.out)}
-    return label, decoded, len(data), settings, enc.encode_seconds, dec_s
+    extra = {}
+    if protocol == "gvcc":
+        count = _gvcc_count(enc, models[model_name], params, mode)
+        extra = {"bits_gvcc": count["bits_gvcc"], "gvcc_parts": count["parts"],
+                 "gvcc_note": count["note"]}
+    return label, decoded, len(data), settings, enc.encode_seconds, dec_s, extra
 
 
 def _label(kind: str, arg) -> str:
@@ -252,18 +260,19 @@ def _label(kind: str, arg) -> str:
     return baselines.setting_label(arg)
 
 
-def _run_baseline(name: str, kind: str, arg, video):
+def _run_baseline(name: str, kind: str, arg, src):
     from gvc_jax.eval import baselines
 
+    x, fps = src.baseline_input, src.video.fps
     if kind == "matched":
-        r = baselines.run_matched(name, video.frames, video.fps, kbps=arg)
+        r = baselines.run_matched(name, x, fps, kbps=arg)
     else:
-        r = baselines.run_baseline(name, video.frames, video.fps, setting=arg)
-    return _label(kind, arg), r.decoded, r.bytes, r.settings, r.encode_seconds, \
-        r.decode_seconds
+        r = baselines.run_baseline(name, x, fps, setting=arg)
+    return (_label(kind, arg), r.decoded, r.bytes, r.settings, r.encode_seconds,
+            r.decode_seconds, {"bits_gvcc": 8 * r.bytes})
 
 
-def _jobs_for_video(plan: EvalPlan, name: str, done_rows: list[dict]):
+def _jobs_for_video(plan: EvalPlan, name: str, protocol: str, done_rows: list[dict]):
     """(codec, kind, arg) in order: our points, then each baseline's ladder, then the
     baselines at the --kbps targets (encoder rate control), then at our points' kbps
     (quality-knob search; known once ours are done)."""
@@ -276,8 +285,8 @@ def _jobs_for_video(plan: EvalPlan, name: str, done_rows: list[dict]):
             yield b, "baseline", s
     matched = []
     if plan.match_rate:
-        ours = [r for r in done_rows if r["video"] == name and r["codec"].startswith(GVC_PREFIX)
-                and not r.get("failed")]
+        ours = [r for r in done_rows if r["video"] == name and protocol_of(r) == protocol
+                and r["codec"].startswith(GVC_PREFIX) and not r.get("failed")]
         matched = [round(r["kbps"], 3) for r in ours]
     for b in plan.baselines:
         for k in dict.fromkeys(float(k) for k in plan.kbps):
@@ -287,10 +296,15 @@ def _jobs_for_video(plan: EvalPlan, name: str, done_rows: list[dict]):
             yield b, "matched", k
 
 
+def codecs_of(plan: EvalPlan) -> list[str]:
+    """The codec names of the plan's rows, ours first."""
+    return list(dict.fromkeys([r.codec for r in plan.gvc] + list(plan.baselines)))
+
+
 def _preflight(plan: EvalPlan) -> None:
     """Usage errors before any video is read or coded."""
     from gvc_jax.codec.api import params_for
-    from gvc_jax.eval import baselines
+    from gvc_jax.eval import baselines, bdrate
 
     for run in plan.gvc:
         model_name, _, _ = params_for(run.config, dict(run.overrides))
@@ -306,6 +320,20 @@ def _preflight(plan: EvalPlan) -> None:
                 raise UsageError(str(e)) from None
     if not plan.gvc and not plan.baselines:
         raise UsageError("nothing to evaluate: no --gvc configs and no baselines")
+    bad = [p for p in plan.protocols if p not in PROTOCOLS]
+    if bad or not plan.protocols:
+        raise UsageError(f"--protocol: unknown {bad[0] if bad else 'empty list'!r}; known: "
+                         f"{', '.join(PROTOCOLS)}")
+    if plan.bd_anchor is not None and plan.bd_anchor not in codecs_of(plan):
+        raise UsageError(f"--bd-anchor {plan.bd_anchor!r} is not one of this run's codecs: "
+                         f"{', '.join(codecs_of(plan))}")
+    if plan.bd_method not in bdrate.METHODS:
+        raise UsageError(f"--bd-method must be one of {', '.join(bdrate.METHODS)}")
+
+
+def _failed_row(name, protocol, codec, label, error) -> dict:
+    return {"video": name, "protocol": protocol, "codec": codec, "setting": label,
+            "failed": str(error)}
 
 
 def run(plan: EvalPlan, *, log: Callable[[str], None] = lambda s: None,
@@ -314,52 +342,55 @@ def run(plan: EvalPlan, *, log: Callable[[str], None] = lambda s: None,
     _preflight(plan)
     _prepare_out(plan)
     rows = load_rows(plan.out)
-    done = {(r["video"], r["codec"], r["setting"]) for r in rows}
-    metrics = _Metrics(plan.alexnet, plan.lpips, log)
+    done = {row_key(r) for r in rows}
+    scorer = _Scorer(plan, log)
     models: dict = {}
     for vi, path in enumerate(plan.videos):
         name = inputs.video_name(path)
-        video = None
-        for codec, kind, arg in _jobs_for_video(plan, name, rows):
-            label_hint = _label(kind, arg)
-            if (name, codec, label_hint) in done:
-                continue
-            if video is None:
-                video = inputs.load_video(path, frames=plan.frames, size=plan.size)
-            t, h, w = video.shape
-            log(f"gvc eval: [{vi + 1}/{len(plan.videos)}] {name} {t}x{h}x{w}: {codec} "
-                f"{label_hint} ...")
-            t0 = time.perf_counter()
-            if kind == "gvc":
-                label, decoded, nbytes, settings, enc_s, dec_s = _run_gvc(
-                    arg, video, name, plan, models, on_gop, on_step)
-            else:
-                from gvc_jax.eval.baselines import BaselineError
-                try:
-                    label, decoded, nbytes, settings, enc_s, dec_s = _run_baseline(
-                        codec, kind, arg, video)
-                except BaselineError as e:
-                    # e.g. a target below what the encoder can reach: recorded, not retried,
-                    # listed in the summary; the other rows go on
-                    row = {"video": name, "codec": codec, "setting": label_hint,
-                           "failed": str(e)}
-                    _append_row(plan.out, row)
-                    rows.append(row)
-                    done.add((name, codec, label_hint))
-                    log(f"gvc eval:   failed, skipped: {e}")
+        for protocol in plan.protocols:
+            src = None
+            for codec, kind, arg in _jobs_for_video(plan, name, protocol, rows):
+                label_hint = _label(kind, arg)
+                if (name, protocol, codec, label_hint) in done:
                     continue
-            summary, per_frame, notes = metrics(video.frames, decoded)
-            row = {"video": name, "source": os.path.abspath(path), "codec": codec,
-                   "setting": label, "frames": t, "height": h, "width": w,
-                   "fps": float(video.fps), "fps_rational": [video.fps.numerator,
-                                                             video.fps.denominator],
-                   **_rate(nbytes, t, h, w, video.fps), **summary,
-                   "encode_seconds": enc_s, "decode_seconds": dec_s,
-                   "settings": settings, "per_frame": per_frame,
-                   "notes": notes}
-            _append_row(plan.out, row)
-            rows.append(row)
-            done.add((name, codec, label))
-            log(f"gvc eval:   {row['bpp']:.5f} bpp, {row['kbps']:.2f} kbps, "
-                f"PSNR {row['psnr_rgb']:.2f} dB ({time.perf_counter() - t0:.1f} s)")
+                if src is None:
+                    src = load_source(path, protocol, frames=plan.frames, size=plan.size)
+                t, h, w = src.shape
+                log(f"gvc eval: [{vi + 1}/{len(plan.videos)}] {name} ({protocol}) {t}x{h}x{w}: "
+                    f"{codec} {label_hint} ...")
+                t0 = time.perf_counter()
+                if kind == "gvc":
+                    label, decoded, nbytes, settings, enc_s, dec_s, extra = _run_gvc(
+                        arg, src, name, protocol, plan, models, on_gop, on_step)
+                else:
+                    from gvc_jax.eval.baselines import BaselineError
+                    try:
+                        label, decoded, nbytes, settings, enc_s, dec_s, extra = _run_baseline(
+                            codec, kind, arg, src)
+                    except BaselineError as e:
+                        # e.g. a target below what the encoder can reach: recorded, not
+                        # retried, listed in the summary; the other rows go on
+                        row = _failed_row(name, protocol, codec, label_hint, e)
+                        _append_row(plan.out, row)
+                        rows.append(row)
+                        done.add(row_key(row))
+                        log(f"gvc eval:   failed, skipped: {e}")
+                        continue
+                metrics, per_frame, notes, yuv_source = scorer(src.ref, decoded)
+                fps = src.video.fps
+                row = {"video": name, "protocol": protocol, "source": os.path.abspath(path),
+                       "codec": codec, "setting": label, "frames": t, "height": h, "width": w,
+                       "fps": float(fps), "fps_rational": [fps.numerator, fps.denominator],
+                       **_rate(nbytes, t, h, w, fps), **metrics,
+                       "encode_seconds": enc_s, "decode_seconds": dec_s,
+                       "settings": settings, "per_frame": per_frame, "notes": notes,
+                       "yuv_source": yuv_source}
+                if protocol == "gvcc":
+                    row.update(gvcc.rates(extra.pop("bits_gvcc"), t, h, w), **extra)
+                _append_row(plan.out, row)
+                rows.append(row)
+                done.add(row_key(row))
+                head = HEADLINE[protocol]
+                log(f"gvc eval:   {row['bpp']:.5f} bpp, {row['kbps']:.2f} kbps, "
+                    f"{head} {row[head]:.2f} dB ({time.perf_counter() - t0:.1f} s)")
     return rows

@@ -226,3 +226,89 @@ def read_yuv_planes(path: str, width: int, height: int, *, bits: int = 8,
     if bits > 8 and max(int(y.max()), int(u.max()), int(v.max())) > (1 << bits) - 1:
         raise VideoIOError(f"{path}: samples above {(1 << bits) - 1}: not {bits}-bit video")
     return YuvPlanes(y, u, v, bits=bits, matrix=matrix, full_range=full_range, fps=fps)
+
+
+# ------------------------------------------------------------------ GVCC's frames
+# OpenCV's fixed-point constants (docs/eval.md, "The gvcc protocol"): cv2.resize INTER_LINEAR
+# weights in 1/2048 (INTER_RESIZE_COEF_BITS = 11); cv2.COLOR_YUV2RGB's analog-YUV coefficients
+# 1.140, -0.581, -0.395, 2.032 as round(c * 2**14).
+_CV_COEF_BITS = 11
+_CV_YUV_SHIFT = 14
+_CV_V2R, _CV_V2G, _CV_U2G, _CV_U2B = 18678, -9519, -6472, 33292
+
+
+def _linear_taps(n_out: int, n_in: int, clamp_weight: bool):
+    """Source indices and weights (in 1/2048) of a linear resize from ``n_in`` to ``n_out``
+    samples on half-pixel centres. ``clamp_weight``: a tap outside the source puts all its
+    weight on the edge sample (OpenCV's horizontal pass); otherwise only the index is clamped
+    and the weights stay (its vertical pass)."""
+    pos = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    i0 = np.floor(pos).astype(np.int64)
+    frac = pos - i0
+    if clamp_weight:
+        out = (i0 < 0) | (i0 >= n_in - 1)
+        frac[out] = 0.0
+        i0 = np.clip(i0, 0, n_in - 1)
+    w1 = np.rint(frac * (1 << _CV_COEF_BITS)).astype(np.int64)
+    return (np.clip(i0, 0, n_in - 1), np.clip(i0 + 1, 0, n_in - 1),
+            (1 << _CV_COEF_BITS) - w1, w1)
+
+
+def upsample_chroma_opencv(c_thw: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 chroma planes [T,h,w] resized to [T,height,width] as ``cv2.resize(...,
+    interpolation=cv2.INTER_LINEAR)`` computes it on 8-bit data: a horizontal pass with
+    integer weights in 1/2048, then a vertical pass that drops 4 bits, keeps the high 16 bits of
+    each weighted row and rounds the sum of the two over 2 bits (its vectorised path; the
+    result equals OpenCV 4.10 and 5.1 on x86 for every size tested, docs/eval.md)."""
+    c = np.asarray(c_thw)
+    if c.dtype != np.uint8 or c.ndim != 3:
+        raise ValueError(f"chroma planes must be uint8 [T,h,w], got {c.dtype} {list(c.shape)}")
+    out = np.empty((c.shape[0], height, width), np.uint8)
+    j0, j1, a0, a1 = _linear_taps(width, c.shape[2], clamp_weight=True)
+    i0, i1, b0, b1 = _linear_taps(height, c.shape[1], clamp_weight=False)
+    step = max(1, _CHUNK_BYTES // (height * width * 8 * 3))
+    for t0 in range(0, c.shape[0], step):
+        x = c[t0:t0 + step].astype(np.int64)
+        rows = x[:, :, j0] * a0 + x[:, :, j1] * a1            # horizontal, in 1/2048
+        s0, s1 = rows[:, i0, :] >> 4, rows[:, i1, :] >> 4
+        v = ((s0 * b0[:, None]) >> 16) + ((s1 * b1[:, None]) >> 16)
+        out[t0:t0 + step] = np.clip((v + 2) >> 2, 0, 255)
+    return out
+
+
+def yuv444_to_rgb_opencv(y, u, v) -> np.ndarray:
+    """``cv2.cvtColor(stack([y, u, v]), cv2.COLOR_YUV2RGB)`` on uint8 planes of one shape:
+    ``R = Y + ((V-128)·18678 + 2^13) >> 14``, ``G = Y + ((U-128)·(-6472) + (V-128)·(-9519) +
+    2^13) >> 14``, ``B = Y + ((U-128)·33292 + 2^13) >> 14``, clipped to 0..255 (arithmetic
+    shifts). Y is not expanded from limited range: Y=16 grey stays 16, Y=235 stays 235."""
+    y, u, v = (np.asarray(p) for p in (y, u, v))
+    if not (y.shape == u.shape == v.shape) or any(p.dtype != np.uint8 for p in (y, u, v)):
+        raise ValueError("y, u, v must be uint8 planes of one shape")
+    shape = y.shape
+    y, u, v = (p.reshape(-1, shape[-1] if shape else 1) for p in (y, u, v))
+    out = np.empty(y.shape + (3,), np.uint8)
+    half = 1 << (_CV_YUV_SHIFT - 1)
+    step = max(1, _CHUNK_BYTES // (max(1, y.shape[1]) * 8 * 6))
+    for r0 in range(0, y.shape[0], step):
+        yy = y[r0:r0 + step].astype(np.int64)
+        du, dv = u[r0:r0 + step].astype(np.int64) - 128, v[r0:r0 + step].astype(np.int64) - 128
+        r = yy + ((dv * _CV_V2R + half) >> _CV_YUV_SHIFT)
+        g = yy + ((du * _CV_U2G + dv * _CV_V2G + half) >> _CV_YUV_SHIFT)
+        b = yy + ((du * _CV_U2B + half) >> _CV_YUV_SHIFT)
+        out[r0:r0 + step] = np.clip(np.stack([r, g, b], axis=-1), 0, 255)
+    return out.reshape(shape + (3,))
+
+
+def yuv420_to_rgb_gvcc(planes: YuvPlanes) -> np.ndarray:
+    """GVCC's RGB frames of 8-bit 4:2:0 planes (its UVG loader): each chroma plane resized to
+    the luma size by :func:`upsample_chroma_opencv`, then :func:`yuv444_to_rgb_opencv`. Not a
+    colour-correct conversion (no range expansion, analog-YUV coefficients on Cb/Cr); it is
+    what GVCC's published figures were measured on (docs/eval.md)."""
+    if planes.bits != 8:
+        raise ValueError(f"GVCC reads 8-bit 4:2:0 video; these planes are {planes.bits}-bit")
+    _, h, w = planes.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"GVCC's loader needs an even width and height, got {w}x{h}")
+    u = upsample_chroma_opencv(planes.u, h, w)
+    v = upsample_chroma_opencv(planes.v, h, w)
+    return yuv444_to_rgb_opencv(planes.y, u, v)
