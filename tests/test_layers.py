@@ -139,3 +139,75 @@ def test_the_checker_sees_cycles(tmp_path):
     edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(nodes, edges) == [["a", "b", "c"]]
     assert _cycles(nodes, {"a": {"b"}, "b": set(), "c": {"d"}, "d": set()}) == []
+
+
+def _own_imports():
+    """``(file, module named)`` of every absolute import of a project module (top level or
+    function-local): ``import a.b`` names a.b, ``from a.b import c`` names a.b."""
+    for top in TOPS:
+        for d, _, files in os.walk(os.path.join(ROOT, top)):
+            for f in (f for f in files if f.endswith(".py")):
+                path = os.path.join(d, f)
+                with open(path, encoding="utf-8") as fh:
+                    tree = ast.parse(fh.read(), path)
+                for node in ast.walk(tree):
+                    if isinstance(node, ast.Import):
+                        named = [a.name for a in node.names]
+                    elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                        named = [node.module]
+                    else:
+                        continue
+                    for n in named:
+                        if n.split(".")[0] in TOPS:
+                            yield os.path.relpath(path, ROOT), n
+
+
+def test_every_project_import_names_an_existing_module():
+    """A function-local import of a moved or renamed module fails only when that function runs;
+    this finds it without running anything."""
+    mods = _modules()
+    bad = [f"{f}: {n}" for f, n in _own_imports() if n not in mods and not _is_package(n)]
+    assert bad == []
+
+
+def test_docs_name_existing_files_and_modules():
+    """Every ``path/to/file.py`` and ``gvc_jax.module`` that the README, docs/ and notebooks
+    name exists."""
+    import glob
+    import re
+
+    mods = _modules()
+    texts = [os.path.join(ROOT, "README.md"), *glob.glob(os.path.join(ROOT, "docs", "*.md")),
+             *glob.glob(os.path.join(ROOT, "notebooks", "*.py"))]
+    bad = []
+    for t in texts:
+        with open(t, encoding="utf-8") as fh:
+            s = fh.read()
+        name = os.path.relpath(t, ROOT)
+        for m in re.finditer(r"\b((?:gvc_jax|bench|tests|research|configs|convert_weights)"
+                             r"/[\w/]+\.py)\b", s):
+            if not os.path.exists(os.path.join(ROOT, m.group(1))):
+                bad.append(f"{name}: {m.group(1)}")
+        for m in re.finditer(r"\bgvc_jax(?:\.\w+)+", s):
+            parts = m.group(0).split(".")
+            while parts and ".".join(parts) not in mods and not _is_package(".".join(parts)):
+                parts.pop()
+            rest = m.group(0).split(".")[len(parts):]
+            # a dotted name past a package must name a module of it or a name in its __init__
+            if len(parts) < 2 or (rest and os.path.isdir(os.path.join(ROOT, *parts))
+                                  and rest[0] not in _package_names(parts)):
+                bad.append(f"{name}: {m.group(0)}")
+    assert bad == []
+
+
+def _is_package(name: str) -> bool:
+    """A folder of the project (namespace packages such as gvc_jax/codec have no __init__)."""
+    return os.path.isdir(os.path.join(ROOT, *name.split(".")))
+
+
+def _package_names(parts) -> str:
+    init = os.path.join(ROOT, *parts, "__init__.py")
+    if not os.path.exists(init):
+        return ""
+    with open(init, encoding="utf-8") as fh:
+        return fh.read()

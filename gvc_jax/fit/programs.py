@@ -60,7 +60,7 @@ def model_configs(model: str, *, weights: str | None = None, names: dict | None 
     when ``weights`` is given, else the released architecture the preset names; ``names``
     overrides single parts by config name (``{"dit": "tiny-t2v", "vae": "tiny", ...}``)."""
     from configs import wan_clip, wan_dit, wan_text, wan_vae
-    from gvc_jax.codec.models import WAN
+    from gvc_jax.codec.codec_model import WAN
 
     if model not in WAN:
         raise FitError(f"the fit compiles Wan models; {model!r} is not one "
@@ -119,7 +119,7 @@ def _sds(shape, dtype):
 def gop_latent_shape(cfgs: ModelConfigs, frames: int, height: int, width: int):
     """``(coded frames, (C, T', H', W'))`` of one GOP of ``frames`` frames at WxH (padded to
     the model's geometry as the codec pads)."""
-    from gvc_jax.models.wan.t2v import geometry
+    from gvc_jax.models.wan.velocity import geometry
 
     geom = geometry(cfgs.dit, int(cfgs.vae.z_dim))
     coded = geom.coded_length(frames)
@@ -132,11 +132,11 @@ def dit_programs(cfgs: ModelConfigs, params, mode: str, latent_shape, devices, s
     """``dit_encode`` and ``dit_decode`` of one GOP, placed by ``shard`` over ``devices``
     (one device: unsharded)."""
     from gvc_jax.models.wan.dit import WanDiT
-    from gvc_jax.models.wan.t2v import WanT2V
+    from gvc_jax.models.wan.velocity import WanVelocity
     from gvc_jax.sampler import scan
 
     cfg, dt = cfgs.dit, jnp.dtype(params.dtype)
-    graphdef, state = _abstract(lambda: WanT2V(WanDiT(cfg, rngs=nnx.Rngs(0), dtype=dt,
+    graphdef, state = _abstract(lambda: WanVelocity(WanDiT(cfg, rngs=nnx.Rngs(0), dtype=dt,
                                                       param_dtype=dt)))
     if shard and len(devices) > 1:
         try:
