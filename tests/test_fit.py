@@ -129,3 +129,49 @@ def test_targets_table():
     if jax.default_backend() != "gpu":
         with pytest.raises(FitError, match="needs a local GPU"):
             targets.get("gpu")
+
+
+def _gvc(argv, capsys):
+    from gvc_jax.cli import main
+    rc = main(argv)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@needs_libtpu
+def test_gvc_fit_reads_the_architecture_from_a_folder(wan_official_folder, capsys):
+    """``gvc fit --weights DIR``: the preset the folder holds, its config files (no weight
+    read), compiled for a v5e chip; --json has the keys docs/fit.md promises."""
+    rc, out, err = _gvc(["fit", "--target", "tpu-v5e-1", "--weights", wan_official_folder,
+                         "--size", "64x64", "--frames", "5", "--programs",
+                         "dit_decode,vae_decode", "--json", "--quiet"], capsys)
+    assert rc == 0, err
+    r = json.loads(out)
+    assert {"target", "devices", "fits", "per_device_bytes", "capacity_bytes", "programs",
+            "estimate_seconds_per_gop"} <= set(r)
+    assert set(r["per_device_bytes"]) >= {"arguments", "temporaries", "outputs", "total"}
+    assert r["target"] == "tpu-v5e-1" and r["devices"] == 1 and r["fits"] is True
+    assert [p["name"] for p in r["programs"]] == ["dit_decode", "vae_decode"]
+    assert r["config"] == "wan2.1-t2v" and r["compiled_not_run"] is True
+    assert r["per_device_bytes"]["total"] == max(p["total_bytes"] + p["resident_bytes"]
+                                                 for p in r["programs"])
+
+
+def test_gvc_fit_bad_requests_are_one_line(capsys, monkeypatch):
+    for argv, match in (
+            (["fit", "--target", "tpu-v5e-1", "--size", "832x480"], "--config NAME or --weights"),
+            (["fit", "--target", "tpu-v9", "--config", "wan2.1-t2v-1.3b", "--size", "64x64"],
+             "unknown fit target"),
+            (["fit", "--target", "tpu-v5e-1", "--config", "wan2.1-t2v-1.3b", "--size", "64"],
+             "WIDTHxHEIGHT"),
+            (["fit", "--target", "tpu-v5e-1", "--config", "wan2.1-t2v-1.3b", "--size", "64x64",
+              "--mode", "i2v"], "codes t2v, not i2v")):
+        rc, out, err = _gvc(argv, capsys)
+        assert rc == 2 and err.startswith("gvc: error:") and match in err, (argv, err)
+        assert err.count("\n") == 1 and out == ""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "libtpu" else real(name, *a))
+    rc, _, err = _gvc(["fit", "--target", "tpu-v5e-1", "--config", "wan2.1-t2v-1.3b",
+                       "--size", "832x480"], capsys)
+    assert rc == 2 and 'pip install "gvc-jax[tpu]"' in err and err.count("\n") == 1

@@ -15,6 +15,7 @@ import traceback
 import gvc_jax.cli.batch_cmd as batch_cmd
 import gvc_jax.cli.codec_cmds as codec_cmds
 import gvc_jax.cli.eval_cmd as eval_cmd
+import gvc_jax.cli.fit_cmd as fit_cmd
 import gvc_jax.cli.metrics_cmd as metrics_cmd
 from gvc_jax.cli.common import (EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, Parser,
                                 Usage)
@@ -22,7 +23,7 @@ from gvc_jax.cli.common import (EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, EXIT_USA
 COMMANDS = {"compress": codec_cmds.cmd_compress, "decompress": codec_cmds.cmd_decompress,
             "info": codec_cmds.cmd_info, "demo": codec_cmds.cmd_demo,
             "eval": eval_cmd.cmd_eval, "batch": batch_cmd.cmd_batch,
-            "metrics": metrics_cmd.cmd_metrics}
+            "metrics": metrics_cmd.cmd_metrics, "fit": fit_cmd.cmd_fit}
 SEARCHING = ("compress", "eval", "demo", "batch")      # the commands that run the codebook
 
 
@@ -36,6 +37,7 @@ def build_parser() -> Parser:
     eval_cmd.add_parser(sub)
     metrics_cmd.add_parser(sub)
     batch_cmd.add_parser(sub)
+    fit_cmd.add_parser(sub)
     return p
 
 
@@ -82,10 +84,12 @@ def main(argv=None) -> int:
             return EXIT_USAGE
         a.argv = argv
         fn = COMMANDS[a.cmd]
-        if a.cmd in SEARCHING:
+        if a.cmd in SEARCHING or a.cmd == "decompress":
             from gvc_jax.codebook import ops
+            from gvc_jax.models.wan.attention import forced_implementation
             try:
                 ops.forced_method()
+                forced_implementation()
             except ValueError as e:
                 raise Usage(str(e)) from None
         if threading.current_thread() is threading.main_thread():

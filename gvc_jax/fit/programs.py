@@ -164,7 +164,9 @@ def dit_programs(cfgs: ModelConfigs, params, mode: str, latent_shape, devices, s
     cond = _place(cond, where)
     x = _place(_sds(latent_shape, jnp.float32), where)
     scalar = _place(_sds((), jnp.int32), where)
-    spec = params.spec(params.m_per_frame(f))
+    from gvc_jax.codec.codings import topm
+
+    spec = topm.spec(params, topm.m_per_frame(params, f))
     idx = _place(_sds((spec.sde_steps, f, spec.m_max), jnp.int32), where)
     sign = _place(_sds((spec.sde_steps, f, spec.m_max), jnp.bool_), where)
     weights = _per_chip_bytes(state)

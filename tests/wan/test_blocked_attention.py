@@ -168,3 +168,20 @@ def test_blocked_attention_on_gpu_without_cudnn(dtype):
         exact = _exact(q, k, v)
         ulp = 2.0 ** -8 * np.abs(exact).max()
         assert np.abs(got - exact).max() <= np.abs(xla - exact).max() + ulp
+
+
+def test_gvc_attention_forces_the_kernel(monkeypatch, capsys):
+    """``$GVC_ATTENTION`` overrides the automatic choice (how a GPU is run as one without cuDNN
+    flash attention); a name that is no kernel is a one-line usage error of the CLI."""
+    q = jnp.zeros((1, 8, 2, 16), jnp.float32)
+    monkeypatch.setenv("GVC_ATTENTION", "blocked")
+    assert att.choose_implementation(q, q, q) == "blocked"
+    with target.building_for("tpu"):
+        assert att.choose_implementation(q, q, q) == "blocked"
+    monkeypatch.setenv("GVC_ATTENTION", "flash9")
+    from gvc_jax.cli import main
+    assert main(["decompress", "nothing.gvc", "out.npy"]) == 2
+    err = capsys.readouterr().err
+    assert "$GVC_ATTENTION='flash9' is not one of" in err and err.count("\n") == 1
+    monkeypatch.delenv("GVC_ATTENTION")
+    assert att.choose_implementation(q, q, q) == "xla"

@@ -29,7 +29,8 @@ def _rel(a, b):
 def vae():
     from configs.wan_vae import get_config
     cfg = get_config("tiny")
-    return wvae.WanVAE(cfg, wvae.random_model(cfg, seed=5))
+    from gvc_jax.weights.vae import random_model
+    return wvae.WanVAE(cfg, random_model(cfg, seed=5))
 
 
 def _banded_decode(vae, z, bands):

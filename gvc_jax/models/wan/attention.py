@@ -20,6 +20,7 @@ every device runs the unchanged single-device kernel on its block.
 from __future__ import annotations
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -125,10 +126,26 @@ def _probe_cudnn(q_shape, k_shape, v_shape, dtype) -> str | None:
     return None
 
 
+ATTENTION_ENV = "GVC_ATTENTION"
+
+
+def forced_implementation() -> str | None:
+    """``$GVC_ATTENTION`` (one of :data:`IMPLEMENTATIONS`) when set: every attention call that
+    names no kernel uses it, e.g. ``blocked`` to run a GPU as one without cuDNN flash attention
+    would. ValueError if it names no kernel."""
+    forced = os.environ.get(ATTENTION_ENV)
+    if forced and forced not in IMPLEMENTATIONS:
+        raise ValueError(f"${ATTENTION_ENV}={forced!r} is not one of {', '.join(IMPLEMENTATIONS)}")
+    return forced or None
+
+
 def choose_implementation(q_blnh, k_bsnh, v_bsnh, tgt: target.Target | None = None) -> str:
     """The kernel for these inputs on ``tgt`` (default :func:`gvc_jax.target.current`):
-    "pallas" on TPU; on GPU "cudnn" unless :func:`cudnn_refusal` gives a reason, then
-    "blocked"; "xla" on CPU."""
+    ``$GVC_ATTENTION`` when set (:func:`forced_implementation`); else "pallas" on TPU; on GPU
+    "cudnn" unless :func:`cudnn_refusal` gives a reason, then "blocked"; "xla" on CPU."""
+    forced = forced_implementation()
+    if forced:
+        return forced
     tgt = tgt or target.current()
     if tgt.platform == "tpu":
         return "pallas"
