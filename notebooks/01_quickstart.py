@@ -25,6 +25,9 @@
 # The embedded prior is there to exercise the codec exactly, not to compress well: expect
 # blurry pictures at these rates. The Wan 2.1 models are what GVC is about
 # (`02_wan_codec.ipynb`).
+#
+# **Hardware:** any runtime; the CPU is enough (CI runs this notebook on 2 cores in about a
+# minute). Downloads: the package and its dependencies only (no model weights).
 
 # %%
 # Setup: on a fresh Colab runtime this clones the repository and installs it; in a checkout
@@ -36,7 +39,10 @@ import shutil
 import subprocess
 import sys
 
-REPO_URL = "https://github.com/gvc-jax/gvc-jax"  # assumed repository path (README, "Notebooks")
+REPO_URL = "https://github.com/gvc-jax/gvc-jax"  # the project (setup.cfg url)
+# The jax the tests run; jax's own extras pin what matches it: [tpu] libtpu 0.0.42.*,
+# [cuda12] the CUDA plugin of the same version.
+JAX_VERSION = "0.10.2"
 
 
 def _repo_root():
@@ -56,8 +62,9 @@ if REPO is None and importlib.util.find_spec("gvc_jax") is None:
         subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, REPO], check=True)
     tpu = os.path.exists("/dev/accel0") or "COLAB_TPU_ADDR" in os.environ
     jax_req = ("jax[cuda12]" if shutil.which("nvidia-smi") else "jax[tpu]" if tpu else "jax")
+    jax_req += f"=={JAX_VERSION}"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", REPO + "[demo,eval,wan]",
-                    jax_req + ">=0.9,<0.12"], check=True)
+                    jax_req], check=True)
     importlib.invalidate_caches()
 if REPO and REPO not in sys.path:
     sys.path.insert(0, REPO)

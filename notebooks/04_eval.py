@@ -26,6 +26,10 @@
 # the prior is an i.i.d. block-DCT model that proves the codec machinery, not a video model.
 # Give `WEIGHTS` a Wan 2.1 T2V folder and a `wan2.1-t2v-*` spec in `GVC` for the real thing
 # (GPU runtime).
+#
+# **Hardware:** the embedded prior runs on the CPU; for Wan configs see `02_wan_codec.ipynb`
+# (and `gvc fit`). Downloads: the package and matplotlib; the LPIPS and DISTS columns stay
+# empty, saying why, unless their weights are there (docs/metrics.md).
 
 # %%
 # Setup: on a fresh Colab runtime this clones the repository and installs it; in a checkout
@@ -37,7 +41,10 @@ import shutil
 import subprocess
 import sys
 
-REPO_URL = "https://github.com/gvc-jax/gvc-jax"  # assumed repository path (README, "Notebooks")
+REPO_URL = "https://github.com/gvc-jax/gvc-jax"  # the project (setup.cfg url)
+# The jax the tests run; jax's own extras pin what matches it: [tpu] libtpu 0.0.42.*,
+# [cuda12] the CUDA plugin of the same version.
+JAX_VERSION = "0.10.2"
 
 
 def _repo_root():
@@ -57,8 +64,9 @@ if REPO is None and importlib.util.find_spec("gvc_jax") is None:
         subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, REPO], check=True)
     tpu = os.path.exists("/dev/accel0") or "COLAB_TPU_ADDR" in os.environ
     jax_req = ("jax[cuda12]" if shutil.which("nvidia-smi") else "jax[tpu]" if tpu else "jax")
+    jax_req += f"=={JAX_VERSION}"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", REPO + "[demo,eval,wan]",
-                    jax_req + ">=0.9,<0.12"], check=True)
+                    jax_req], check=True)
     importlib.invalidate_caches()
 if REPO and REPO not in sys.path:
     sys.path.insert(0, REPO)

@@ -26,7 +26,7 @@ NAMES = ("01_quickstart", "02_wan_codec", "03_determinism", "04_eval")
 # Small settings that keep all four notebooks within a few minutes on 2 CPU cores.
 CI_PARAMS = {
     "01_quickstart": {"FRAMES": 8, "DOWNSCALE": 4, "CONFIG": "gaussian-fast", "K": None, "M": 64},
-    "02_wan_codec": {"WAN_WEIGHTS": None, "DOWNLOAD": False, "FRAMES": 9, "SIZE": (64, 48),
+    "02_wan_codec": {"WAN_WEIGHTS": {"t2v": None, "i2v": None, "flf2v": None}, "DOWNLOAD": False, "FRAMES": 9, "SIZE": (64, 48),
                      "K": 256, "M": 8, "PROMPT": "a rabbit in a meadow"},
     "03_determinism": {"FRAMES": 8, "DOWNSCALE": 4, "K": 256, "M": 4, "PARITY_K": 256,
                        "PARITY_M": 4},
@@ -96,3 +96,33 @@ def test_notebook_executes(name, tmp_path, monkeypatch):
     images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
                  for o in c.get("outputs", []))
     assert images >= 1, f"{name} shows no picture"
+    if name == "02_wan_codec":          # all three modes coded and decoded bit-exactly
+        text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                       for o in c.get("outputs", []))
+        for mode in ("t2v", "i2v", "flf2v"):
+            assert f"\n{mode} (wan2.1-{mode}" in "\n" + text and \
+                "decoded file == encoder's reconstruction: False" not in text, mode
+
+
+def test_setup_cells_pin_the_tested_jax_and_the_project_url():
+    """Each notebook's Colab setup installs the jax these tests run (jax's extras then pin the
+    matching libtpu or CUDA plugin) and clones the URL of setup.cfg, which the README's Colab
+    links use too."""
+    import configparser
+    import re
+
+    import jax
+
+    root = NB_DIR.parent
+    cfg = configparser.ConfigParser()
+    cfg.read(root / "setup.cfg")
+    url = cfg["metadata"]["url"]
+    path = url.split("github.com/")[1]
+    for name in NAMES:
+        src = _paths(name)[0].read_text(encoding="utf-8")
+        assert f'REPO_URL = "{url}"' in src, name
+        assert f'JAX_VERSION = "{jax.__version__}"' in src, (name, jax.__version__)
+        assert 'jax_req += f"=={JAX_VERSION}"' in src, name
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/", readme)
+    assert links and set(links) == {path}
