@@ -7,6 +7,11 @@ PIP := $(BIN)/python -m pip
 WAN22 := wan22==2.2.11
 LPIPS := lpips==0.1.4
 DISTS := dists-pytorch==0.1
+# The test extras pin torch==2.13.0, for the reference implementations only (CPU). Where the
+# package index would give a multi-GB CUDA build, take PyTorch's CPU wheels:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+TORCH_PIP := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 
 .PHONY: demo test test-all venv-base venv-test venv-demo venv-eval clean
 
@@ -23,7 +28,7 @@ venv-demo: $(BIN)/python
 # are installed the same way: the metrics read only their shipped weights (the tests
 # also run dists-pytorch's own code, with a stand-in for torchvision).
 venv-test: $(BIN)/python
-	$(PIP) install -q -e ".[test,tpu]"
+	$(PIP) install -q $(TORCH_PIP) -e ".[test,tpu]"
 	$(PIP) install -q --no-deps $(WAN22) $(LPIPS) $(DISTS)
 
 venv-eval: $(BIN)/python

@@ -20,3 +20,22 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     assert os.path.getsize("clip.gvc") > 0 and os.path.isfile("clip_decoded.npy")
     print(f"README example: {elapsed:.1f} s")
     assert elapsed < 60, elapsed
+
+
+def test_make_test_can_take_the_cpu_torch_wheel():
+    """`make test` says what torch it installs and takes PyTorch's CPU index when asked
+    (`make -n` prints the commands without running them)."""
+    import subprocess
+
+    with open(os.path.join(ROOT, "README.md")) as f:
+        quick = f.read().split("## Status")[0]
+    assert "CPU torch" in quick and "TORCH_INDEX=https://download.pytorch.org/whl/cpu" in quick
+    env = dict(os.environ, VENV="/nonexistent-venv")
+    out = subprocess.run(["make", "-n", "-B", "venv-test",
+                          "TORCH_INDEX=https://download.pytorch.org/whl/cpu"], cwd=ROOT,
+                         capture_output=True, text=True, env=env, check=True).stdout
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu -e .[test,tpu]" in \
+        out.replace('"', "")
+    plain = subprocess.run(["make", "-n", "-B", "venv-test"], cwd=ROOT, capture_output=True,
+                           text=True, env=env, check=True).stdout
+    assert "--extra-index-url" not in plain
