@@ -9,6 +9,7 @@ table to ``--out`` (JSON, with the command that made it).
     python bench/fit_tpu.py --out bench/results/fit_tpu.json          # every case
     python bench/fit_tpu.py --cases 13b-480p-v5e1 --out /tmp/fit.json  # one case
     python bench/fit_tpu.py --merge a.json b.json --out bench/results/fit_tpu.json
+    python bench/fit_tpu.py --markdown bench/results/fit_tpu.json     # the table of docs/fit.md
 """
 from __future__ import annotations
 
@@ -58,14 +59,34 @@ def merge(paths, out_path, argv) -> int:
     return 0
 
 
+def markdown(path: str) -> str:
+    """The summary of a results file as the Markdown table of docs/fit.md and the README."""
+    doc = json.load(open(path))
+    lines = ["| target | config | size × frames | DiT sharding | per-chip GiB (largest program) "
+             "| fits | est. s per GOP (encode) |", "|---|---|---|---|---:|---|---:|"]
+    for row in doc["summary"]:
+        est = row["estimate_seconds_per_gop"]
+        lines.append(f"| {row['target']} | {row['config']} | {row['size']} | "
+                     f"{row['sharding'] or '—'} | {row['per_chip_gib']:.2f} "
+                     f"({row['largest_program']}) | {'yes' if row['fits'] else '**no**'} | "
+                     f"{'—' if est is None else f'{est:.1f}'} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
     ap.add_argument("--programs", default=None, help="comma-separated subset of programs")
     ap.add_argument("--merge", nargs="+", default=None,
                     help="combine the JSON files of earlier runs (run in parallel) into --out")
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--markdown", metavar="JSON", help="print a results file's table and exit")
+    ap.add_argument("--out")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(args.markdown))
+        return 0
+    if not args.out:
+        ap.error("--out is required")
     if args.merge:
         return merge(args.merge, args.out, argv)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")

@@ -92,6 +92,12 @@ def model_configs(model: str, *, weights: str | None = None, names: dict | None 
     return ModelConfigs(dit, vae, t5, clip)
 
 
+def _anchors(mode: str) -> int:
+    """Anchor frames per GOP of ``mode`` (the mode's own declaration)."""
+    from gvc_jax.codec.registry import mode as mode_class
+    return int(mode_class(mode).anchors_per_gop)
+
+
 def _abstract(factory):
     graphdef, state = nnx.split(nnx.eval_shape(factory))
     return graphdef, state
@@ -157,8 +163,9 @@ def dit_programs(cfgs: ModelConfigs, params, mode: str, latent_shape, devices, s
     if params.guidance != 1.0:
         cond["negative"] = cond["context"]
         cond["guidance"] = _sds((), jnp.float32)
-    if mode in ("i2v", "flf2v"):
-        n_clip = cfgs.clip.tokens * (2 if mode == "flf2v" else 1)
+    anchors = _anchors(mode)
+    if anchors:
+        n_clip = cfgs.clip.tokens * anchors
         cond["clip"] = _sds((n_clip, cfg.clip_dim), dt)
         cond["y"] = _sds((4 + c, f, h, w), dt)
     cond = _place(cond, where)
@@ -190,7 +197,7 @@ def vae_programs(cfgs: ModelConfigs, mode: str, coded: int, hw, latent_shape, de
     state = _place(state, where)
     frames = _place(_sds((1, 3, coded, *hw), jnp.float32), where)
     lat = _place(_sds((1, *latent_shape), jnp.float32), where)
-    enc_runs = 2 if mode in ("i2v", "flf2v") else 1
+    enc_runs = 2 if _anchors(mode) else 1
     return [Program("vae_encode", vae._encode_impl, (graphdef, state, frames), (0,), {},
                     "1 chip", enc_runs, enc_runs - 1),
             Program("vae_decode", vae._decode_impl, (graphdef, state, lat), (0,), {},
@@ -223,11 +230,11 @@ def encoder_programs(cfgs: ModelConfigs, params, mode: str, device) -> list[Prog
     tok = _place(_sds((1, cfgs.dit.text_len), jnp.int32), where)
     out.append(Program("umt5", _umt5_apply(graphdef), (_place(state, where), tok, tok), (),
                        {}, "1 chip", 0, 0))
-    if mode in ("i2v", "flf2v"):
+    n = _anchors(mode)
+    if n:
         clip = cfgs.clip.copy_and_resolve_references()
         clip.dtype = clip.param_dtype = params.dtype
         graphdef, state = _abstract(lambda: CLIPVision(clip, rngs=nnx.Rngs(0)))
-        n = 2 if mode == "flf2v" else 1
         img = _place(_sds((n, clip.image_size, clip.image_size, 3), jnp.float32), where)
         out.append(Program("clip", _clip_apply(graphdef), (_place(state, where), img), (), {},
                            "1 chip", 1, 1))

@@ -20,6 +20,7 @@ class Mode(Protocol):
     groups: tuple[tuple[str, type], ...]   # (owner, parameter group) the mode uses
     owners: frozenset[str]          # the owners of those groups
     independent_gops: bool          # no GOP needs anything from another (batchable)
+    anchors_per_gop: int            # anchor frames conditioning each GOP (CLIP images, VAE clip)
 
     def plan(self, n_frames: int, params, geometry) -> list[Gop]:
         """The GOP table for a clip of ``n_frames`` source frames."""

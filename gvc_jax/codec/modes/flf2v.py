@@ -20,6 +20,7 @@ def anchor_positions(gops) -> list[int]:
 
 class FLF2V(Anchored):
     name = "flf2v"
+    anchors_per_gop = 2     # the first and last frame of each GOP
 
     def begin(self, session, frames):
         pos = anchor_positions(session.gops)

@@ -34,6 +34,7 @@ class I2V(Anchored):
     chunk_tags: tuple[str, ...] = ("ANCH", "RESD")
     groups = (("anchored", anchored.Params), ("i2v", Params))
     owners = frozenset({"anchored", "i2v"})
+    anchors_per_gop = 1
 
     def __init__(self):
         super().__init__()

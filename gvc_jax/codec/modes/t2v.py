@@ -14,6 +14,7 @@ class T2V:
     groups: tuple = ()
     owners = frozenset()
     independent_gops = True
+    anchors_per_gop = 0
 
     def plan(self, n_frames, params, geometry):
         return plan_disjoint(n_frames, params.gop_frames, geometry)
