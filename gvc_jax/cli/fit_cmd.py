@@ -33,6 +33,9 @@ def add_parser(sub):
     f.add_argument("--shard", metavar="TABLE",
                    help="sharding table of configs/sharding.py for the DiT (default wan-fsdp "
                         "on several chips)")
+    f.add_argument("--offload", choices=("auto", "always", "never"), default="auto",
+                   help="the codec's --offload: whether the DiT's weights stay on the chip while "
+                        "the VAE and CLIP run (default auto)")
     f.add_argument("--programs", metavar="LIST",
                    help=f"comma-separated subset of: {PROGRAM_NAMES}")
     f.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -54,7 +57,8 @@ def cmd_fit(a) -> int:
     say = log(a)
     try:
         report = fit(a.target, config, a.size, a.frames, mode=a.mode, shard=a.shard,
-                     weights=a.weights, programs=programs, log=say)
+                     weights=a.weights, programs=programs, log=say,
+                     offload=a.offload)
     except FitError as e:
         raise Usage(str(e)) from None
     print(json.dumps(report, indent=1) if a.json else format_table(report))

@@ -15,6 +15,7 @@ import jax
 from gvc_jax.fit.measure import compile_program
 from gvc_jax.fit.programs import (dit_programs, encoder_programs, gop_latent_shape,
                                   model_configs, vae_programs)
+from gvc_jax.codec.placement import AUTO_OFFLOAD_FRACTION, OFFLOAD
 from gvc_jax.fit.targets import FitError, FitTarget, devices, get
 
 DEFAULT_SHARD = "wan-fsdp"        # the table a multi-chip target uses unless one is named
@@ -60,11 +61,21 @@ def codec_params(config: str, frames: int | None, overrides: dict | None):
         raise FitError(str(e)) from None
 
 
-def _resident(entry: dict, capacity: int) -> int:
+def _resident(entry: dict, capacity: int, offload: str = "auto") -> int:
     """Bytes of the DiT's weights that stay on the chip while a program other than the DiT's
-    runs: the codec's ``auto`` offload parks them only when they take over half the chip."""
+    runs, under the codec's ``--offload`` (:mod:`gvc_jax.codec.placement`): ``always`` parks
+    them in host memory, ``never`` keeps them, ``auto`` parks them only when they take over
+    half the chip."""
     w = entry.get("dit_weights_bytes_per_chip", 0)
-    return 0 if w > capacity // 2 else w
+    if offload == "always" or (offload == "auto" and w > capacity * AUTO_OFFLOAD_FRACTION):
+        return 0
+    return w
+
+
+def _fits(e: dict, capacity: int, offload: str) -> bool:
+    if e.get("total_bytes") is None:
+        return False
+    return e["total_bytes"] + _resident(e, capacity, offload) <= capacity
 
 
 def _seconds(entry: dict, t: FitTarget) -> float | None:
@@ -78,7 +89,8 @@ def _seconds(entry: dict, t: FitTarget) -> float | None:
 def fit(target: str, config: str, size, frames: int | None = None, *, mode: str | None = None,
         shard: str | None = None, weights: str | None = None, overrides: dict | None = None,
         models: dict | None = None, programs: Sequence[str] | None = None,
-        memo: dict | None = None, log: Callable[[str], None] | None = None) -> dict:
+        memo: dict | None = None, log: Callable[[str], None] | None = None,
+        offload: str = "auto") -> dict:
     """Compiles one GOP's programs of codec preset ``config`` at ``size`` (WxH) for ``target``
     (:data:`gvc_jax.fit.targets.NAMES`) and returns the fit report (docs/fit.md, "Report").
 
@@ -88,8 +100,12 @@ def fit(target: str, config: str, size, frames: int | None = None, *, mode: str 
     names overriding parts (``{"dit": "tiny-t2v", "vae": "tiny", "t5": "tiny"}``).
     ``programs``: a subset of :data:`PROGRAMS`. ``memo``: a dict shared between calls; a
     program already compiled for the same chip, placement and arguments is taken from it
-    (marked ``"reused": true``), e.g. the VAE of several DiT configurations.
+    (marked ``"reused": true``), e.g. the VAE of several DiT configurations. ``offload``: the
+    codec's ``--offload`` (auto, always, never), which decides whether the DiT's weights stay on
+    the chip while the VAE and CLIP run; the report also says whether ``always`` would fit.
     """
+    if offload not in OFFLOAD:
+        raise FitError(f"offload {offload!r} is not one of {', '.join(OFFLOAD)}")
     t = get(target)
     w, h = parse_size(size)
     model, preset_mode, params = codec_params(config, frames, overrides)
@@ -128,13 +144,17 @@ def fit(target: str, config: str, size, frames: int | None = None, *, mode: str 
                 memo[key] = dict(e)
         if not p.name.startswith("dit") and p.name != "umt5":
             e["dit_weights_bytes_per_chip"] = dit_weights
-        e["resident_bytes"] = _resident(e, t.capacity_bytes)
+        e["resident_bytes"] = _resident(e, t.capacity_bytes, offload)
         if e.get("total_bytes") is not None:
-            e["fits"] = e["total_bytes"] + e["resident_bytes"] <= t.capacity_bytes
+            e["fits"] = _fits(e, t.capacity_bytes, offload)
         e["estimate_seconds"] = _seconds(e, t)
         entries.append(e)
-    return _report(t, devs, config, model, mode, params, (w, h), coded, hw, latent, shard,
-                   entries)
+    report = _report(t, devs, config, model, mode, params, (w, h), coded, hw, latent, shard,
+                     entries)
+    report["offload"] = offload
+    report["fits_with_offload_always"] = all(_fits(e, t.capacity_bytes, "always")
+                                             for e in entries)
+    return report
 
 
 def _memo_key(p, t: FitTarget) -> str:

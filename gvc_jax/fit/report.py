@@ -45,6 +45,9 @@ def format_table(report: dict) -> str:
     per = report.get("per_device_bytes") or {}
     out.append(f"{verdict}: largest program {report['largest_program']} needs "
                f"{_gib(per.get('total'))} GiB of {_gib(report['capacity_bytes'])} GiB per chip")
+    if not report["fits"] and report.get("fits_with_offload_always"):
+        out.append("fits with --offload always (the DiT's weights parked in host memory while "
+                   "the VAE and CLIP run)")
     est, dec = report.get("estimate_seconds_per_gop"), report.get("estimate_seconds_per_gop_decode")
     out.append(f"estimate (roofline, compiled not run): {_secs(est)} s per GOP to encode, "
                f"{_secs(dec)} s to decode")
