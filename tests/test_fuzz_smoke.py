@@ -107,8 +107,14 @@ def test_atheris_smoke_safetensors(tmp_path):
     corpus.mkdir()
     for i, s in enumerate(safetensors_harness.seeds()):
         (corpus / f"seed{i}").write_bytes(s)
+    # libFuzzer's RSS limit reads ru_maxrss, which a child starts with at its parent's resident
+    # size on Linux (the high-water mark survives fork and exec): a long pytest process can
+    # already hold GBs, so the limit is 2 GB above what the harness inherits.
+    import resource
+    inherited_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     r = subprocess.run([sys.executable, "-m", "gvc_jax.testing.fuzz.safetensors_harness", "-runs=2000",
-                        "-timeout=10", "-seed=1", f"-artifact_prefix={tmp_path}/", str(corpus)],
+                        "-timeout=10", "-seed=1", f"-rss_limit_mb={inherited_mb + 2048}",
+                        f"-artifact_prefix={tmp_path}/", str(corpus)],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "Done 2000 runs" in r.stderr

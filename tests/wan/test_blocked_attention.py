@@ -180,7 +180,7 @@ def test_gvc_attention_forces_the_kernel(monkeypatch, capsys):
         assert att.choose_implementation(q, q, q) == "blocked"
     monkeypatch.setenv("GVC_ATTENTION", "flash9")
     from gvc_jax.cli import main
-    assert main(["decompress", "nothing.gvc", "out.npy"]) == 2
+    assert main(["decompress", "nothing.gvc", "-o", "out.npy"]) == 2
     err = capsys.readouterr().err
     assert "$GVC_ATTENTION='flash9' is not one of" in err and err.count("\n") == 1
     monkeypatch.delenv("GVC_ATTENTION")
