@@ -30,8 +30,13 @@
 # random weights** of all three kinds in the official layout: every number below is then real
 # (rate, times, determinism) but **the pictures are meaningless**.
 #
-# **Hardware** (measured with random weights of the real shapes; `gvc fit` says the same for
-# your target before a download, docs/fit.md): FIT_FIGURES
+# **Hardware.** TPUs, from `gvc fit` (compiled for the chip by libtpu, **not run**; docs/fit.md):
+# the 1.3B at 832x480x81 or 1280x720x33 fits one v5e chip (16 GB; 10.9 / 15.7 GiB); the 14B
+# models at 1280x720x33 fit a v6e-8 slice, and a v5e-8 slice with `--offload always`. GPUs
+# (measured on an H200 in bf16 with random weights of the real shapes, JAX's live-buffer peak):
+# the 1.3B coded 33 frames at 720p in 21.9 GiB, the 14B in 46.3 GiB (36.0 GiB for I2V/FLF2V
+# with `--offload`); the process's footprint is larger unless the pool is capped (docs/cli.md).
+# Run `gvc fit --target gpu --config ... --size ...` on your runtime before a download.
 # On a CPU, use the tiny folders or very small clips.
 
 # %%
