@@ -4,7 +4,7 @@ default, flax_hijax_variable=False) at import time from names jax 0.11.2's
 jax.experimental.hijax no longer has, and fails to import. Copied as sitecustomize.py into the
 --target folder of the carried wheels (on PYTHONPATH), it gives the missing names from
 jax._src.hijax where there, else inert placeholders. Checked on CPU by deleting the names from
-jax 0.10.2; not yet run on the GPU machine (no machine could be started in that session).
+jax 0.10.2; not yet run on the GPU machine.
 """
 try:
     import jax.experimental.hijax as _pub
