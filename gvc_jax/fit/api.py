@@ -12,10 +12,10 @@ from typing import Callable, Sequence
 
 import jax
 
+from gvc_jax.codec.placement import AUTO_OFFLOAD_FRACTION, OFFLOAD
 from gvc_jax.fit.measure import compile_program
 from gvc_jax.fit.programs import (dit_programs, encoder_programs, gop_latent_shape,
                                   model_configs, vae_programs)
-from gvc_jax.codec.placement import AUTO_OFFLOAD_FRACTION, OFFLOAD
 from gvc_jax.fit.targets import FitError, FitTarget, devices, get
 
 DEFAULT_SHARD = "wan-fsdp"        # the table a multi-chip target uses unless one is named
