@@ -38,10 +38,10 @@ CASES = {
 
 
 def summary_row(name: str, r: dict) -> dict:
-    from gvc_jax.fit.api import _fits
+    from gvc_jax.fit.api import program_fits
 
     if "fits_with_offload_always" not in r:   # reports written before the key existed
-        r["fits_with_offload_always"] = all(_fits(e, r["capacity_bytes"], "always")
+        r["fits_with_offload_always"] = all(program_fits(e, r["capacity_bytes"], "always")
                                             for e in r["programs"])
     per = r["per_device_bytes"] or {}
     return {"case": name, "target": r["target"], "config": r["config"],

@@ -180,16 +180,16 @@ def test_gvc_fit_bad_requests_are_one_line(capsys, monkeypatch):
 def test_offload_decides_what_stays_resident():
     """The DiT's weights stay on the chip under the codec's ``auto`` offload unless they take
     over half of it; ``always`` parks them (the fit then says so), ``never`` keeps them."""
-    from gvc_jax.fit.api import _fits, _resident
+    from gvc_jax.fit.api import program_fits, _resident
 
     cap = 16 * 2 ** 30
     vae = {"total_bytes": 13 * 2 ** 30, "dit_weights_bytes_per_chip": int(3.4 * 2 ** 30)}
     assert _resident(vae, cap, "auto") == vae["dit_weights_bytes_per_chip"]
-    assert not _fits(vae, cap, "auto") and _fits(vae, cap, "always")
-    assert not _fits(vae, cap, "never")
+    assert not program_fits(vae, cap, "auto") and program_fits(vae, cap, "always")
+    assert not program_fits(vae, cap, "never")
     big = dict(vae, dit_weights_bytes_per_chip=9 * 2 ** 30)     # over half: auto parks
     assert _resident(big, cap, "auto") == 0 and _resident(big, cap, "never") == 9 * 2 ** 30
-    assert not _fits({"required_bytes": 1}, cap, "always")       # refused by the compiler
+    assert not program_fits({"required_bytes": 1}, cap, "always")       # refused by the compiler
     r = {"target": "t", "devices": 8, "device_kind": "TPU v5 lite", "config": "c", "mode": "t2v",
          "size": [1280, 720], "frames": 33, "dtype": "bfloat16", "sharding": "wan-fsdp",
          "capacity_bytes": cap, "fits": False, "fits_with_offload_always": True,

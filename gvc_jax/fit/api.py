@@ -72,7 +72,9 @@ def _resident(entry: dict, capacity: int, offload: str = "auto") -> int:
     return w
 
 
-def _fits(e: dict, capacity: int, offload: str) -> bool:
+def program_fits(e: dict, capacity: int, offload: str) -> bool:
+    """A compiled program's total plus the DiT weights resident under ``offload`` fit the chip
+    (a program the compiler refused never fits)."""
     if e.get("total_bytes") is None:
         return False
     return e["total_bytes"] + _resident(e, capacity, offload) <= capacity
@@ -146,13 +148,13 @@ def fit(target: str, config: str, size, frames: int | None = None, *, mode: str 
             e["dit_weights_bytes_per_chip"] = dit_weights
         e["resident_bytes"] = _resident(e, t.capacity_bytes, offload)
         if e.get("total_bytes") is not None:
-            e["fits"] = _fits(e, t.capacity_bytes, offload)
+            e["fits"] = program_fits(e, t.capacity_bytes, offload)
         e["estimate_seconds"] = _seconds(e, t)
         entries.append(e)
     report = _report(t, devs, config, model, mode, params, (w, h), coded, hw, latent, shard,
                      entries)
     report["offload"] = offload
-    report["fits_with_offload_always"] = all(_fits(e, t.capacity_bytes, "always")
+    report["fits_with_offload_always"] = all(program_fits(e, t.capacity_bytes, "always")
                                              for e in entries)
     return report
 

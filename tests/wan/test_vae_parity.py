@@ -13,6 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 jnp = pytest.importorskip("jax.numpy")
 
+from gvc_jax.testing.random_wan_tiny import randomize_vae_  # noqa: E402
+
 TOL = 1e-5
 TINY = dict(z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, temperal_downsample=[False, True, True])
 
@@ -20,20 +22,6 @@ TINY = dict(z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, temperal_downsamp
 def _rel(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def _randomise(module, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if name.endswith("gamma"):
-                p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=g))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
-            elif name.endswith("proj.weight"):
-                p.copy_(0.3 * torch.randn(p.shape, generator=g))
-            if name in ("decoder.conv_out.weight", "decoder.head.2.weight"):
-                p.mul_(0.3)
 
 
 def _video(t, h, w, seed):
@@ -59,7 +47,7 @@ def diffusers_pair(tmp_path_factory):
 
     torch.manual_seed(0)
     ref = AutoencoderKLWan(base_dim=8, **TINY).eval()
-    _randomise(ref, 1)
+    randomize_vae_(ref, 1)
     d = tmp_path_factory.mktemp("wan_vae_diffusers")
     ref.save_pretrained(d)
     return ref, load_vae(str(d), config="tiny")
@@ -72,7 +60,7 @@ def official_pair(tmp_path_factory):
     mod = load_wan22("vae2_1")
     torch.manual_seed(0)
     ref = mod.WanVAE_(dim=8, attn_scales=[], dropout=0.0, **TINY).eval()
-    _randomise(ref, 2)
+    randomize_vae_(ref, 2)
     path = tmp_path_factory.mktemp("wan_vae_official") / "Wan2.1_VAE.pth"
     torch.save(ref.state_dict(), path)
     return ref, load_vae(str(path), config="tiny")
