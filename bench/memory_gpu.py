@@ -199,6 +199,13 @@ def main(argv=None) -> int:
                                                                      sys.argv[1:])),
            "gpu": gpu, "card_total_gib": card, "weights": "random, of the real shapes",
            "runs": [], "psnr_bf16_vs_fp32_db": None}
+    if os.path.isfile(a.out):                  # runs of earlier commands on the same GPU
+        with open(a.out) as f:
+            old = json.load(f)
+        if old.get("gpu") == gpu:
+            res["command"] = old["command"] + " && " + res["command"]
+            res["runs"] = [r for r in old["runs"] if r.get("name") not in names]
+            res["psnr_bf16_vs_fp32_db"] = old.get("psnr_bf16_vs_fp32_db")
     for name in names:
         row = run_one(name, a.work, card, a.timeout)
         if name == "fp32-decode":
