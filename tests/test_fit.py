@@ -120,6 +120,49 @@ def test_loop_bodies_are_scaled_by_their_trip_counts():
     assert got["bytes"] >= 15 * 2 * n * n * 4
 
 
+GPU_HLO = """HloModule gpu_like
+
+%body (p: (s32[], bf16[256,512])) -> (s32[], bf16[256,512]) {
+  %p = (s32[], bf16[256,512]{1,0}) parameter(0)
+  %i = s32[] get-tuple-element(%p), index=0
+  %x = bf16[256,512]{1,0} get-tuple-element(%p), index=1
+  %w = bf16[512,512]{1,0} constant({...})
+  %gemm = (bf16[256,512]{1,0}, s8[4194304]{0}) custom-call(%x, %w), custom_call_target="__cublas$lt$matmul", backend_config={"operation_queue_id":"0","gemm_backend_config":{"alpha_real":1,"dot_dimension_numbers":{"lhs_contracting_dimensions":["1"],"rhs_contracting_dimensions":["0"],"lhs_batch_dimensions":[],"rhs_batch_dimensions":[]},"beta":0}}
+  %y = bf16[256,512]{1,0} get-tuple-element(%gemm), index=0
+  %q = bf16[1,256,4,128]{3,2,1,0} bitcast(%y)
+  %k = bf16[1,64,4,128]{3,2,1,0} constant({...})
+  %att = (bf16[1,4,256,128]{3,1,2,0}, u8[256]{0}) custom-call(%q, %k, %k), custom_call_target="__cudnn$fmhaSoftmax", backend_config={"cudnn_fmha_backend_config":{"bmm1_dot_dimension_numbers":{"lhs_batch_dimensions":["0","2"],"rhs_batch_dimensions":["0","2"],"lhs_contracting_dimensions":["3"],"rhs_contracting_dimensions":["3"]},"bmm2_dot_dimension_numbers":{"lhs_batch_dimensions":["0","1"]}}}
+  %one = s32[] constant(1)
+  %j = s32[] add(%i, %one)
+  ROOT %t = (s32[], bf16[256,512]{1,0}) tuple(%j, %y)
+}
+
+%cond (c: (s32[], bf16[256,512])) -> pred[] {
+  %c = (s32[], bf16[256,512]{1,0}) parameter(0)
+  %ci = s32[] get-tuple-element(%c), index=0
+  %lim = s32[] constant(100)
+  ROOT %lt = pred[] compare(%lim, %ci), direction=GT
+}
+
+ENTRY %main (a: bf16[256,512]) -> (s32[], bf16[256,512]) {
+  %a = bf16[256,512]{1,0} parameter(0)
+  %zero = s32[] constant(0)
+  %init = (s32[], bf16[256,512]{1,0}) tuple(%zero, %a)
+  ROOT %loop = (s32[], bf16[256,512]{1,0}) while(%init), condition=%cond, body=%body, backend_config={"known_trip_count":{"n":"7"}}
+}
+"""
+
+
+def test_gpu_library_calls_count_their_flops():
+    """On GPUs the matrix work is in cuBLAS and cuDNN custom calls: their FLOPs come from
+    their dimension numbers, and a loop's trip count from XLA's ``known_trip_count``."""
+    got = hlo_cost.analyse(GPU_HLO)
+    gemm = 2 * 256 * 512 * 512
+    attention = 4 * (1 * 4) * 256 * 64 * 128
+    assert got["flops"] == 7 * (gemm + attention) and not got["unknown_loops"]
+    assert got["custom_calls"] == {"__cublas$lt$matmul": 7, "__cudnn$fmhaSoftmax": 7}
+
+
 def test_targets_table():
     assert set(targets.NAMES) >= {"tpu-v5e-1", "tpu-v5e-4", "tpu-v5e-8", "tpu-v6e-1",
                                   "tpu-v6e-8", "tpu-v5p-8", "gpu"}

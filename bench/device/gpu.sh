@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the GPU tests and benches on the lent GPU machine (the `.library` device tool), in the
-# repository root there, with the carried wheels in .whl/ (docs/benchmarks.md lists them):
+# repository root there, with wheels the image lacks carried in .whl/ (constriction,
+# ml_collections, diffusers, DISTS_pytorch, wan22, easydict, ftfy, wcwidth; and flax 0.12.8 with
+# treescope, used with bench/device/sitecustomize.py only if the image's flax fails to import):
 #
 #   bash bench/device/gpu.sh bg/tests:240 bg/memory:480p-blocked:240 wait fp8:dit,diffusers
 #

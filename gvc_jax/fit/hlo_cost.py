@@ -5,10 +5,14 @@ XLA's ``cost_analysis()`` counts a ``while`` body once, and the codec's programs
 (per-chip, after SPMD partitioning) HLO text instead:
 
 * each computation's multiplicity is the sum over its call sites of the caller's multiplicity
-  times the trip count of a ``while`` (from its condition: ``induction < constant``, minus the
-  induction variable's constant start), 1 for fusions, calls and conditional branches;
+  times the trip count of a ``while`` (XLA's ``known_trip_count`` annotation where the
+  compiler wrote one, else from its condition: ``induction < constant``, minus the induction
+  variable's constant start), 1 for fusions, calls and conditional branches;
 * FLOPs: 2·(output elements)·(contracted elements) of every ``dot`` and ``convolution``,
-  inside fusions too (the matrix-unit work; elementwise work is not counted);
+  inside fusions too (the matrix-unit work; elementwise work is not counted); on GPUs the
+  same for cuBLAS GEMM custom calls (``__cublas$gemm``, ``__cublas$lt$matmul``, its fp8 form:
+  dimensions from their ``dot_dimension_numbers``) and 4·B·H·Lq·Lk·D for cuDNN's fused
+  attention (``__cudnn$fmha*``, forward: dimensions from ``bmm1_dot_dimension_numbers``);
 * bytes: operands plus result of every instruction of the control-flow computations (a fusion
   counts once, at its boundary), leaving out tuple plumbing, bitcasts, constants and values
   in on-chip memory (layouts marked ``S(1)``): an estimate of HBM traffic.
@@ -164,8 +168,43 @@ def _trip_count(comps, consts, cond: str, init_operands: list[str], defs) -> int
     return max(0, int(bound) - int(start))
 
 
+def _dims_field(attrs: str, obj: str, key: str) -> list[int] | None:
+    """The integer list ``key`` of the JSON object ``obj`` in a backend config."""
+    m = re.search(rf'"{obj}":\{{([^}}]*)\}}', attrs)
+    f = re.search(rf'"{key}":\[([^\]]*)\]', m[1]) if m else None
+    return None if f is None else [int(x) for x in re.findall(r"\d+", f[1])]
+
+
+def _custom_call_flops(out, operands, attrs, defs) -> float:
+    """FLOPs of the GPU library calls that do the matrix work (module docstring)."""
+    t = re.search(r'custom_call_target="([^"]+)"', attrs)
+    target = t[1] if t else ""
+    shapes = [_arrays(defs[x][1])[0][1] if x in defs and _arrays(defs[x][1]) else None
+              for x in operands[:2]]
+    if len(shapes) < 2 or None in shapes:
+        return 0.0
+    if target.startswith("__cublas$"):
+        k = _dims_field(attrs, "dot_dimension_numbers", "lhs_contracting_dimensions")
+        if k is None:
+            return 0.0
+        return 2.0 * math.prod(out[0][1]) * math.prod(shapes[0][i] for i in k)
+    if target.startswith("__cudnn$fmha") and "Backward" not in target:
+        q, kk = shapes
+        c = _dims_field(attrs, "bmm1_dot_dimension_numbers", "lhs_contracting_dimensions")
+        b = _dims_field(attrs, "bmm1_dot_dimension_numbers", "lhs_batch_dimensions")
+        if not c or b is None:
+            return 0.0
+        d, batch = math.prod(q[i] for i in c), math.prod(q[i] for i in b)
+        lq = math.prod(q) // (d * batch)
+        lk = math.prod(kk) // (d * batch)
+        return 4.0 * batch * lq * lk * d
+    return 0.0
+
+
 def _flops(shape, op, operands, attrs, defs) -> float:
     out = _arrays(shape)
+    if out and op == "custom-call":
+        return _custom_call_flops(out, operands, attrs, defs)
     if not out or op not in ("dot", "convolution"):
         return 0.0
     n_out = math.prod(out[0][1])
@@ -208,8 +247,10 @@ def analyse(text: str) -> dict:
             for kind, callee in _callees(at):
                 factor = 1
                 if o == "while" and kind in ("body", "condition"):
+                    known = re.search(r'"known_trip_count":\{"n":"(\d+)"', at)
                     cond = re.search(r"\bcondition=%([\w.\-]+)", at)
-                    tc = _trip_count(comps, consts, cond[1], a, defs) if cond else None
+                    tc = int(known[1]) if known else (
+                        _trip_count(comps, consts, cond[1], a, defs) if cond else None)
                     if tc is None:
                         if kind == "body":
                             unknown.append(n)
