@@ -11,11 +11,12 @@
 #   tests[:LIMIT]              pytest -m gpu on the GPU tests of blocked attention, fp8, DISTS
 #   fp8:PARTS[:LIMIT]          bench/fp8_gpu.py --parts PARTS  -> bench/results/fp8_<gpu>.json
 #   memory:RUNS[:LIMIT]        bench/memory_gpu.py --runs RUNS -> bench/results/memory_gpu.json
-# Logs and JSON are copied to $OUT after every stage; the JSON is also kept in .benchdata/ so
+# Logs and JSON are copied to $OUT after every stage; the JSON is also kept in /tmp/gvc_results so
 # that later calls on the same warm machine add their parts to it.
 set -u
 OUT=${OUT:-/tmp/gpu_out}
-mkdir -p "$OUT" .benchdata bench/results
+KEEP=/tmp/gvc_results      # outside the tree, which every call replaces
+mkdir -p "$OUT" "$KEEP" bench/results
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 SITE=/tmp/site
 if [ ! -f $SITE/.ready ]; then
@@ -42,11 +43,11 @@ case "$GPU" in *H200*) TAG=h200 ;; *H100*) TAG=h100 ;; *) TAG=gpu ;; esac
 echo "gpu: $GPU"
 save() {
   for f in bench/results/fp8_$TAG.json bench/results/memory_gpu.json; do
-    [ -f "$f" ] && cp "$f" .benchdata/ && cp "$f" "$OUT/"
+    [ -f "$f" ] && cp "$f" "$KEEP"/ && cp "$f" "$OUT/"
   done
 }
 for f in fp8_$TAG.json memory_gpu.json; do       # parts measured by earlier calls
-  [ -f .benchdata/$f ] && [ ! -f bench/results/$f ] && cp .benchdata/$f bench/results/
+  [ -f "$KEEP/$f" ] && [ ! -f bench/results/$f ] && cp "$KEEP/$f" bench/results/
 done
 START=$(date +%s); BUDGET=${BUDGET:-570}         # the whole command's limit, seconds
 run_stage() {                                   # run_stage STAGE
