@@ -15,13 +15,14 @@ Runs (``--runs``):
 * ``720p``: 1280x720x33, automatic attention (cuDNN flash on Hopper), in a 22 GiB pool (a
   24 GB card);
 
+* ``fp32-decode``: the 720p stream decoded once more with the DiT in float32 (cuDNN refuses
+  float32, so the blocked attention runs), uncapped; PSNR of that decode against the bf16 one.
+
 The pools follow ``gvc fit --target gpu`` on an H100 (``bench/results/gpu_h100/``): its largest
 program is the VAE decode, 8.5 GiB at 480p and 18.9 GiB at 720p, plus the DiT's 2.7 GiB of
 weights. Earlier runs in 8 and 12 GiB pools ran out of memory in the sampler's GOP scan
 (``jit_encode_gop``), asking for 5.87 and 11.97 GiB at once, where ``gvc fit`` compiled that
 program with 0.67 and 1.50 GiB of temporaries: the disagreement is not explained yet.
-* ``fp32-decode``: the 720p stream decoded once more with the DiT in float32 (cuDNN refuses
-  float32, so the blocked attention runs), uncapped; PSNR of that decode against the bf16 one.
 
 Times include JIT compilation of the first call in each process (``encode_s``: the first
 compress, encoder side; ``decode_s``: the decoder alone after it, its programs compiled by the

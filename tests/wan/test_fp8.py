@@ -291,8 +291,9 @@ def _fp8_gemms(hlo: str) -> int:
 
 @pytest.mark.gpu
 def test_gpu_fp8_gemms_and_bit_exact_decode(wan_official_folder, tmp_path, capsys):
-    """On a Hopper GPU: the fp8 forward compiles its linear layers to fp8 GEMMs (cuBLASLt
-    custom calls on f8e4m3fn operands), and an fp8 stream decodes to the encoder's frames."""
+    """On a Hopper GPU: the fp8 forward compiles its linear layers to matrix products of e4m3
+    operands (:func:`_fp8_gemms`) and its self-attention to cuDNN's fp8 attention, and an fp8
+    stream decodes to the encoder's frames."""
     if jax.default_backend() != "gpu":
         pytest.skip("needs a GPU")
     if str(jax.devices()[0].compute_capability).split(".")[0] != "9":
