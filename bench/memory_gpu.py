@@ -14,7 +14,6 @@ Runs (``--runs``):
   GPU without cuDNN flash attention gets) in a 14 GiB pool (a 16 GB T4 less its context);
 * ``720p``: 1280x720x33, automatic attention (cuDNN flash on Hopper), in a 22 GiB pool (a
   24 GB card);
-
 * ``fp32-decode``: the 720p stream decoded once more with the DiT in float32 (cuDNN refuses
   float32, so the blocked attention runs), uncapped; PSNR of that decode against the bf16 one.
 
