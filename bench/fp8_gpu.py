@@ -295,13 +295,12 @@ def part_gop13(a, res, keep):
 
 def part_drift(a, res, keep):
     from fp8_models import chosen_indices, index_agreement, psnr
+    from gvc_jax.codec import core
 
     if "fp8" not in keep:
         out, enc, model, frames, vae = _gop(a, False, "fp8", "never", 0)
         keep["fp8"] = (enc, model, frames, vae)
     enc8, model8, frames, vae = keep.pop("fp8")
-    from gvc_jax.codec import core
-
     out, enc16, model16, _, _ = _gop(a, False, "bfloat16", "never", 0, reuse=(vae,))
     # Teacher forced: the bf16 stream (its indices) decoded with the fp8 DiT.
     forced, _, _ = core.decompress(enc16.data, lambda *_: model8)

@@ -62,17 +62,22 @@ def _first_device_bytes(state) -> int:
                if hasattr(x, "addressable_shards"))
 
 
+def parks_weights(offload: str, weight_bytes: int, limit: int | None) -> bool:
+    """The ``offload`` rule for ``weight_bytes`` of weights per device on a device that may
+    hold ``limit`` bytes: ``always`` parks, ``never`` keeps, ``auto`` parks over
+    :data:`AUTO_OFFLOAD_FRACTION` of a known limit. ``gvc fit`` applies it to compiled targets."""
+    if offload != "auto":
+        return offload == "always"
+    return bool(limit) and weight_bytes > AUTO_OFFLOAD_FRACTION * limit
+
+
 def _wants_offload(offload: str, state) -> bool:
     import jax
 
-    if offload == "never" or not jax.tree.leaves(state):
-        return False
-    if offload == "always":
-        return True
-    if jax.default_backend() == "cpu":      # host memory either way
-        return False
+    if not jax.tree.leaves(state) or (offload == "auto" and jax.default_backend() == "cpu"):
+        return False                        # nothing to park; on a CPU, host memory either way
     limit = (jax.devices()[0].memory_stats() or {}).get("bytes_limit")
-    return bool(limit) and _first_device_bytes(state) > AUTO_OFFLOAD_FRACTION * limit
+    return parks_weights(offload, _first_device_bytes(state), limit)
 
 
 class WeightParker:

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import jax
 
-from gvc_jax.codec.placement import AUTO_OFFLOAD_FRACTION, OFFLOAD
+from gvc_jax.codec.placement import OFFLOAD, parks_weights
 from gvc_jax.fit.measure import compile_program
 from gvc_jax.fit.programs import (dit_programs, encoder_programs, gop_latent_shape,
                                   model_configs, vae_programs)
@@ -67,9 +67,7 @@ def _resident(entry: dict, capacity: int, offload: str = "auto") -> int:
     them in host memory, ``never`` keeps them, ``auto`` parks them only when they take over
     half the chip."""
     w = entry.get("dit_weights_bytes_per_chip", 0)
-    if offload == "always" or (offload == "auto" and w > capacity * AUTO_OFFLOAD_FRACTION):
-        return 0
-    return w
+    return 0 if parks_weights(offload, w, capacity) else w
 
 
 def program_fits(e: dict, capacity: int, offload: str) -> bool:

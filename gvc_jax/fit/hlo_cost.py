@@ -179,10 +179,10 @@ def _custom_call_flops(out, operands, attrs, defs) -> float:
     """FLOPs of the GPU library calls that do the matrix work (module docstring)."""
     t = re.search(r'custom_call_target="([^"]+)"', attrs)
     target = t[1] if t else ""
-    shapes = [_arrays(defs[x][1])[0][1] if x in defs and _arrays(defs[x][1]) else None
-              for x in operands[:2]]
-    if len(shapes) < 2 or None in shapes:
+    arrays = [_arrays(defs[x][1]) if x in defs else [] for x in operands[:2]]
+    if len(arrays) < 2 or not all(arrays):
         return 0.0
+    shapes = [a[0][1] for a in arrays]
     if target.startswith("__cublas$"):
         k = _dims_field(attrs, "dot_dimension_numbers", "lhs_contracting_dimensions")
         if k is None:
