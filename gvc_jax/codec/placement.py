@@ -74,8 +74,12 @@ def parks_weights(offload: str, weight_bytes: int, limit: int | None) -> bool:
 def _wants_offload(offload: str, state) -> bool:
     import jax
 
-    if not jax.tree.leaves(state) or (offload == "auto" and jax.default_backend() == "cpu"):
-        return False                        # nothing to park; on a CPU, host memory either way
+    if not jax.tree.leaves(state):
+        return False
+    if offload != "auto":
+        return parks_weights(offload, 0, None)
+    if jax.default_backend() == "cpu":      # host memory either way
+        return False
     limit = (jax.devices()[0].memory_stats() or {}).get("bytes_limit")
     return parks_weights(offload, _first_device_bytes(state), limit)
 
